@@ -1,0 +1,35 @@
+//! The rpibroker broker.
+//!
+//! # Layout
+//!
+//! - [`broker`]: starting a broker on given listeners and running it until shutdown.
+//! - [`settings`]: defaults, config file, environment and flags, resolved once.
+//! - [`store`]: SQLite persistence of devices, ports, keys and retired tokens.
+//! - [`api`]: the HTTP API; the agents' handshake (`POST /api/v1/connect`).
+//! - [`tunnel`]: the SSH endpoint devices connect to; grants only forwards of
+//!   the device's own services and the control subsystem.
+//! - [`registry`]: live sessions in memory: which device is connected and
+//!   what it forwards; the edge asks it where a visitor goes.
+//! - [`edge`]: where visitors come in: Host routing, SNI routing, per-device ports.
+//! - [`presence`]: writing online state and last-seen times to the store.
+//! - [`notify`]: the local socket through which `device` commands reach a running broker.
+//! - [`device_cmd`], [`cli`]: the command line.
+//! - [`token`], [`host_key`], [`port_pool`], [`time`], [`shutdown`]: small
+//!   pieces named for what they own.
+
+pub mod api;
+pub mod broker;
+pub mod cli;
+pub mod device_cmd;
+pub mod edge;
+pub mod host_key;
+pub mod notify;
+pub mod port_pool;
+pub mod presence;
+pub mod registry;
+pub mod settings;
+pub mod shutdown;
+pub mod store;
+pub mod time;
+pub mod token;
+pub mod tunnel;

@@ -41,8 +41,9 @@ impl HardwareReport {
             self.os.as_ref(),
             self.board.as_ref(),
         ];
-        texts.into_iter().flatten().all(|t| {
-            t.chars().count() <= MAX_TEXT_LEN && !t.chars().any(|c| c.is_control())
-        })
+        texts
+            .into_iter()
+            .flatten()
+            .all(|t| t.chars().count() <= MAX_TEXT_LEN && !t.chars().any(|c| c.is_control()))
     }
 }

@@ -1,0 +1,153 @@
+//! The handshake (seed step 3): a device presents its token and hardware
+//! report; the broker answers with its subdomain, ports, tunnel endpoint and
+//! host key fingerprint. Ports are assigned at the first handshake, in the
+//! same transaction as everything else, so a failure leaves nothing behind.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use rpibroker_wire::handshake::MAX_CONNECT_BODY;
+use rpibroker_wire::{ConnectRequest, ConnectResponse, ErrorCode};
+use russh::keys::{HashAlg, PublicKey};
+
+use super::Failure;
+use crate::broker::Shared;
+use crate::store::{RetiredReason, StoreError, TokenLookup};
+use crate::time::UnixTime;
+use crate::token;
+
+/// Time allowed to receive the body once the head has arrived.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn malformed(message: impl Into<String>) -> Failure {
+    Failure::new(
+        StatusCode::BAD_REQUEST,
+        ErrorCode::MalformedRequest,
+        message,
+    )
+}
+
+fn too_large() -> Failure {
+    Failure::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::BodyTooLarge,
+        format!("the handshake body is limited to {MAX_CONNECT_BODY} bytes"),
+    )
+}
+
+pub async fn connect(
+    State(shared): State<Arc<Shared>>,
+    req: Request,
+) -> Result<Json<ConnectResponse>, Failure> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_CONNECT_BODY) {
+        return Err(too_large());
+    }
+    let body = tokio::time::timeout(
+        BODY_TIMEOUT,
+        axum::body::to_bytes(req.into_body(), MAX_CONNECT_BODY),
+    )
+    .await
+    .map_err(|_| malformed("the request body did not arrive in time"))?
+    .map_err(|_| too_large())?;
+    let request: ConnectRequest = serde_json::from_slice(&body)
+        .map_err(|e| malformed(format!("the handshake is not valid: {e}")))?;
+    if !request.hardware.is_well_formed() {
+        return Err(malformed(
+            "the hardware report has an overlong or non-printable field",
+        ));
+    }
+    let agent_key = match &request.public_key {
+        Some(text) => {
+            let key = PublicKey::from_openssh(text.trim()).map_err(|e| {
+                Failure::new(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::BadPublicKey,
+                    format!("public_key is not an OpenSSH public key: {e}"),
+                )
+            })?;
+            let canonical = key
+                .to_openssh()
+                .map_err(|e| Failure::internal("encoding a device key", e))?;
+            Some((key.fingerprint(HashAlg::Sha256).to_string(), canonical))
+        }
+        None => None,
+    };
+
+    let hash = token::hash(&request.token);
+    let pool = shared.settings.port_pool;
+    let hardware = request.hardware.clone();
+    let outcome = shared
+        .store
+        .blocking(move |s| -> Result<_, StoreError> {
+            let device = match s.lookup_token(&hash)? {
+                TokenLookup::Current(d) => d,
+                other => return Ok(Err(other)),
+            };
+            let key = agent_key.as_ref().map(|(f, k)| (f.as_str(), k.as_str()));
+            let ports = s.record_handshake(device.id, pool, key, &hardware, UnixTime::now())?;
+            Ok(Ok((device, ports)))
+        })
+        .await;
+    let (device, ports) = match outcome {
+        Ok(Ok(found)) => found,
+        Ok(Err(TokenLookup::Retired { device, reason, at })) => {
+            let when = at.ago(UnixTime::now());
+            return Err(match reason {
+                RetiredReason::Revoked => Failure::new(
+                    StatusCode::UNAUTHORIZED,
+                    ErrorCode::RevokedToken,
+                    format!(
+                        "this token of device {device} was revoked {when}; put the new token from `rpibroker device revoke` in the agent's config"
+                    ),
+                ),
+                RetiredReason::Removed => Failure::new(
+                    StatusCode::GONE,
+                    ErrorCode::DeviceRemoved,
+                    format!(
+                        "device {device} was removed from this broker {when}; register it again with `rpibroker device add`"
+                    ),
+                ),
+            });
+        }
+        Ok(Err(_)) => {
+            return Err(Failure::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::BadToken,
+                "no device has this token; check the token in the agent's config",
+            ));
+        }
+        Err(StoreError::PoolExhausted(pool)) => {
+            tracing::error!(%pool, "device port pool exhausted");
+            return Err(Failure::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::PortPoolExhausted,
+                format!(
+                    "the broker has no free public ports left (pool {pool}); its operator must enlarge the pool"
+                ),
+            ));
+        }
+        Err(e) => return Err(Failure::internal("handshake failed", e)),
+    };
+    tracing::info!(
+        device = %device.name,
+        agent = request.agent_version.as_deref().unwrap_or("unknown"),
+        arch = %request.hardware.arch,
+        "handshake"
+    );
+    Ok(Json(ConnectResponse {
+        device_id: device.id,
+        subdomain: format!("{}.{}", device.name, shared.settings.domain),
+        device: device.name,
+        ports,
+        tunnel: format!("{}:{}", shared.settings.tunnel_host, shared.ssh_port),
+        host_key_fingerprint: shared.host_key_fingerprint.clone(),
+    }))
+}

@@ -1,0 +1,107 @@
+//! The broker's HTTP API. For now it carries the agents' handshake
+//! (`POST /api/v1/connect`, see [`connect`]) and a health check.
+//!
+//! Every failure is a JSON [`ApiError`] with a machine-readable code and a
+//! sentence for a person; details of internal errors go to the log only.
+//! Connections are bounded: a request head must arrive within the edge read
+//! timeout and bodies are size-limited per endpoint.
+
+mod connect;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use rpibroker_wire::handshake::CONNECT_PATH;
+use rpibroker_wire::{ApiError, ErrorCode};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::broker::Shared;
+use crate::shutdown::Shutdown;
+
+/// Open API connections, at most.
+const MAX_CONNECTIONS: usize = 1024;
+
+/// A failed API call, rendered as [`ApiError`] JSON.
+#[derive(Debug)]
+pub struct Failure {
+    status: StatusCode,
+    error: ApiError,
+}
+
+impl Failure {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            error: ApiError {
+                code,
+                message: message.into(),
+            },
+        }
+    }
+
+    /// An internal error: logged in full, reported to the client in general terms.
+    pub fn internal(context: &str, error: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %error, "{context}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            "the broker hit an internal error; its operator can find details in its log",
+        )
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(self.error)).into_response()
+    }
+}
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(CONNECT_PATH, post(connect::connect))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(shared)
+}
+
+/// Serves the API until shutdown.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdown: Shutdown) {
+    let header_timeout = shared.settings.edge_read_timeout;
+    let app = router(shared);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (socket, peer) = tokio::select! {
+            conn = listener.accept() => match conn {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed on the API port");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.wait() => return,
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "too many API connections; dropping one");
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(socket), service);
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "API connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+}

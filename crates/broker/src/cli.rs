@@ -1,0 +1,74 @@
+//! The `rpibroker` command line: `serve` and the `device` commands.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use rpibroker_wire::DeviceName;
+
+use crate::settings::SettingsArgs;
+
+/// rpibroker: turn small computers behind home routers into rentable servers.
+///
+/// `rpibroker serve` runs the broker: the SSH tunnel endpoint devices connect
+/// to, the public HTTP/HTTPS edge, and the API. `rpibroker device …` manages
+/// devices in the same data directory, whether or not the broker is running.
+#[derive(Debug, Parser)]
+#[command(name = "rpibroker", version, propagate_version = true)]
+pub struct Cli {
+    /// Data directory: database, SSH host key, runtime files
+    /// [default: $XDG_DATA_HOME/rpibroker or ~/.local/share/rpibroker].
+    #[arg(long, env = "RPIBROKER_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// TOML config file [default: rpibroker.toml in the data directory, if present].
+    #[arg(long, env = "RPIBROKER_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the broker until Ctrl-C or SIGTERM.
+    Serve,
+    /// Register and manage devices.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Register a device; prints its token (once) and a ready agent config.
+    Add {
+        /// Device name; also its subdomain (<name>.<domain>) and SSH user name.
+        name: DeviceName,
+        /// Also let the device log in with this OpenSSH public key file.
+        #[arg(long, value_name = "FILE")]
+        ssh_key: Option<PathBuf>,
+        /// Write the agent config to FILE (mode 0600) instead of printing it.
+        #[arg(long, value_name = "FILE")]
+        config_out: Option<PathBuf>,
+        /// Print one JSON object (device, token, agent_config) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List devices with their state, ports and hardware.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a device: its token stops working, its tunnel is cut, its ports are freed.
+    Remove { name: DeviceName },
+    /// Give a device a new token; the old one stops working and its tunnel is cut.
+    Revoke {
+        name: DeviceName,
+        /// Write the new agent config to FILE (mode 0600) instead of printing it.
+        #[arg(long, value_name = "FILE")]
+        config_out: Option<PathBuf>,
+        /// Print one JSON object (device, token, agent_config) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}

@@ -1,0 +1,272 @@
+//! The `rpibroker device …` commands. They work on the store directly, so
+//! they work whether or not a broker is running, and then notify a running
+//! broker so it acts at once (see [`crate::notify`]).
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use rpibroker_wire::agent_config::{AgentConfig, Targets, Token};
+use rpibroker_wire::{DeviceName, Service};
+use russh::keys::{HashAlg, PublicKey};
+use serde::Serialize;
+
+use crate::broker::create_private_dir;
+use crate::cli::DeviceCommand;
+use crate::settings::Settings;
+use crate::store::{DeviceRecord, Store, StoreError};
+use crate::time::UnixTime;
+use crate::{host_key, notify, presence, token};
+
+pub async fn run(settings: &Settings, command: DeviceCommand) -> anyhow::Result<()> {
+    create_private_dir(&settings.data_dir)?;
+    let store = Store::open(&settings.database_path()).context("opening the database")?;
+    match command {
+        DeviceCommand::Add {
+            name,
+            ssh_key,
+            config_out,
+            json,
+        } => {
+            let owner_key = ssh_key.as_deref().map(read_public_key).transpose()?;
+            let token = token::generate();
+            let key = owner_key.as_ref().map(|(f, k)| (f.as_str(), k.as_str()));
+            match store.add_device(&name, &token::hash(&token), key, UnixTime::now()) {
+                Err(StoreError::NameTaken(name)) => {
+                    bail!(
+                        "a device named {name} already exists; pick another name or `rpibroker device remove {name}` first"
+                    )
+                }
+                other => other?,
+            };
+            let enrolled = Enrollment::new(settings, &name, token)?;
+            enrolled.print("registered", config_out.as_deref(), json)
+        }
+        DeviceCommand::List { json } => list(settings, &store, json),
+        DeviceCommand::Remove { name } => {
+            match store.remove_device(&name, UnixTime::now()) {
+                Err(StoreError::NoSuchDevice(name)) => bail!("no device named {name}"),
+                other => other?,
+            }
+            tell_broker(&settings.data_dir, &name).await;
+            println!(
+                "Device {name} removed: its token no longer works, its tunnel is cut and its ports are free."
+            );
+            Ok(())
+        }
+        DeviceCommand::Revoke {
+            name,
+            config_out,
+            json,
+        } => {
+            let token = token::generate();
+            match store.replace_token(&name, &token::hash(&token), UnixTime::now()) {
+                Err(StoreError::NoSuchDevice(name)) => bail!("no device named {name}"),
+                other => other?,
+            }
+            tell_broker(&settings.data_dir, &name).await;
+            let enrolled = Enrollment::new(settings, &name, token)?;
+            enrolled.print(
+                "given a new token (the old one and its tunnel are cut)",
+                config_out.as_deref(),
+                json,
+            )
+        }
+    }
+}
+
+/// Reads an OpenSSH public key file; returns its fingerprint and canonical text.
+fn read_public_key(path: &Path) -> anyhow::Result<(String, String)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let key = PublicKey::from_openssh(text.trim()).with_context(|| {
+        format!(
+            "{} is not an OpenSSH public key (the .pub file)",
+            path.display()
+        )
+    })?;
+    Ok((
+        key.fingerprint(HashAlg::Sha256).to_string(),
+        key.to_openssh().context("encoding the public key")?,
+    ))
+}
+
+async fn tell_broker(data_dir: &Path, device: &DeviceName) {
+    match notify::device_changed_client(data_dir, device).await {
+        Ok(_) => {}
+        Err(e) => eprintln!(
+            "warning: could not tell the running broker ({e}); it will refuse the old credentials on the next login, but a live tunnel stays up until it reconnects"
+        ),
+    }
+}
+
+/// A device's token and agent config, shown once.
+#[derive(Serialize)]
+struct Enrollment {
+    device: DeviceName,
+    token: String,
+    agent_config: AgentConfig,
+    #[serde(skip)]
+    openssh_command: String,
+}
+
+impl Enrollment {
+    fn new(settings: &Settings, name: &DeviceName, token: String) -> anyhow::Result<Self> {
+        let key = host_key::load_or_create(&settings.data_dir)?;
+        let ssh_port = settings.ssh_listen.port();
+        Ok(Self {
+            device: name.clone(),
+            agent_config: AgentConfig {
+                broker_url: settings.public_url.clone(),
+                device: name.clone(),
+                token: Token(token.clone()),
+                host_key_fingerprint: Some(host_key::fingerprint(&key)),
+                targets: Targets::default(),
+                key_file: None,
+            },
+            openssh_command: format!(
+                "ssh -N -p {ssh_port} -R 22:localhost:22 -R 80:localhost:80 -R 443:localhost:443 {name}@{}",
+                settings.tunnel_host
+            ),
+            token,
+        })
+    }
+
+    fn print(&self, what: &str, config_out: Option<&Path>, json: bool) -> anyhow::Result<()> {
+        let config = serde_json::to_string_pretty(&self.agent_config)?;
+        if let Some(path) = config_out {
+            write_private(path, format!("{config}\n").as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        if json {
+            println!("{}", serde_json::to_string_pretty(self)?);
+            return Ok(());
+        }
+        let name = &self.device;
+        println!("Device {name} {what}.\n");
+        println!(
+            "Device token (shown only this once; the broker keeps only a hash):\n  {}\n",
+            self.token
+        );
+        match config_out {
+            Some(path) => println!("Agent config written to {}.", path.display()),
+            None => println!("Agent config (save it on the device as device.json):\n{config}"),
+        }
+        println!("\nOn the device, start the agent:\n  rpibroker-agent --config device.json");
+        println!(
+            "\nOr use a stock OpenSSH client (its password is the token):\n  {}",
+            self.openssh_command
+        );
+        Ok(())
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)
+}
+
+/// A device as `device list --json` shows it.
+#[derive(Serialize)]
+struct Listed {
+    id: i64,
+    name: DeviceName,
+    subdomain: String,
+    ports: Option<rpibroker_wire::ServicePorts>,
+    online: bool,
+    online_since: Option<i64>,
+    last_seen: Option<i64>,
+    created_at: i64,
+    hardware: Option<rpibroker_wire::HardwareReport>,
+}
+
+/// A broker refreshes `last_seen` every heartbeat; a device whose record says
+/// "online" but was not refreshed for longer belonged to a broker that died.
+fn is_online(d: &DeviceRecord, now: UnixTime) -> bool {
+    let stale_after = 2 * presence::HEARTBEAT.as_secs() as i64 + 10;
+    d.online_since.is_some() && d.last_seen.is_some_and(|t| now.0 - t.0 <= stale_after)
+}
+
+fn list(settings: &Settings, store: &Store, json: bool) -> anyhow::Result<()> {
+    let devices = store.devices()?;
+    let now = UnixTime::now();
+    if json {
+        let listed: Vec<Listed> = devices
+            .into_iter()
+            .map(|d| Listed {
+                online: is_online(&d, now),
+                subdomain: format!("{}.{}", d.name, settings.domain),
+                id: d.id,
+                name: d.name,
+                ports: d.ports,
+                online_since: d.online_since.map(|t| t.0),
+                last_seen: d.last_seen.map(|t| t.0),
+                created_at: d.created_at.0,
+                hardware: d.hardware,
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&listed)?);
+        return Ok(());
+    }
+    if devices.is_empty() {
+        println!("No devices yet. Register one with `rpibroker device add NAME`.");
+        return Ok(());
+    }
+    println!(
+        "{:<24} {:<22} {:<20} {:<24}",
+        "NAME", "STATE", "PORTS ssh/http/https", "HARDWARE"
+    );
+    for d in devices {
+        let state = if is_online(&d, now) {
+            format!(
+                "online {}",
+                d.online_since
+                    .map(|t| t.ago(now))
+                    .unwrap_or_default()
+                    .replace(" ago", "")
+            )
+        } else {
+            match d.last_seen {
+                Some(t) => format!("offline, seen {}", t.ago(now)),
+                None => "never connected".into(),
+            }
+        };
+        let ports = d
+            .ports
+            .map(|p| {
+                Service::ALL
+                    .iter()
+                    .map(|s| p.get(*s).to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .unwrap_or_else(|| "-".into());
+        let hardware = d
+            .hardware
+            .map(|h| {
+                let mut parts = vec![h.arch];
+                if let Some(c) = h.cpu_cores {
+                    parts.push(format!("{c} cores"));
+                }
+                if let Some(m) = h.memory_bytes {
+                    parts.push(format!("{} MiB", m / (1024 * 1024)));
+                }
+                parts.join(", ")
+            })
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<24} {:<22} {:<20} {:<24}",
+            d.name.as_str(),
+            state,
+            ports,
+            hardware
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,55 @@
+//! A device's raw public port for one service: every connection is passed to
+//! the device as it is. The port listens only while the device forwards the
+//! service, so visitors of an offline device are refused at once.
+
+use std::sync::Arc;
+
+use rpibroker_wire::{DeviceName, Service};
+use tokio::net::TcpListener;
+use tracing::Instrument;
+
+use crate::edge::splice;
+use crate::registry::Registry;
+
+/// Accepts visitors on `listener` until the task is aborted (when the device's
+/// forward ends).
+pub async fn serve(
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    device: DeviceName,
+    service: Service,
+) {
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!(%device, %service, error = %e, "accept failed on device port");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        let (registry, device) = (registry.clone(), device.clone());
+        let span = tracing::debug_span!("visitor", %device, %service, %peer);
+        tokio::spawn(
+            async move {
+                let route = match registry.route(&device, service) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "closing visitor");
+                        return;
+                    }
+                };
+                match splice::open(&route, peer).await {
+                    Ok(stream) => {
+                        if let Err(e) = stream.run(socket, &[]).await {
+                            tracing::debug!(error = %e, "visitor connection ended with an error");
+                        }
+                    }
+                    Err(e) => tracing::info!(error = %e, "device refused a visitor"),
+                }
+            }
+            .instrument(span),
+        );
+    }
+}

@@ -1,0 +1,65 @@
+//! Joining a visitor's connection to the device: one `forwarded-tcpip`
+//! channel on the device's SSH session per visitor connection.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::registry::Route;
+
+/// Copy buffer size. russh sends one SSH packet per write, so this is the
+/// largest packet a visitor's bytes travel in (see notes on russh throughput).
+const COPY_BUFFER: usize = 64 * 1024;
+/// How long the device has to accept a channel before the visitor is told it
+/// is unavailable.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpliceError {
+    #[error("the device did not accept the connection: {0}")]
+    Refused(String),
+    #[error("the device did not answer within {OPEN_TIMEOUT:?}")]
+    Timeout,
+}
+
+/// An open channel to the device, ready to carry a visitor's bytes.
+pub struct DeviceStream(russh::ChannelStream<russh::server::Msg>);
+
+/// Opens a channel on the device's session for `visitor`.
+pub async fn open(route: &Route, visitor: SocketAddr) -> Result<DeviceStream, SpliceError> {
+    let open = route.handle.channel_open_forwarded_tcpip(
+        route.address.clone(),
+        route.port,
+        visitor.ip().to_string(),
+        u32::from(visitor.port()),
+    );
+    let channel = tokio::time::timeout(OPEN_TIMEOUT, open)
+        .await
+        .map_err(|_| SpliceError::Timeout)?
+        .map_err(|e| SpliceError::Refused(e.to_string()))?;
+    Ok(DeviceStream(channel.into_stream()))
+}
+
+impl DeviceStream {
+    /// Sends `prefix` (bytes already read from the visitor), then copies both
+    /// ways until both sides are done. Returns the bytes moved each way.
+    pub async fn run(
+        mut self,
+        mut visitor: TcpStream,
+        prefix: &[u8],
+    ) -> std::io::Result<(u64, u64)> {
+        if !prefix.is_empty() {
+            self.0.write_all(prefix).await?;
+        }
+        let (up, down) = tokio::io::copy_bidirectional_with_sizes(
+            &mut visitor,
+            &mut self.0,
+            COPY_BUFFER,
+            COPY_BUFFER,
+        )
+        .await?;
+        Ok((up + prefix.len() as u64, down))
+    }
+}

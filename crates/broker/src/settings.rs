@@ -1,0 +1,246 @@
+//! The broker's settings: built-in defaults, overridden by a TOML config file,
+//! overridden by environment variables and command-line flags (clap reads both).
+//!
+//! The defaults make `rpibroker serve` work with no configuration at all:
+//! everything on loopback, domain `localhost` (so `http://<device>.localhost:8080`
+//! works in curl and browsers), SQLite in the data directory.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::port_pool::PortPool;
+
+/// Name of the config file looked for in the data directory when `--config`
+/// is not given.
+pub const CONFIG_FILE: &str = "rpibroker.toml";
+
+/// Every setting, resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    /// Devices are `<name>.<domain>`.
+    pub domain: String,
+    /// The HTTP API (the agents' handshake).
+    pub api_listen: SocketAddr,
+    /// The SSH tunnel endpoint.
+    pub ssh_listen: SocketAddr,
+    /// The shared HTTP edge (routing by Host).
+    pub http_listen: SocketAddr,
+    /// The shared HTTPS edge (routing by SNI).
+    pub https_listen: SocketAddr,
+    /// Address the devices' own public ports listen on.
+    pub device_bind: IpAddr,
+    pub port_pool: PortPool,
+    /// The API's URL as devices reach it, written into agent configs.
+    pub public_url: String,
+    /// The tunnel endpoint's host as devices reach it, sent in the handshake.
+    pub tunnel_host: String,
+    /// How long a visitor may take to send the request head or ClientHello.
+    pub edge_read_timeout: Duration,
+    /// How long an SSH connection may take to authenticate.
+    pub ssh_auth_timeout: Duration,
+    /// An SSH connection with no traffic at all (not even keepalive answers)
+    /// for this long is closed.
+    pub ssh_idle_timeout: Duration,
+}
+
+/// The config file. Every key is optional; unknown keys are an error.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSettings {
+    pub domain: Option<String>,
+    pub api_listen: Option<SocketAddr>,
+    pub ssh_listen: Option<SocketAddr>,
+    pub http_listen: Option<SocketAddr>,
+    pub https_listen: Option<SocketAddr>,
+    pub device_bind: Option<IpAddr>,
+    pub port_pool: Option<PortPool>,
+    pub public_url: Option<String>,
+    pub tunnel_host: Option<String>,
+    pub edge_read_timeout_secs: Option<u64>,
+    pub ssh_auth_timeout_secs: Option<u64>,
+    pub ssh_idle_timeout_secs: Option<u64>,
+}
+
+/// Settings given by flag or environment variable.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct SettingsArgs {
+    /// Domain under which devices get their subdomain (<device>.<domain>).
+    #[arg(long, env = "RPIBROKER_DOMAIN", global = true)]
+    pub domain: Option<String>,
+    /// Address of the HTTP API that agents call [default: 127.0.0.1:8000].
+    #[arg(long, env = "RPIBROKER_API_LISTEN", global = true)]
+    pub api_listen: Option<SocketAddr>,
+    /// Address of the SSH tunnel endpoint [default: 127.0.0.1:2222].
+    #[arg(long, env = "RPIBROKER_SSH_LISTEN", global = true)]
+    pub ssh_listen: Option<SocketAddr>,
+    /// Address of the shared HTTP port, routing by Host [default: 127.0.0.1:8080].
+    #[arg(long, env = "RPIBROKER_HTTP_LISTEN", global = true)]
+    pub http_listen: Option<SocketAddr>,
+    /// Address of the shared HTTPS port, routing by SNI [default: 127.0.0.1:8443].
+    #[arg(long, env = "RPIBROKER_HTTPS_LISTEN", global = true)]
+    pub https_listen: Option<SocketAddr>,
+    /// Address the devices' own public ports listen on [default: 127.0.0.1].
+    #[arg(long, env = "RPIBROKER_DEVICE_BIND", global = true)]
+    pub device_bind: Option<IpAddr>,
+    /// Range of public ports given to devices, three each [default: 20000-20999].
+    #[arg(long, env = "RPIBROKER_PORT_POOL", global = true)]
+    pub port_pool: Option<PortPool>,
+    /// The API's URL as devices reach it [default: http://<api-listen>].
+    #[arg(long, env = "RPIBROKER_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    /// Host name devices use to reach the tunnel endpoint [default: the
+    /// ssh-listen address, or the domain if that is a wildcard address].
+    #[arg(long, env = "RPIBROKER_TUNNEL_HOST", global = true)]
+    pub tunnel_host: Option<String>,
+}
+
+/// Where the data directory is when none is given: `$XDG_DATA_HOME/rpibroker`
+/// or `~/.local/share/rpibroker`, so every `rpibroker` command finds the same one.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("rpibroker");
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/share/rpibroker"),
+        None => PathBuf::from("rpibroker-data"),
+    }
+}
+
+impl Settings {
+    /// Resolves the settings: `args` over the config file over defaults. The
+    /// config file is `config` if given, else `rpibroker.toml` in the data
+    /// directory if it exists.
+    pub fn resolve(
+        data_dir: PathBuf,
+        config: Option<&Path>,
+        args: &SettingsArgs,
+    ) -> anyhow::Result<Self> {
+        let file = match config {
+            Some(path) => Some(read_file(path)?),
+            None => {
+                let path = data_dir.join(CONFIG_FILE);
+                path.exists().then(|| read_file(&path)).transpose()?
+            }
+        }
+        .unwrap_or_default();
+        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let domain = args
+            .domain
+            .clone()
+            .or(file.domain)
+            .unwrap_or_else(|| "localhost".into())
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        anyhow::ensure!(
+            !domain.is_empty() && domain.split('.').all(|l| !l.is_empty() && l.len() <= 63),
+            "domain {domain:?} is not a valid DNS name"
+        );
+        let api_listen = args
+            .api_listen
+            .or(file.api_listen)
+            .unwrap_or(SocketAddr::new(loopback, 8000));
+        let ssh_listen = args
+            .ssh_listen
+            .or(file.ssh_listen)
+            .unwrap_or(SocketAddr::new(loopback, 2222));
+        let public_url = args
+            .public_url
+            .clone()
+            .or(file.public_url)
+            .unwrap_or_else(|| format!("http://{api_listen}"));
+        let tunnel_host = args
+            .tunnel_host
+            .clone()
+            .or(file.tunnel_host)
+            .unwrap_or_else(|| {
+                if ssh_listen.ip().is_unspecified() {
+                    domain.clone()
+                } else {
+                    ssh_listen.ip().to_string()
+                }
+            });
+        let secs = |v: Option<u64>, default: u64| Duration::from_secs(v.unwrap_or(default).max(1));
+        Ok(Self {
+            data_dir,
+            domain,
+            api_listen,
+            ssh_listen,
+            http_listen: args
+                .http_listen
+                .or(file.http_listen)
+                .unwrap_or(SocketAddr::new(loopback, 8080)),
+            https_listen: args
+                .https_listen
+                .or(file.https_listen)
+                .unwrap_or(SocketAddr::new(loopback, 8443)),
+            device_bind: args.device_bind.or(file.device_bind).unwrap_or(loopback),
+            port_pool: args.port_pool.or(file.port_pool).unwrap_or(PortPool {
+                first: 20000,
+                last: 20999,
+            }),
+            public_url: public_url.trim_end_matches('/').to_string(),
+            tunnel_host,
+            edge_read_timeout: secs(file.edge_read_timeout_secs, 10),
+            ssh_auth_timeout: secs(file.ssh_auth_timeout_secs, 30),
+            ssh_idle_timeout: secs(file.ssh_idle_timeout_secs, 600),
+        })
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("broker.sqlite")
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_loopback_and_localhost() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Settings::resolve(dir.path().into(), None, &SettingsArgs::default()).unwrap();
+        assert_eq!(s.domain, "localhost");
+        assert!(s.api_listen.ip().is_loopback() && s.ssh_listen.ip().is_loopback());
+        assert!(s.http_listen.ip().is_loopback() && s.https_listen.ip().is_loopback());
+        assert!(s.device_bind.is_loopback());
+        assert_eq!(s.public_url, "http://127.0.0.1:8000");
+    }
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "domain = \"example.org\"\nport_pool = \"30000-30099\"\n",
+        )
+        .unwrap();
+        let args = SettingsArgs {
+            domain: Some("flag.example".into()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(dir.path().into(), None, &args).unwrap();
+        assert_eq!(s.domain, "flag.example");
+        assert_eq!(s.port_pool.to_string(), "30000-30099");
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.toml");
+        std::fs::write(&path, "domian = \"typo.example\"\n").unwrap();
+        let err = Settings::resolve(dir.path().into(), Some(&path), &SettingsArgs::default())
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
+    }
+}

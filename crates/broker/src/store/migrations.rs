@@ -1,0 +1,19 @@
+//! Versioned schema migrations. Each file in `crates/broker/migrations/` is
+//! applied once, in order, inside a transaction; SQLite's `user_version`
+//! records how many have been applied.
+
+use rusqlite::Connection;
+
+/// The migrations, oldest first. Never edit one that has shipped: add a new one.
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_devices.sql")];
+
+pub fn apply(conn: &mut Connection) -> rusqlite::Result<()> {
+    let applied: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

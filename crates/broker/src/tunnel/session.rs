@@ -1,0 +1,399 @@
+//! One device's SSH connection: authentication, then only the requests a
+//! device may make. Every refusal is logged with the device's name.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rpibroker_wire::{Service, control};
+use russh::keys::PublicKey;
+use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId, ChannelOpenFailure, MethodKind, MethodSet};
+
+use super::Slot;
+use super::auth::{self, Authenticated};
+use crate::broker::Shared;
+use crate::registry::SessionInfo;
+
+/// The SSH handler for one connection.
+pub struct DeviceSession {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    slot: Arc<Slot>,
+    /// Set between a successful auth check and `auth_succeeded`.
+    pending: Option<Authenticated>,
+    /// The device and its session generation, once attached to the registry.
+    device: Option<Attached>,
+    /// The control channel, once opened (at most one per connection).
+    control: Option<Channel<Msg>>,
+}
+
+struct Attached {
+    name: rpibroker_wire::DeviceName,
+    ports: rpibroker_wire::ServicePorts,
+    generation: u64,
+}
+
+fn methods() -> MethodSet {
+    MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..])
+}
+
+fn reject() -> Auth {
+    Auth::Reject {
+        proceed_with_methods: Some(methods()),
+        partial_success: false,
+    }
+}
+
+impl DeviceSession {
+    pub(super) fn new(shared: Arc<Shared>, peer: SocketAddr, slot: Arc<Slot>) -> Self {
+        Self {
+            shared,
+            peer,
+            slot,
+            pending: None,
+            device: None,
+            control: None,
+        }
+    }
+
+    fn name(&self) -> &str {
+        self.device
+            .as_ref()
+            .map_or("(unauthenticated)", |d| d.name.as_str())
+    }
+
+    fn accept(&mut self, who: Option<Authenticated>, user: &str, method: &str) -> Auth {
+        match who {
+            Some(a) => {
+                self.pending = Some(a);
+                Auth::Accept
+            }
+            None => {
+                tracing::info!(user, method, "authentication refused");
+                reject()
+            }
+        }
+    }
+
+    /// Refuses a channel request, logging what was asked.
+    fn refuse(
+        &self,
+        what: &str,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), russh::Error> {
+        tracing::warn!(device = self.name(), request = what, "refused");
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+}
+
+impl russh::server::Handler for DeviceSession {
+    type Error = russh::Error;
+
+    async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+        Ok(reject())
+    }
+
+    async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        let who = auth::password(&self.shared, user, password).await;
+        Ok(self.accept(who, user, "password"))
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        offer: PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        Ok(
+            if auth::key_is_known(&self.shared, user, offer.public_key).await {
+                Auth::Accept
+            } else {
+                reject()
+            },
+        )
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        let key: &PublicKey = key.public_key;
+        let who = auth::public_key(&self.shared, user, key).await;
+        Ok(self.accept(who, user, "publickey"))
+    }
+
+    async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
+        let Some(a) = self.pending.take() else {
+            return Err(russh::Error::NotAuthenticated);
+        };
+        let generation = self.shared.registry.attach(SessionInfo {
+            device: a.device.clone(),
+            device_id: a.device_id,
+            ports: a.ports,
+            handle: session.handle(),
+            credential: a.credential,
+            peer: Some(self.peer),
+        });
+        tracing::info!(device = %a.device, peer = %self.peer, "device connected");
+        *self.slot.attached.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((a.device.clone(), generation));
+        self.device = Some(Attached {
+            name: a.device,
+            ports: a.ports,
+            generation,
+        });
+        self.slot.authenticated.notify_one();
+        Ok(())
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.device.is_none() || self.control.is_some() {
+            tracing::warn!(device = self.name(), "refused a second session channel");
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        }
+        self.control = Some(channel);
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let is_control = self.control.as_ref().is_some_and(|c| c.id() == channel);
+        if is_control && name == control::SUBSYSTEM {
+            tracing::info!(device = self.name(), "control channel open");
+            session.channel_success(channel)?;
+            return Ok(());
+        }
+        self.refuse("subsystem", channel, session)
+    }
+
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse("shell", channel, session)
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        _data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse("exec", channel, session)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        _col_width: u32,
+        _row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse("pty", channel, session)
+    }
+
+    async fn x11_request(
+        &mut self,
+        channel: ChannelId,
+        _single_connection: bool,
+        _x11_auth_protocol: &str,
+        _x11_auth_cookie: &str,
+        _x11_screen_number: u32,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse("x11", channel, session)
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        _variable_name: &str,
+        _variable_value: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.refuse("env", channel, session)
+    }
+
+    async fn agent_request(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        tracing::warn!(
+            device = self.name(),
+            ?channel,
+            request = "agent forwarding",
+            "refused"
+        );
+        Ok(false)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        _channel: Channel<Msg>,
+        host_to_connect: &str,
+        port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        tracing::warn!(
+            device = self.name(),
+            host_to_connect,
+            port_to_connect,
+            request = "direct-tcpip",
+            "refused"
+        );
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        Ok(())
+    }
+
+    async fn channel_open_x11(
+        &mut self,
+        _channel: Channel<Msg>,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        tracing::warn!(device = self.name(), request = "x11 channel", "refused");
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn channel_open_forwarded_tcpip(
+        &mut self,
+        _channel: Channel<Msg>,
+        _host_to_connect: &str,
+        _port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        tracing::warn!(
+            device = self.name(),
+            request = "forwarded-tcpip from device",
+            "refused"
+        );
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        Ok(())
+    }
+
+    async fn channel_open_direct_streamlocal(
+        &mut self,
+        _channel: Channel<Msg>,
+        _socket_path: &str,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        tracing::warn!(
+            device = self.name(),
+            request = "direct-streamlocal",
+            "refused"
+        );
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        Ok(())
+    }
+
+    async fn tcpip_forward(
+        &mut self,
+        address: &str,
+        port: &mut u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        let Some(d) = &self.device else {
+            return Ok(false);
+        };
+        // A device names the service by its well-known port (ssh -R 80:…) or
+        // by the public port the broker gave it.
+        let Some(service) =
+            Service::from_well_known_port(*port).or_else(|| d.ports.service_of(*port))
+        else {
+            tracing::warn!(device = %d.name, port = *port, "refused a forward of a port that is not one of the device's services");
+            return Ok(false);
+        };
+        let (name, generation) = (d.name.clone(), d.generation);
+        match self
+            .shared
+            .registry
+            .add_forward(&name, generation, service, address.to_string(), *port)
+            .await
+        {
+            Ok(public_port) => {
+                tracing::info!(device = %name, %service, public_port, "forward open");
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::warn!(device = %name, %service, error = %e, "forward failed");
+                Ok(false)
+            }
+        }
+    }
+
+    async fn cancel_tcpip_forward(
+        &mut self,
+        _address: &str,
+        port: u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        let Some(d) = &self.device else {
+            return Ok(false);
+        };
+        let Some(service) =
+            Service::from_well_known_port(port).or_else(|| d.ports.service_of(port))
+        else {
+            return Ok(false);
+        };
+        Ok(self
+            .shared
+            .registry
+            .cancel_forward(&d.name, d.generation, service))
+    }
+
+    async fn streamlocal_forward(
+        &mut self,
+        socket_path: &str,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        tracing::warn!(
+            device = self.name(),
+            socket_path,
+            request = "streamlocal forward",
+            "refused"
+        );
+        Ok(false)
+    }
+}
