@@ -110,6 +110,13 @@ cleanup() {
     trap - EXIT INT TERM
     if ((${#BG_PIDS[@]})); then
         log "stopping ${#BG_PIDS[@]} background process(es)"
+        # Clients first, while the servers still run: an sshd child whose
+        # client is gone exits and is reaped by the running listener. Killing
+        # the listener first would leave its children to init (as zombies, or
+        # alive if they are mid-handshake).
+        # shellcheck disable=SC2046
+        kill_tree $(bl childless "${BG_PIDS[@]}")
+        bl settle "${BG_PIDS[@]}"
         kill_tree "${BG_PIDS[@]}"
     fi
     if [[ -n ${TMP:-} && -d $TMP ]]; then

@@ -5,6 +5,8 @@ Sub-commands (all output goes to stdout, one line, space separated):
 
   ports N                      N distinct free TCP ports on 127.0.0.1
   tree PID...                  the PIDs plus all their live descendants
+  childless PID...             those PIDs that are alive and have no children
+  settle PID...                wait (<= 3 s) until the PIDs' trees stop shrinking
   cpu-snap PID...              JSON snapshot of utime+stime of the process trees
   cpu-delta SNAPFILE PID...    CPU seconds used by the trees since SNAPFILE
   mem PID...                   "PSS_KiB RSS_KiB NPROCS" summed over the trees
@@ -139,6 +141,28 @@ def cmd_ports(args):
 
 def cmd_tree(args):
     print(" ".join(str(p) for p in process_tree(args.pids)))
+
+
+def cmd_childless(args):
+    """The given PIDs that are alive and have no live children (the clients,
+    as opposed to servers such as sshd or nginx that have a process tree)."""
+    ppids = _all_ppids()
+    parents = set(ppids.values())
+    print(" ".join(str(p) for p in args.pids if p in ppids and p not in parents))
+
+
+def cmd_settle(args):
+    """Wait (at most 3 s) until the process trees stop shrinking, e.g. until
+    sshd's per-connection children have exited after their clients died."""
+    deadline = time.monotonic() + 3
+    last, stable_since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        n = len(process_tree(args.pids))
+        if n != last:
+            last, stable_since = n, time.monotonic()
+        elif time.monotonic() - stable_since > 0.3:
+            break
+        time.sleep(0.02)
 
 
 def cmd_cpu_snap(args):
@@ -408,7 +432,8 @@ def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="sub", required=True)
     p = sub.add_parser("ports"); p.add_argument("n", type=int); p.set_defaults(fn=cmd_ports)
-    for name, fn in (("tree", cmd_tree), ("cpu-snap", cmd_cpu_snap), ("mem", cmd_mem)):
+    for name, fn in (("tree", cmd_tree), ("cpu-snap", cmd_cpu_snap), ("mem", cmd_mem),
+                     ("childless", cmd_childless), ("settle", cmd_settle)):
         p = sub.add_parser(name); p.add_argument("pids", type=int, nargs="*"); p.set_defaults(fn=fn)
     p = sub.add_parser("cpu-delta"); p.add_argument("snapfile")
     p.add_argument("pids", type=int, nargs="*"); p.set_defaults(fn=cmd_cpu_delta)

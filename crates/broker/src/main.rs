@@ -16,6 +16,7 @@ async fn main() -> anyhow::Result<()> {
             EnvFilter::try_from_env("RPIBROKER_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
     let settings = Settings::resolve(data_dir, cli.config.as_deref(), &cli.settings)?;
