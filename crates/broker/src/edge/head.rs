@@ -14,7 +14,9 @@ const MAX_HEADERS: usize = 100;
 /// Why a request head could not be routed; each maps to one status page.
 #[derive(Debug, thiserror::Error)]
 pub enum HeadError {
-    #[error("the request head is larger than {MAX_HEAD} bytes")]
+    #[error(
+        "the request head is larger than {MAX_HEAD} bytes or has more than {MAX_HEADERS} headers"
+    )]
     TooLarge,
     #[error("the request head did not arrive in time")]
     Timeout,
@@ -84,6 +86,7 @@ fn parse(buf: &[u8]) -> Result<Option<String>, HeadError> {
                 .trim();
             Ok(Some(strip_port(value).to_string()))
         }
+        Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooLarge),
         Err(e) => Err(HeadError::Malformed(e.to_string())),
     }
 }

@@ -29,8 +29,6 @@ use tracing::Instrument;
 use crate::broker::Shared;
 use crate::shutdown::Shutdown;
 
-/// Time for a new connection to send its SSH version line.
-const BANNER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections that have not authenticated yet, at most; more are dropped at once.
 const MAX_UNAUTHENTICATED: usize = 512;
 
@@ -114,13 +112,26 @@ async fn connection(
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     let _ = socket.set_nodelay(true);
+    // A second handle on the socket, to close it for certain if the peer
+    // stalls before authenticating: an SSH goodbye cannot be sent in the
+    // middle of a key exchange the peer never finishes.
+    let (socket, guard) = match socket.into_std().and_then(|s| {
+        let guard = s.try_clone()?;
+        Ok((TcpStream::from_std(s)?, guard))
+    }) {
+        Ok(pair) => pair,
+        Err(e) => return tracing::warn!(error = %e, "cannot set up SSH connection"),
+    };
     let slot = Arc::new(Slot::default());
     let handler = session::DeviceSession::new(shared.clone(), peer, slot.clone());
     let started = russh::server::run_stream(config, socket, handler);
-    let mut running = match tokio::time::timeout(BANNER_TIMEOUT, started).await {
+    let mut running = match tokio::time::timeout(shared.settings.ssh_auth_timeout, started).await {
         Ok(Ok(running)) => running,
         Ok(Err(e)) => return tracing::debug!(error = %e, "SSH connection failed before it started"),
-        Err(_) => return tracing::debug!("no SSH version line in time; closing"),
+        Err(_) => {
+            let _ = guard.shutdown(std::net::Shutdown::Both);
+            return tracing::debug!("no SSH version line in time; closing");
+        }
     };
     let handle = running.handle();
     let authenticated = tokio::select! {
@@ -136,10 +147,12 @@ async fn connection(
             let _ = handle
                 .disconnect(russh::Disconnect::ByApplication, "authentication timed out".into(), String::new())
                 .await;
+            let _ = guard.shutdown(std::net::Shutdown::Both);
             false
         }
     };
     drop(permit);
+    drop(guard);
     if !authenticated {
         return;
     }

@@ -81,3 +81,36 @@ pub async fn get(addr: SocketAddr, host: &str, path: &str) -> std::io::Result<Re
     send_get(&mut s, host, path).await?;
     read_response(&mut s).await
 }
+
+/// POSTs `body` as JSON to `path` on a new connection.
+pub async fn post(addr: SocketAddr, path: &str, body: &[u8]) -> std::io::Result<Response> {
+    let mut s = TcpStream::connect(addr).await?;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await?;
+    s.write_all(body).await?;
+    read_response(&mut s).await
+}
+
+/// Reads until the peer closes; returns what arrived, or an error if it
+/// did not close within `timeout`.
+pub async fn read_until_closed(
+    s: &mut TcpStream,
+    timeout: std::time::Duration,
+) -> std::io::Result<Vec<u8>> {
+    let mut all = Vec::new();
+    tokio::time::timeout(timeout, async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => all.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await
+    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "peer did not close"))?;
+    Ok(all)
+}

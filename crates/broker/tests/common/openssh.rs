@@ -23,7 +23,7 @@ fn base(broker: &TestBroker, device: &Device, login: &Login) -> Command {
             "-o",
             "UserKnownHostsFile=/dev/null",
             "-o",
-            "LogLevel=ERROR",
+            "LogLevel=INFO",
             "-o",
             "ConnectTimeout=10",
         ])
@@ -74,23 +74,30 @@ pub fn forward(
     login: Login,
     remotes: &[String],
 ) -> SshProcess {
+    let mut args: Vec<String> = [
+        "-N",
+        "-o",
+        "ExitOnForwardFailure=yes",
+        "-o",
+        "ServerAliveInterval=5",
+    ]
+    .map(String::from)
+    .to_vec();
+    for r in remotes {
+        args.extend(["-R".to_string(), r.clone()]);
+    }
+    spawn(broker, device, login, &args)
+}
+
+/// Starts ssh as the device with `args`, logging to a file; runs until killed.
+pub fn spawn(broker: &TestBroker, device: &Device, login: Login, args: &[String]) -> SshProcess {
     let log = broker
         .dir
         .path()
         .join(format!("ssh-{}-{}.log", device.name, super::unique()));
     let file = std::fs::File::create(&log).unwrap();
     let mut cmd = base(broker, device, &login);
-    cmd.args([
-        "-N",
-        "-o",
-        "ExitOnForwardFailure=yes",
-        "-o",
-        "ServerAliveInterval=5",
-    ]);
-    for r in remotes {
-        cmd.arg("-R").arg(r);
-    }
-    cmd.arg(format!("{}@127.0.0.1", device.name));
+    cmd.args(args).arg(format!("{}@127.0.0.1", device.name));
     let child = cmd
         .stdout(file.try_clone().unwrap())
         .stderr(file)
