@@ -53,6 +53,25 @@ impl Config {
         Ok(Self { file, key_path })
     }
 
+    /// Overrides the local target of `service`: `host:port`, or a bare port
+    /// on 127.0.0.1.
+    pub fn set_target(&mut self, service: Service, value: &str) -> anyhow::Result<()> {
+        let target = if value.parse::<u16>().is_ok() {
+            format!("127.0.0.1:{value}")
+        } else if is_host_port(value) {
+            value.to_string()
+        } else {
+            bail!("--{service} {value:?} is neither host:port nor a port number");
+        };
+        let t = &mut self.file.targets;
+        *match service {
+            Service::Ssh => &mut t.ssh,
+            Service::Http => &mut t.http,
+            Service::Https => &mut t.https,
+        } = target;
+        Ok(())
+    }
+
     /// The local address visitors of `service` are sent to.
     pub fn target(&self, service: Service) -> &str {
         target_text(&self.file, service)
@@ -65,4 +84,9 @@ fn target_text(file: &AgentConfig, service: Service) -> &str {
         Service::Http => &file.targets.http,
         Service::Https => &file.targets.https,
     }
+}
+
+fn is_host_port(s: &str) -> bool {
+    s.rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use rpibroker_agent::{config::Config, supervisor};
+use rpibroker_wire::Service;
 use tracing_subscriber::EnvFilter;
 
 /// rpibroker device agent: keeps this device reachable through its broker.
@@ -23,6 +24,16 @@ struct Cli {
         default_value = "device.json"
     )]
     config: PathBuf,
+    /// Local SSH server to forward, as host:port or a port on 127.0.0.1
+    /// [default: the config's targets.ssh, else 127.0.0.1:22].
+    #[arg(long, value_name = "ADDR")]
+    ssh: Option<String>,
+    /// Local web server to forward (e.g. --http 8081) [default: targets.http, else 127.0.0.1:80].
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
+    /// Local TLS server to forward [default: targets.https, else 127.0.0.1:443].
+    #[arg(long, value_name = "ADDR")]
+    https: Option<String>,
 }
 
 #[tokio::main]
@@ -35,7 +46,16 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let config = Config::load(&cli.config)?;
+    let mut config = Config::load(&cli.config)?;
+    for (service, value) in [
+        (Service::Ssh, cli.ssh),
+        (Service::Http, cli.http),
+        (Service::Https, cli.https),
+    ] {
+        if let Some(value) = value {
+            config.set_target(service, &value)?;
+        }
+    }
     supervisor::run(config, shutdown_signal()).await
 }
 

@@ -1,0 +1,65 @@
+//! Many devices and visitors at once: every byte comes back intact and every
+//! visitor reaches the device it asked for.
+
+mod common;
+
+use common::{Targets, TestAgent, TestBroker, http, services};
+use tokio::task::JoinSet;
+
+const DEVICES: u16 = 24;
+const VISITORS_PER_DEVICE: usize = 4;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_devices_and_visitors_at_once() {
+    let broker = TestBroker::start(DEVICES).await;
+    let mut agents = Vec::new();
+    for i in 0..DEVICES {
+        let name = format!("dev{i}");
+        let device = broker.add_device(&name);
+        let targets = Targets {
+            ssh: services::echo().await,
+            http: services::web(&name).await,
+            https: services::echo().await,
+        };
+        agents.push(TestAgent::start(&device, &targets));
+    }
+    for a in &agents {
+        a.wait_up(1).await;
+    }
+    let list = broker.list();
+
+    let mut visits = JoinSet::new();
+    for i in 0..DEVICES {
+        let name = format!("dev{i}");
+        let entry = list.iter().find(|d| d["name"] == name.as_str()).unwrap();
+        let ssh_port = entry["ports"]["ssh"].as_u64().unwrap() as u16;
+        for v in 0..VISITORS_PER_DEVICE {
+            let http_addr = broker.http;
+            let name = name.clone();
+            visits.spawn(async move {
+                // A distinct payload per visitor, so crossed wires would show.
+                let payload: Vec<u8> = (0..256 * 1024u32)
+                    .map(|b| (b.wrapping_mul(31).wrapping_add(u32::from(i) * 7 + v as u32)) as u8)
+                    .collect();
+                let back = services::echo_round_trip(([127, 0, 0, 1], ssh_port).into(), &payload)
+                    .await
+                    .unwrap();
+                assert!(back == payload, "{name} visitor {v}: echo differs");
+                let r = http::get(http_addr, &format!("{name}.localhost"), &format!("/v{v}"))
+                    .await
+                    .unwrap();
+                assert_eq!(r.status, 200);
+                assert_eq!(
+                    r.body,
+                    format!("hello from {name} path=/v{v} request-on-connection=1")
+                );
+            });
+        }
+    }
+    let mut done = 0;
+    while let Some(result) = visits.join_next().await {
+        result.unwrap();
+        done += 1;
+    }
+    assert_eq!(done, usize::from(DEVICES) * VISITORS_PER_DEVICE);
+}
