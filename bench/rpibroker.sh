@@ -1,45 +1,120 @@
 # bench/rpibroker.sh — rpibroker rows for bench/run.sh (sourced, not run).
 #
-# STUB: to be filled in together with crates/. bench/run.sh sources this
-# file and calls bench_rpibroker only when RPIBROKER_BIN_DIR contains
-# executable `rpibroker` and `rpibroker-agent`.
+# Measures our tunnel with the harness's functions and fixtures, against the
+# same direct baseline: iperf3 through a device's raw port, wrk through the
+# Host router and through a device's http port, agent start to first visitor
+# response, and broker memory per idle connected device.
 #
-# Available from run.sh when bench_rpibroker runs:
-#   $RPIBROKER_BIN_DIR      the binaries
-#   $TMP                    private temp dir (removed on exit); write configs/logs here
-#   $IPERF_PORT             iperf3 server on 127.0.0.1 (the "device" service)
-#   $ORIGIN_PORT            nginx serving /1k.html on 127.0.0.1 (the "device" web app)
-#   $BENCH_SSHD_CONNS       N for the idle-connection memory test
-#   free_ports N            -> N free 127.0.0.1 ports, e.g. read -r A B < <(free_ports 2)
-#   start_bg NAME CMD...    background process, log in $TMP/NAME.log, pid in $LAST_PID,
-#                           killed (with its descendants) on exit
-#   stop_bg PID...          kill early
-#   wait_listen PORT SECS [PID]   poll until PORT listens (fails if PID dies)
-#   measure_iperf LABEL PORT [SERVER_PIDS...] [-- AGENT_PIDS...]
-#   measure_wrk LABEL URL [HOST_HEADER]
-#   measure_first_response LABEL URL [HOST_HEADER] -- CMD...
-#   mem_snapshot PIDS...    -> baseline for measure_memory
-#   measure_memory LABEL N BASELINE SERVER_PIDS... [-- AGENT_PIDS...]
-#   note TEXT / fail TEXT   add a line under "Notes" (fail also makes run.sh exit 1)
-#
-# Sketch of the intended wiring (flags are placeholders until the CLI exists):
-#
-#   read -r BROKER_PORT PUB_IPERF PUB_HTTP PUB_START < <(free_ports 4)
-#   start_bg rpibroker "$RPIBROKER_BIN_DIR/rpibroker" ...listen 127.0.0.1:$BROKER_PORT...
-#   broker=$LAST_PID; wait_listen "$BROKER_PORT" 10 "$broker"
-#   start_bg rpibroker-agent "$RPIBROKER_BIN_DIR/rpibroker-agent" ...forward $IPERF_PORT, $ORIGIN_PORT...
-#   agent=$LAST_PID; wait_listen "$PUB_IPERF" 10 "$agent"
-#   measure_iperf rpibroker "$PUB_IPERF" "$broker" -- "$agent"
-#   measure_wrk rpibroker "http://127.0.0.1:$PUB_HTTP/1k.html"
-#   stop_bg "$agent"
-#   measure_first_response rpibroker "http://127.0.0.1:$PUB_START/1k.html" -- \
-#       "$RPIBROKER_BIN_DIR/rpibroker-agent" ...
-#   base=$(mem_snapshot "$broker"); ...start N idle agents...; 
-#   measure_memory rpibroker "$BENCH_SSHD_CONNS" "$base" "$broker" -- "${agents[@]}"
-#
-# Use the label "rpibroker" (or "rpibroker <variant>") so rows line up in the report.
+# Settings: BENCH_IDLE_DEVICES (default 1000) devices for the memory row.
+
+# rpb_setup NAME DEVICES: a data dir with its own rpibroker.toml (free ports,
+# a pool for DEVICES devices); sets RPB_DATA RPB_API RPB_HTTP.
+rpb_setup() {
+    local name=$1 devices=$2 api ssh http https first
+    RPB_DATA=$TMP/$name
+    mkdir -p "$RPB_DATA"
+    read -r api ssh http https < <(free_ports 4)
+    first=$(free_range $((3 * devices))) || { fail "no free range of $((3 * devices)) ports"; return 1; }
+    cat >"$RPB_DATA/rpibroker.toml" <<TOML
+api_listen = "127.0.0.1:$api"
+ssh_listen = "127.0.0.1:$ssh"
+http_listen = "127.0.0.1:$http"
+https_listen = "127.0.0.1:$https"
+port_pool = "$first-$((first + 3 * devices - 1))"
+TOML
+    RPB_API=$api
+    RPB_HTTP=$http
+}
+
+# free_range N: first port of N consecutive free loopback ports below the
+# ephemeral range.
+free_range() {
+    "$PY" - "$1" <<'PY'
+import socket, sys
+n = int(sys.argv[1])
+def free(p):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+for base in range(20000, 32000 - n, 97):
+    if all(free(p) for p in range(base, base + n)):
+        print(base)
+        sys.exit(0)
+sys.exit(1)
+PY
+}
+
+rpb() { "$RPIBROKER_BIN_DIR/rpibroker" --data-dir "$RPB_DATA" "$@"; }
+
+# rpb_device_port NAME SERVICE: the device's public port once it is online.
+rpb_device_port() {
+    local name=$1 service=$2 deadline=$((SECONDS + 20)) port
+    while ((SECONDS < deadline)); do
+        port=$(rpb device list --json | "$PY" -c '
+import json, sys
+for d in json.load(sys.stdin):
+    if d["name"] == sys.argv[1] and d["online"] and d["ports"]:
+        print(d["ports"][sys.argv[2]])' "$name" "$service")
+        [[ -n $port ]] && { echo "$port"; return 0; }
+        sleep 0.05
+    done
+    return 1
+}
 
 bench_rpibroker() {
-    echo "rpibroker rows: not yet wired" >&2
-    note "rpibroker rows: not yet wired (bench/rpibroker.sh is a stub)"
+    local bin=$RPIBROKER_BIN_DIR broker agent ssh_port http_port
+    ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+    # Throughput, requests and start-up: one broker, one agent.
+    rpb_setup rpb-main 4 || return
+    rpb device add bench --config-out "$TMP/bench.json" >/dev/null || { fail "device add"; return; }
+    start_bg rpibroker "$bin/rpibroker" --data-dir "$RPB_DATA" serve
+    broker=$LAST_PID
+    wait_listen "$RPB_API" 10 "$broker" || { fail "rpibroker did not start"; return; }
+    local targets=(--ssh "127.0.0.1:$IPERF_PORT" --http "127.0.0.1:$ORIGIN_PORT" --https "127.0.0.1:$ORIGIN_PORT")
+    start_bg rpibroker-agent "$bin/rpibroker-agent" --config "$TMP/bench.json" "${targets[@]}"
+    agent=$LAST_PID
+    ssh_port=$(rpb_device_port bench ssh) || { fail "agent did not come online"; return; }
+    http_port=$(rpb_device_port bench http)
+    wait_listen "$ssh_port" 10 "$agent" || { fail "device port did not open"; return; }
+
+    measure_iperf rpibroker "$ssh_port" "$broker" -- "$agent"
+    measure_wrk "rpibroker host router" "http://127.0.0.1:$RPB_HTTP/1k.html" "bench.localhost"
+    measure_wrk "rpibroker device port" "http://127.0.0.1:$http_port/1k.html"
+
+    stop_bg "$agent"
+    measure_first_response rpibroker "http://127.0.0.1:$http_port/1k.html" -- \
+        "$bin/rpibroker-agent" --config "$TMP/bench.json" "${targets[@]}"
+    stop_bg "$broker"
+
+    # Memory: a fresh broker, N devices connected from one load process.
+    local n=${BENCH_IDLE_DEVICES:-1000} i configs=() base idle
+    rpb_setup rpb-idle "$n" || return
+    log "registering $n devices"
+    for ((i = 0; i < n; i++)); do
+        rpb device add "idle$i" --config-out "$TMP/idle$i.json" >/dev/null || { fail "device add idle$i"; return; }
+        configs+=("$TMP/idle$i.json")
+    done
+    start_bg rpibroker-idle "$bin/rpibroker" --data-dir "$RPB_DATA" serve
+    broker=$LAST_PID
+    wait_listen "$RPB_API" 10 "$broker" || { fail "rpibroker did not start"; return; }
+    base=$(mem_snapshot "$broker")
+    log "connecting $n idle devices"
+    start_bg idle-devices "$bin/examples/idle_devices" "${configs[@]}"
+    idle=$LAST_PID
+    local deadline=$((SECONDS + 300))
+    until grep -q '^ready' "$TMP/idle-devices.log"; do
+        if ((SECONDS > deadline)) || ! kill -0 "$idle" 2>/dev/null; then
+            fail "idle devices did not connect: $(tail -2 "$TMP/idle-devices.log")"
+            return
+        fi
+        sleep 0.2
+    done
+    measure_memory "rpibroker idle devices" "$n" "$base" "$broker" -- "$idle"
+    stop_bg "$idle" "$broker"
 }

@@ -8,7 +8,8 @@
 #      through "nginx proxy -> ssh -R" (the old design's stack);
 #   3. OpenSSH start-up: spawning `ssh -N -R` -> first HTTP 2xx through it;
 #   4. sshd memory per idle `ssh -R` connection;
-# and, if RPIBROKER_BIN_DIR is set, the same for our own tunnel (bench/rpibroker.sh).
+# and the same for our own tunnel (bench/rpibroker.sh): built in release mode
+# first, unless RPIBROKER_BIN_DIR names prebuilt binaries.
 #
 # The result is a markdown table on stdout, also written to
 # bench/results/latest.md (raw rows: latest.tsv). Progress goes to stderr.
@@ -16,7 +17,8 @@
 # Usage (as root; installs missing Debian packages itself):
 #   bench/run.sh
 #   BENCH_SECONDS=2 bench/run.sh                     # shorter rows
-#   RPIBROKER_BIN_DIR=target/release bench/run.sh    # add rpibroker rows
+#   RPIBROKER_BIN_DIR=target/release bench/run.sh    # use these binaries, no build
+#   BENCH_BASELINE_ONLY=1 bench/run.sh               # only direct and OpenSSH rows
 #
 # Environment:
 #   BENCH_SECONDS        seconds per iperf3 / wrk row            (default 5)
@@ -24,7 +26,8 @@
 #   BENCH_STARTUP_RUNS   start-up samples, median reported       (default 5)
 #   BENCH_RESULTS_DIR    where latest.md goes            (default bench/results)
 #   BENCH_KEEP_TMP=1     keep the temp dir (configs, logs) for debugging
-#   RPIBROKER_BIN_DIR    dir with rpibroker and rpibroker-agent binaries
+#   RPIBROKER_BIN_DIR    dir with rpibroker, rpibroker-agent, examples/idle_devices
+#   BENCH_IDLE_DEVICES   devices connected for the memory row    (default 1000)
 #
 # Everything the script starts runs from a private temp dir on free ports and
 # is killed on exit, so it can run next to the test suite.
@@ -497,6 +500,12 @@ main() {
     # direct baseline and fixtures (IPERF_PORT, ORIGIN_PORT, free_ports,
     # start_bg, wait_listen, measure_*). The wiring lives in bench/rpibroker.sh
     # so that it can change with the code without touching this harness.
+    if [[ -z ${RPIBROKER_BIN_DIR:-} && -z ${BENCH_BASELINE_ONLY:-} ]]; then
+        log "building rpibroker (release)"
+        (cd "$BENCH_DIR/.." && cargo build --release -q -p rpibroker -p rpibroker-agent --bins --example idle_devices) \
+            || die "cargo build failed"
+        RPIBROKER_BIN_DIR=$BENCH_DIR/../target/release
+    fi
     if [[ -n ${RPIBROKER_BIN_DIR:-} ]]; then
         if [[ -x $RPIBROKER_BIN_DIR/rpibroker && -x $RPIBROKER_BIN_DIR/rpibroker-agent ]]; then
             # shellcheck source=bench/rpibroker.sh
@@ -506,7 +515,7 @@ main() {
             fail "RPIBROKER_BIN_DIR=$RPIBROKER_BIN_DIR has no executable rpibroker and rpibroker-agent"
         fi
     else
-        note "rpibroker rows skipped: RPIBROKER_BIN_DIR not set"
+        note "rpibroker rows skipped: BENCH_BASELINE_ONLY set"
     fi
     # --- end rpibroker rows ---
 

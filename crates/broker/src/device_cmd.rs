@@ -172,20 +172,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.write_all(bytes)
 }
 
-/// A device as `device list --json` shows it.
-#[derive(Serialize)]
-struct Listed {
-    id: i64,
-    name: DeviceName,
-    subdomain: String,
-    ports: Option<rpibroker_wire::ServicePorts>,
-    online: bool,
-    online_since: Option<i64>,
-    last_seen: Option<i64>,
-    created_at: i64,
-    hardware: Option<rpibroker_wire::HardwareReport>,
-}
-
 /// A broker refreshes `last_seen` every heartbeat; a device whose record says
 /// "online" but was not refreshed for longer belonged to a broker that died.
 fn is_online(d: &DeviceRecord, now: UnixTime) -> bool {
@@ -197,18 +183,11 @@ fn list(settings: &Settings, store: &Store, json: bool) -> anyhow::Result<()> {
     let devices = store.devices()?;
     let now = UnixTime::now();
     if json {
-        let listed: Vec<Listed> = devices
+        let listed: Vec<_> = devices
             .into_iter()
-            .map(|d| Listed {
-                online: is_online(&d, now),
-                subdomain: format!("{}.{}", d.name, settings.domain),
-                id: d.id,
-                name: d.name,
-                ports: d.ports,
-                online_since: d.online_since.map(|t| t.0),
-                last_seen: d.last_seen.map(|t| t.0),
-                created_at: d.created_at.0,
-                hardware: d.hardware,
+            .map(|d| {
+                let online = is_online(&d, now);
+                d.status(&settings.domain, online)
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&listed)?);

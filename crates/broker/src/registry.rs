@@ -208,12 +208,20 @@ impl Registry {
         port: u32,
     ) -> Result<u16, ForwardError> {
         let public_port = {
-            let live = self.lock();
+            let mut live = self.lock();
             let l = live
-                .get(device)
+                .get_mut(device)
                 .filter(|l| l.generation == generation)
                 .ok_or(ForwardError::Stale)?;
-            l.info.ports.get(service)
+            let public_port = l.info.ports.get(service);
+            // Asked again (say, once by well-known and once by public port):
+            // the port already listens; only the echoed names change.
+            if let Some(f) = l.forwards.get_mut(&service) {
+                f.address = address;
+                f.port = port;
+                return Ok(public_port);
+            }
+            public_port
         };
         let listener = self.bind(public_port).await?;
         let mut live = self.lock();

@@ -126,4 +126,19 @@ async fn presence_shows_online_since_and_last_seen() {
     assert!(offline["last_seen"].as_i64().unwrap() >= online["online_since"].as_i64().unwrap());
     let table = String::from_utf8(broker.run(&["device", "list"]).stdout).unwrap();
     assert!(table.contains("offline, seen"), "{table}");
+    let api: serde_json::Value =
+        serde_json::from_str(&status(&broker, &pi.token).await.body).unwrap();
+    assert_eq!(api["online"], false);
+    assert_eq!(api["last_seen"], offline["last_seen"]);
+}
+
+/// `GET /api/v1/device` with the device token.
+async fn status(broker: &TestBroker, token: &str) -> http::Response {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(broker.api).await.unwrap();
+    let req = format!(
+        "GET /api/v1/device HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    http::read_response(&mut s).await.unwrap()
 }

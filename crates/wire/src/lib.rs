@@ -9,6 +9,7 @@
 //! - [`hardware`]: the hardware report an agent sends with its handshake.
 //! - [`agent_config`]: the JSON file the owner puts on the device (seed step 2).
 //! - [`control`]: names used on the SSH connection between agent and broker.
+//! - [`status`]: a device's state as the broker reports it.
 //!
 //! This crate does no I/O: it parses and serializes, so both ends agree on the
 //! shape of every message and neither re-validates what the other sent.
@@ -19,9 +20,11 @@ pub mod device_name;
 pub mod handshake;
 pub mod hardware;
 pub mod service;
+pub mod status;
 
 pub use agent_config::{AgentConfig, Targets, Token};
 pub use device_name::{DeviceName, DeviceNameError};
 pub use handshake::{ApiError, ConnectRequest, ConnectResponse, ErrorCode};
 pub use hardware::HardwareReport;
 pub use service::{Service, ServicePorts};
+pub use status::DeviceStatus;

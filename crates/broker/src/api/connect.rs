@@ -13,9 +13,9 @@ use rpibroker_wire::handshake::MAX_CONNECT_BODY;
 use rpibroker_wire::{ConnectRequest, ConnectResponse, ErrorCode};
 use russh::keys::{HashAlg, PublicKey};
 
-use super::Failure;
+use super::{Failure, token_refused};
 use crate::broker::Shared;
-use crate::store::{RetiredReason, StoreError, TokenLookup};
+use crate::store::{StoreError, TokenLookup};
 use crate::time::UnixTime;
 use crate::token;
 
@@ -98,32 +98,7 @@ pub async fn connect(
         .await;
     let (device, ports) = match outcome {
         Ok(Ok(found)) => found,
-        Ok(Err(TokenLookup::Retired { device, reason, at })) => {
-            let when = at.ago(UnixTime::now());
-            return Err(match reason {
-                RetiredReason::Revoked => Failure::new(
-                    StatusCode::UNAUTHORIZED,
-                    ErrorCode::RevokedToken,
-                    format!(
-                        "this token of device {device} was revoked {when}; put the new token from `rpibroker device revoke` in the agent's config"
-                    ),
-                ),
-                RetiredReason::Removed => Failure::new(
-                    StatusCode::GONE,
-                    ErrorCode::DeviceRemoved,
-                    format!(
-                        "device {device} was removed from this broker {when}; register it again with `rpibroker device add`"
-                    ),
-                ),
-            });
-        }
-        Ok(Err(_)) => {
-            return Err(Failure::new(
-                StatusCode::UNAUTHORIZED,
-                ErrorCode::BadToken,
-                "no device has this token; check the token in the agent's config",
-            ));
-        }
+        Ok(Err(lookup)) => return Err(token_refused(lookup)),
         Err(StoreError::PoolExhausted(pool)) => {
             tracing::error!(%pool, "device port pool exhausted");
             return Err(Failure::new(

@@ -7,6 +7,7 @@
 //! timeout and bodies are size-limited per endpoint.
 
 mod connect;
+mod status;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,12 +19,15 @@ use axum::routing::{get, post};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rpibroker_wire::handshake::CONNECT_PATH;
+use rpibroker_wire::status::STATUS_PATH;
 use rpibroker_wire::{ApiError, ErrorCode};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::broker::Shared;
 use crate::shutdown::Shutdown;
+use crate::store::{RetiredReason, TokenLookup};
+use crate::time::UnixTime;
 
 /// Open API connections, at most.
 const MAX_CONNECTIONS: usize = 1024;
@@ -57,6 +61,37 @@ impl Failure {
     }
 }
 
+/// Why a token that is not a device's current one is refused; shared by
+/// every endpoint a device authenticates to with its token.
+pub fn token_refused(lookup: TokenLookup) -> Failure {
+    match lookup {
+        TokenLookup::Retired { device, reason, at } => {
+            let when = at.ago(UnixTime::now());
+            match reason {
+                RetiredReason::Revoked => Failure::new(
+                    StatusCode::UNAUTHORIZED,
+                    ErrorCode::RevokedToken,
+                    format!(
+                        "this token of device {device} was revoked {when}; put the new token from `rpibroker device revoke` in the agent's config"
+                    ),
+                ),
+                RetiredReason::Removed => Failure::new(
+                    StatusCode::GONE,
+                    ErrorCode::DeviceRemoved,
+                    format!(
+                        "device {device} was removed from this broker {when}; register it again with `rpibroker device add`"
+                    ),
+                ),
+            }
+        }
+        TokenLookup::Current(_) | TokenLookup::Unknown => Failure::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::BadToken,
+            "no device has this token; check the token in the agent's config",
+        ),
+    }
+}
+
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         (self.status, axum::Json(self.error)).into_response()
@@ -66,6 +101,7 @@ impl IntoResponse for Failure {
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route(CONNECT_PATH, post(connect::connect))
+        .route(STATUS_PATH, get(status::status))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(shared)
 }

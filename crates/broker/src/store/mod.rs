@@ -50,6 +50,24 @@ pub struct DeviceRecord {
     pub last_seen: Option<UnixTime>,
 }
 
+impl DeviceRecord {
+    /// The record as reported to people and scripts; `online` comes from the
+    /// caller, who knows best whether the session is live.
+    pub fn status(self, domain: &str, online: bool) -> rpibroker_wire::DeviceStatus {
+        rpibroker_wire::DeviceStatus {
+            id: self.id,
+            subdomain: format!("{}.{domain}", self.name),
+            name: self.name,
+            ports: self.ports,
+            online,
+            online_since: self.online_since.filter(|_| online).map(|t| t.0),
+            last_seen: self.last_seen.map(|t| t.0),
+            created_at: self.created_at.0,
+            hardware: self.hardware,
+        }
+    }
+}
+
 /// Why a token that is not current was retired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetiredReason {
