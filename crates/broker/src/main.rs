@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::Parser;
 use rpibroker::broker::{Broker, Listeners};
 use rpibroker::cli::{Cli, Command};
-use rpibroker::settings::{Settings, default_data_dir};
+use rpibroker::settings::Settings;
 use rpibroker::{device_cmd, shutdown};
 use tracing_subscriber::EnvFilter;
 
@@ -18,8 +18,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
-    let settings = Settings::resolve(data_dir, cli.config.as_deref(), &cli.settings)?;
+    let settings = Settings::resolve(cli.data_dir.clone(), cli.config.as_deref(), &cli.settings)?;
     match cli.command {
         Command::Serve => serve(settings).await,
         Command::Device(cmd) => device_cmd::run(&settings, cmd).await,

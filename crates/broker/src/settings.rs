@@ -52,6 +52,9 @@ pub struct Settings {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSettings {
+    /// Only read from a file given with `--config` (the default file lives
+    /// in the data directory, so it cannot move it).
+    pub data_dir: Option<PathBuf>,
     pub domain: Option<String>,
     pub api_listen: Option<SocketAddr>,
     pub ssh_listen: Option<SocketAddr>,
@@ -112,22 +115,38 @@ pub fn default_data_dir() -> PathBuf {
 }
 
 impl Settings {
-    /// Resolves the settings: `args` over the config file over defaults. The
-    /// config file is `config` if given, else `rpibroker.toml` in the data
-    /// directory if it exists.
+    /// Resolves the settings: flags and environment (`data_dir`, `args`) over
+    /// the config file over defaults. The config file is `config` if given,
+    /// else `rpibroker.toml` in the data directory if it exists.
     pub fn resolve(
-        data_dir: PathBuf,
+        data_dir: Option<PathBuf>,
         config: Option<&Path>,
         args: &SettingsArgs,
     ) -> anyhow::Result<Self> {
-        let file = match config {
-            Some(path) => Some(read_file(path)?),
-            None => {
-                let path = data_dir.join(CONFIG_FILE);
-                path.exists().then(|| read_file(&path)).transpose()?
+        let (data_dir, file) = match config {
+            Some(path) => {
+                let mut file = read_file(path)?;
+                let dir = data_dir
+                    .or(file.data_dir.take())
+                    .unwrap_or_else(default_data_dir);
+                (dir, file)
             }
-        }
-        .unwrap_or_default();
+            None => {
+                let dir = data_dir.unwrap_or_else(default_data_dir);
+                let path = dir.join(CONFIG_FILE);
+                let mut file = if path.exists() {
+                    read_file(&path)?
+                } else {
+                    FileSettings::default()
+                };
+                anyhow::ensure!(
+                    file.data_dir.take().is_none(),
+                    "{}: data_dir cannot be set in the data directory's own config file",
+                    path.display()
+                );
+                (dir, file)
+            }
+        };
         let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let domain = args
             .domain
@@ -209,7 +228,7 @@ mod tests {
     #[test]
     fn defaults_are_loopback_and_localhost() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Settings::resolve(dir.path().into(), None, &SettingsArgs::default()).unwrap();
+        let s = Settings::resolve(Some(dir.path().into()), None, &SettingsArgs::default()).unwrap();
         assert_eq!(s.domain, "localhost");
         assert!(s.api_listen.ip().is_loopback() && s.ssh_listen.ip().is_loopback());
         assert!(s.http_listen.ip().is_loopback() && s.https_listen.ip().is_loopback());
@@ -229,9 +248,21 @@ mod tests {
             domain: Some("flag.example".into()),
             ..Default::default()
         };
-        let s = Settings::resolve(dir.path().into(), None, &args).unwrap();
+        let s = Settings::resolve(Some(dir.path().into()), None, &args).unwrap();
         assert_eq!(s.domain, "flag.example");
         assert_eq!(s.port_pool.to_string(), "30000-30099");
+    }
+
+    #[test]
+    fn an_explicit_config_file_can_move_the_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broker.toml");
+        std::fs::write(&path, "data_dir = \"/srv/rpibroker\"\n").unwrap();
+        let s = Settings::resolve(None, Some(&path), &SettingsArgs::default()).unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("/srv/rpibroker"));
+        let flag =
+            Settings::resolve(Some("/flag".into()), Some(&path), &SettingsArgs::default()).unwrap();
+        assert_eq!(flag.data_dir, PathBuf::from("/flag"));
     }
 
     #[test]
@@ -239,8 +270,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.toml");
         std::fs::write(&path, "domian = \"typo.example\"\n").unwrap();
-        let err = Settings::resolve(dir.path().into(), Some(&path), &SettingsArgs::default())
-            .unwrap_err();
+        let err = Settings::resolve(
+            Some(dir.path().into()),
+            Some(&path),
+            &SettingsArgs::default(),
+        )
+        .unwrap_err();
         assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
     }
 }
