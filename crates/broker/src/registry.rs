@@ -19,6 +19,7 @@ use std::time::Duration;
 use rpibroker_wire::{DeviceName, Service, ServicePorts};
 use russh::server::Handle;
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::edge;
@@ -96,7 +97,14 @@ pub struct Registry {
     /// Address the devices' public ports listen on.
     device_bind: IpAddr,
     presence: Presence,
+    /// Visitor connections open at once, over every edge port and device;
+    /// past this, new visitors are turned away instead of exhausting memory
+    /// and file descriptors.
+    visitors: Arc<Semaphore>,
 }
+
+/// Most visitor connections open at once.
+pub const MAX_VISITORS: usize = 16 * 1024;
 
 /// How long to wait for a replaced session's public port to be released.
 const REBIND_WAIT: Duration = Duration::from_secs(2);
@@ -108,6 +116,7 @@ impl Registry {
             next_generation: AtomicU64::new(1),
             device_bind,
             presence,
+            visitors: Arc::new(Semaphore::new(MAX_VISITORS)),
         })
     }
 
@@ -272,6 +281,18 @@ impl Registry {
             .filter(|l| l.generation == generation)
             .and_then(|l| l.forwards.remove(&service))
             .is_some()
+    }
+
+    /// A slot for one more visitor connection, if the broker has room.
+    pub fn admit_visitor(&self) -> Option<OwnedSemaphorePermit> {
+        let permit = self.visitors.clone().try_acquire_owned().ok();
+        if permit.is_none() {
+            tracing::warn!(
+                max = MAX_VISITORS,
+                "too many visitor connections; refusing one"
+            );
+        }
+        permit
     }
 
     /// Where a visitor of `device`'s `service` goes.

@@ -28,6 +28,9 @@ pub async fn serve(
                 continue;
             }
         };
+        let Some(permit) = registry.admit_visitor() else {
+            continue;
+        };
         let _ = socket.set_nodelay(true);
         let (registry, device) = (registry.clone(), device.clone());
         let span = tracing::debug_span!("visitor", %device, %service, %peer);
@@ -48,6 +51,7 @@ pub async fn serve(
                     }
                     Err(e) => tracing::info!(error = %e, "device refused a visitor"),
                 }
+                drop(permit);
             }
             .instrument(span),
         );

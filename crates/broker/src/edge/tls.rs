@@ -30,9 +30,19 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdown: Shu
             },
             _ = shutdown.wait() => return,
         };
+        let Some(permit) = shared.registry.admit_visitor() else {
+            continue;
+        };
         let _ = socket.set_nodelay(true);
         let span = tracing::debug_span!("https", %peer);
-        tokio::spawn(handle(socket, peer, shared.clone()).instrument(span));
+        let shared = shared.clone();
+        tokio::spawn(
+            async move {
+                handle(socket, peer, shared).await;
+                drop(permit);
+            }
+            .instrument(span),
+        );
     }
 }
 
