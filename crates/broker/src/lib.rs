@@ -14,9 +14,10 @@
 //! - [`presence`]: writing online state and last-seen times to the store.
 //! - [`notify`]: the local socket through which `device` commands reach a running broker.
 //! - [`device_cmd`], [`cli`]: the command line.
-//! - [`token`], [`host_key`], [`port_pool`], [`time`], [`shutdown`]: small
+//! - [`token`], [`host_key`], [`port_pool`], [`time`], [`shutdown`], [`accept`]: small
 //!   pieces named for what they own.
 
+pub mod accept;
 pub mod api;
 pub mod broker;
 pub mod cli;

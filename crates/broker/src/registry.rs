@@ -42,7 +42,7 @@ pub struct SessionInfo {
     pub ports: ServicePorts,
     pub handle: Handle,
     pub credential: Credential,
-    pub peer: Option<SocketAddr>,
+    pub peer: SocketAddr,
 }
 
 struct Live {
@@ -139,7 +139,11 @@ impl Registry {
             },
         );
         if let Some(old) = old {
-            tracing::info!(%device, "a new session replaces the device's previous one");
+            tracing::info!(
+                %device,
+                old_peer = %old.info.peer,
+                "a new session replaces the device's previous one"
+            );
             disconnect(old, "replaced by a newer connection of this device");
         }
         self.presence.online(device_id);
@@ -158,19 +162,6 @@ impl Registry {
         match live.get(device) {
             Some(l) if l.generation == generation => live.remove(device),
             _ => None,
-        }
-    }
-
-    /// Disconnects the device's session, if any (device removed or revoked).
-    pub fn kick(&self, device: &DeviceName, reason: &str) -> bool {
-        let removed = self.lock().remove(device);
-        match removed {
-            Some(l) => {
-                self.presence.offline(l.info.device_id);
-                disconnect(l, reason);
-                true
-            }
-            None => false,
         }
     }
 

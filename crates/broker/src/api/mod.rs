@@ -10,7 +10,6 @@ mod connect;
 mod status;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -24,6 +23,7 @@ use rpibroker_wire::{ApiError, ErrorCode};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::accept;
 use crate::broker::Shared;
 use crate::shutdown::Shutdown;
 use crate::store::{RetiredReason, TokenLookup};
@@ -113,21 +113,13 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdown: Shu
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (socket, peer) = tokio::select! {
-            conn = listener.accept() => match conn {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed on the API port");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            conn = accept::next(&listener, "API") => conn,
             _ = shutdown.wait() => return,
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "too many API connections; dropping one");
             continue;
         };
-        let _ = socket.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
         tokio::spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()

@@ -8,6 +8,7 @@ use rpibroker_wire::{DeviceName, Service};
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
+use crate::accept;
 use crate::edge::splice;
 use crate::registry::Registry;
 
@@ -20,18 +21,10 @@ pub async fn serve(
     service: Service,
 ) {
     loop {
-        let (socket, peer) = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                tracing::warn!(%device, %service, error = %e, "accept failed on device port");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+        let (socket, peer) = accept::next(&listener, "device").await;
         let Some(permit) = registry.admit_visitor() else {
             continue;
         };
-        let _ = socket.set_nodelay(true);
         let (registry, device) = (registry.clone(), device.clone());
         let span = tracing::debug_span!("visitor", %device, %service, %peer);
         tokio::spawn(

@@ -15,6 +15,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 
+use crate::accept;
 use crate::broker::Shared;
 use crate::edge::head::{self, HeadError};
 use crate::edge::{device_of_host, splice};
@@ -25,20 +26,12 @@ use crate::shutdown::Shutdown;
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdown: Shutdown) {
     loop {
         let (socket, peer) = tokio::select! {
-            conn = listener.accept() => match conn {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed on the HTTP port");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            conn = accept::next(&listener, "HTTP") => conn,
             _ = shutdown.wait() => return,
         };
         let Some(permit) = shared.registry.admit_visitor() else {
             continue;
         };
-        let _ = socket.set_nodelay(true);
         let span = tracing::debug_span!("http", %peer);
         let shared = shared.clone();
         tokio::spawn(

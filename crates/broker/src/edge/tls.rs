@@ -11,6 +11,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 
+use crate::accept;
 use crate::broker::Shared;
 use crate::edge::sni::{self, Sni};
 use crate::edge::{device_of_host, splice};
@@ -20,20 +21,12 @@ use crate::shutdown::Shutdown;
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdown: Shutdown) {
     loop {
         let (socket, peer) = tokio::select! {
-            conn = listener.accept() => match conn {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed on the HTTPS port");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            conn = accept::next(&listener, "HTTPS") => conn,
             _ = shutdown.wait() => return,
         };
         let Some(permit) = shared.registry.admit_visitor() else {
             continue;
         };
-        let _ = socket.set_nodelay(true);
         let span = tracing::debug_span!("https", %peer);
         let shared = shared.clone();
         tokio::spawn(

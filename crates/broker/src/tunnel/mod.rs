@@ -26,6 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore};
 use tracing::Instrument;
 
+use crate::accept;
 use crate::broker::Shared;
 use crate::shutdown::Shutdown;
 
@@ -83,14 +84,7 @@ pub async fn serve(
     let unauthenticated = Arc::new(Semaphore::new(MAX_UNAUTHENTICATED));
     loop {
         let (socket, peer) = tokio::select! {
-            conn = listener.accept() => match conn {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed on the SSH port");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            conn = accept::next(&listener, "SSH") => conn,
             _ = shutdown.wait() => return,
         };
         let Ok(permit) = unauthenticated.clone().try_acquire_owned() else {
@@ -111,7 +105,6 @@ async fn connection(
     config: Arc<Config>,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
-    let _ = socket.set_nodelay(true);
     // A second handle on the socket, to close it for certain if the peer
     // stalls before authenticating: an SSH goodbye cannot be sent in the
     // middle of a key exchange the peer never finishes.

@@ -134,7 +134,7 @@ impl russh::server::Handler for DeviceSession {
             ports: a.ports,
             handle: session.handle(),
             credential: a.credential,
-            peer: Some(self.peer),
+            peer: self.peer,
         });
         tracing::info!(device = %a.device, peer = %self.peer, "device connected");
         *self.slot.attached.lock().unwrap_or_else(|e| e.into_inner()) =
