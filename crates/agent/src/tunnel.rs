@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rpibroker_tunnel_io::{ReadAhead, splice};
 use rpibroker_wire::{ConnectResponse, Service, control};
 use russh::client::{self, ChannelOpenHandle, Msg, Session};
 use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
@@ -22,8 +23,6 @@ use crate::config::Config;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Time to reach a local target for a visitor.
 const TARGET_TIMEOUT: Duration = Duration::from_secs(5);
-/// Copy buffer size; one SSH packet per write, so bigger buffers mean fewer packets.
-const COPY_BUFFER: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TunnelError {
@@ -150,14 +149,7 @@ impl client::Handler for DeviceClient {
             tracing::debug!(%service, %visitor, "visitor connected");
             let mut local = local;
             let mut stream = channel.into_stream();
-            if let Err(e) = tokio::io::copy_bidirectional_with_sizes(
-                &mut local,
-                &mut stream,
-                COPY_BUFFER,
-                COPY_BUFFER,
-            )
-            .await
-            {
+            if let Err(e) = splice(&mut local, &mut stream).await {
                 tracing::debug!(%service, %visitor, error = %e, "visitor connection ended with an error");
             }
         });
@@ -263,7 +255,7 @@ pub async fn open(
             .await
             .map_err(|e| unreachable(e.to_string()))?;
         let _ = socket.set_nodelay(true);
-        client::connect_stream(Arc::new(client_config()), socket, handler)
+        client::connect_stream(Arc::new(client_config()), ReadAhead::new(socket), handler)
             .await
             .map_err(
                 |e| match mismatch.lock().unwrap_or_else(|e| e.into_inner()).take() {

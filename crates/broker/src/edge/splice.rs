@@ -9,9 +9,6 @@ use tokio::net::TcpStream;
 
 use crate::registry::Route;
 
-/// Copy buffer size. russh sends one SSH packet per write, so this is the
-/// largest packet a visitor's bytes travel in (see notes on russh throughput).
-const COPY_BUFFER: usize = 64 * 1024;
 /// How long the device has to accept a channel before the visitor is told it
 /// is unavailable.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,13 +50,7 @@ impl DeviceStream {
         if !prefix.is_empty() {
             self.0.write_all(prefix).await?;
         }
-        let (up, down) = tokio::io::copy_bidirectional_with_sizes(
-            &mut visitor,
-            &mut self.0,
-            COPY_BUFFER,
-            COPY_BUFFER,
-        )
-        .await?;
+        let (up, down) = rpibroker_tunnel_io::splice(&mut visitor, &mut self.0).await?;
         Ok((up + prefix.len() as u64, down))
     }
 }

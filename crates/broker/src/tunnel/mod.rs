@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rpibroker_tunnel_io::ReadAhead;
 use rpibroker_wire::DeviceName;
 use russh::keys::PrivateKey;
 use russh::server::Config;
@@ -117,7 +118,7 @@ async fn connection(
     };
     let slot = Arc::new(Slot::default());
     let handler = session::DeviceSession::new(shared.clone(), peer, slot.clone());
-    let started = russh::server::run_stream(config, socket, handler);
+    let started = russh::server::run_stream(config, ReadAhead::new(socket), handler);
     let mut running = match tokio::time::timeout(shared.settings.ssh_auth_timeout, started).await {
         Ok(Ok(running)) => running,
         Ok(Err(e)) => return tracing::debug!(error = %e, "SSH connection failed before it started"),
