@@ -21,7 +21,7 @@ use std::time::Duration;
 use rpibroker_tunnel_io::ReadAhead;
 use rpibroker_wire::DeviceName;
 use russh::keys::PrivateKey;
-use russh::server::Config;
+use russh::server::{Config, RunningSession};
 use russh::{MethodKind, MethodSet, Preferred, cipher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore};
@@ -92,13 +92,20 @@ pub async fn serve(
             tracing::warn!(%peer, "too many unauthenticated SSH connections; dropping one");
             continue;
         };
-        let span = tracing::info_span!("ssh", %peer);
-        tokio::spawn(
-            connection(socket, peer, shared.clone(), config.clone(), permit).instrument(span),
-        );
+        tokio::spawn(connection(
+            socket,
+            peer,
+            shared.clone(),
+            config.clone(),
+            permit,
+        ));
     }
 }
 
+/// One device connection, from its first byte until it ends. Connected
+/// devices sit idle for days, so what waits for the end must stay small: the
+/// handshake, whose state is much larger, runs boxed and is freed once the
+/// device is in.
 async fn connection(
     socket: TcpStream,
     peer: SocketAddr,
@@ -106,6 +113,35 @@ async fn connection(
     config: Arc<Config>,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
+    let span = tracing::info_span!("ssh", %peer);
+    let handshake = authenticate(socket, peer, shared.clone(), config, permit).instrument(span);
+    let Some((running, slot)) = Box::pin(handshake).await else {
+        return;
+    };
+    let result = running.await;
+    let attached = slot
+        .attached
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    if let Some((device, generation)) = attached {
+        shared.registry.detach(&device, generation);
+        match result {
+            Ok(()) => tracing::info!(%device, %peer, "device disconnected"),
+            Err(e) => tracing::info!(%device, %peer, error = %e, "device connection ended"),
+        }
+    }
+}
+
+/// Runs the SSH handshake until the device has authenticated; `None` if it
+/// did not (the connection is then closed).
+async fn authenticate(
+    socket: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    config: Arc<Config>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Option<(RunningSession<session::DeviceSession>, Arc<Slot>)> {
     // A second handle on the socket, to close it for certain if the peer
     // stalls before authenticating: an SSH goodbye cannot be sent in the
     // middle of a key exchange the peer never finishes.
@@ -114,17 +150,24 @@ async fn connection(
         Ok((TcpStream::from_std(s)?, guard))
     }) {
         Ok(pair) => pair,
-        Err(e) => return tracing::warn!(error = %e, "cannot set up SSH connection"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot set up SSH connection");
+            return None;
+        }
     };
     let slot = Arc::new(Slot::default());
     let handler = session::DeviceSession::new(shared.clone(), peer, slot.clone());
     let started = russh::server::run_stream(config, ReadAhead::new(socket), handler);
     let mut running = match tokio::time::timeout(shared.settings.ssh_auth_timeout, started).await {
         Ok(Ok(running)) => running,
-        Ok(Err(e)) => return tracing::debug!(error = %e, "SSH connection failed before it started"),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "SSH connection failed before it started");
+            return None;
+        }
         Err(_) => {
             let _ = guard.shutdown(std::net::Shutdown::Both);
-            return tracing::debug!("no SSH version line in time; closing");
+            tracing::debug!("no SSH version line in time; closing");
+            return None;
         }
     };
     let handle = running.handle();
@@ -146,21 +189,5 @@ async fn connection(
         }
     };
     drop(permit);
-    drop(guard);
-    if !authenticated {
-        return;
-    }
-    let result = running.await;
-    let attached = slot
-        .attached
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take();
-    if let Some((device, generation)) = attached {
-        shared.registry.detach(&device, generation);
-        match result {
-            Ok(()) => tracing::info!(%device, "device disconnected"),
-            Err(e) => tracing::info!(%device, error = %e, "device connection ended"),
-        }
-    }
+    authenticated.then_some((running, slot))
 }
