@@ -13,35 +13,16 @@ use std::sync::Arc;
 use rpibroker_wire::Service;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tracing::Instrument;
 
-use crate::accept;
 use crate::broker::Shared;
 use crate::edge::head::{self, HeadError};
-use crate::edge::{device_of_host, splice};
+use crate::edge::{self, device_of_host, splice};
 use crate::registry::RouteError;
 use crate::shutdown::Shutdown;
 
 /// Accepts visitors until shutdown.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdown: Shutdown) {
-    loop {
-        let (socket, peer) = tokio::select! {
-            conn = accept::next(&listener, "HTTP") => conn,
-            _ = shutdown.wait() => return,
-        };
-        let Some(permit) = shared.registry.admit_visitor() else {
-            continue;
-        };
-        let span = tracing::debug_span!("http", %peer);
-        let shared = shared.clone();
-        tokio::spawn(
-            async move {
-                handle(socket, peer, shared).await;
-                drop(permit);
-            }
-            .instrument(span),
-        );
-    }
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: Shutdown) {
+    edge::serve_shared_port(listener, shared, shutdown, "HTTP", handle).await
 }
 
 async fn handle(mut socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {

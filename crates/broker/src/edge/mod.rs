@@ -19,7 +19,48 @@ pub mod sni;
 pub mod splice;
 pub mod tls;
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
 use rpibroker_wire::DeviceName;
+use tokio::net::{TcpListener, TcpStream};
+use tracing::Instrument;
+
+use crate::accept;
+use crate::broker::Shared;
+use crate::shutdown::Shutdown;
+
+/// Runs one of the shared edge ports until shutdown: each visitor the broker
+/// has room for is handed to `handle` in a task of its own.
+pub async fn serve_shared_port<F, Fut>(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: Shutdown,
+    port: &'static str,
+    handle: F,
+) where
+    F: Fn(TcpStream, SocketAddr, Arc<Shared>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let (socket, peer) = tokio::select! {
+            conn = accept::next(&listener, port) => conn,
+            _ = shutdown.wait() => return,
+        };
+        let Some(permit) = shared.registry.admit_visitor() else {
+            continue;
+        };
+        let visit = handle(socket, peer, shared.clone());
+        tokio::spawn(
+            async move {
+                visit.await;
+                drop(permit);
+            }
+            .instrument(tracing::debug_span!("visitor", port, %peer)),
+        );
+    }
+}
 
 /// Maps a host name (from `Host` or SNI) to the device it names:
 /// `<device>.<domain>`, case-insensitive, with an optional trailing dot.

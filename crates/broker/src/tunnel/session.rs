@@ -75,6 +75,19 @@ impl DeviceSession {
         }
     }
 
+    /// Refuses to open a channel, logging what was asked.
+    async fn refuse_channel(
+        &self,
+        what: &str,
+        reply: ChannelOpenHandle,
+    ) -> Result<(), russh::Error> {
+        tracing::warn!(device = self.name(), request = what, "refused");
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        Ok(())
+    }
+
     /// Refuses a channel request, logging what was asked.
     fn refuse(
         &self,
@@ -281,11 +294,7 @@ impl russh::server::Handler for DeviceSession {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        tracing::warn!(device = self.name(), request = "x11 channel", "refused");
-        reply
-            .reject(ChannelOpenFailure::AdministrativelyProhibited)
-            .await;
-        Ok(())
+        self.refuse_channel("x11 channel", reply).await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -299,15 +308,8 @@ impl russh::server::Handler for DeviceSession {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        tracing::warn!(
-            device = self.name(),
-            request = "forwarded-tcpip from device",
-            "refused"
-        );
-        reply
-            .reject(ChannelOpenFailure::AdministrativelyProhibited)
-            .await;
-        Ok(())
+        self.refuse_channel("forwarded-tcpip from device", reply)
+            .await
     }
 
     async fn channel_open_direct_streamlocal(
@@ -317,15 +319,7 @@ impl russh::server::Handler for DeviceSession {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        tracing::warn!(
-            device = self.name(),
-            request = "direct-streamlocal",
-            "refused"
-        );
-        reply
-            .reject(ChannelOpenFailure::AdministrativelyProhibited)
-            .await;
-        Ok(())
+        self.refuse_channel("direct-streamlocal", reply).await
     }
 
     async fn tcpip_forward(
