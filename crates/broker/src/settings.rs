@@ -156,7 +156,15 @@ impl Settings {
             .trim_end_matches('.')
             .to_ascii_lowercase();
         anyhow::ensure!(
-            !domain.is_empty() && domain.split('.').all(|l| !l.is_empty() && l.len() <= 63),
+            !domain.is_empty()
+                && domain.len() <= 200
+                && domain.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && !l.starts_with('-')
+                        && !l.ends_with('-')
+                        && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                }),
             "domain {domain:?} is not a valid DNS name"
         );
         let api_listen = args
@@ -184,7 +192,7 @@ impl Settings {
                 }
             });
         let secs = |v: Option<u64>, default: u64| Duration::from_secs(v.unwrap_or(default).max(1));
-        Ok(Self {
+        let settings = Self {
             data_dir,
             domain,
             api_listen,
@@ -207,7 +215,35 @@ impl Settings {
             edge_read_timeout: secs(file.edge_read_timeout_secs, 10),
             ssh_auth_timeout: secs(file.ssh_auth_timeout_secs, 30),
             ssh_idle_timeout: secs(file.ssh_idle_timeout_secs, 600),
-        })
+        };
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// Catches settings that would only fail later, at a visitor's expense.
+    fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.public_url.starts_with("http://") || self.public_url.starts_with("https://"),
+            "public_url {:?} must start with http:// or https://",
+            self.public_url
+        );
+        let listeners = [
+            ("api_listen", self.api_listen),
+            ("ssh_listen", self.ssh_listen),
+            ("http_listen", self.http_listen),
+            ("https_listen", self.https_listen),
+        ];
+        for (name, addr) in listeners {
+            let same_address = addr.ip() == self.device_bind
+                || addr.ip().is_unspecified()
+                || self.device_bind.is_unspecified();
+            anyhow::ensure!(
+                !(same_address && self.port_pool.iter().any(|p| p == addr.port())),
+                "{name} {addr} is inside the device port pool {}; devices would be given its port",
+                self.port_pool
+            );
+        }
+        Ok(())
     }
 
     pub fn database_path(&self) -> PathBuf {
@@ -263,6 +299,33 @@ mod tests {
         let flag =
             Settings::resolve(Some("/flag".into()), Some(&path), &SettingsArgs::default()).unwrap();
         assert_eq!(flag.data_dir, PathBuf::from("/flag"));
+    }
+
+    #[test]
+    fn settings_that_would_fail_later_are_refused_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let resolve = |args: SettingsArgs| Settings::resolve(Some(dir.path().into()), None, &args);
+        let err = resolve(SettingsArgs {
+            http_listen: Some("127.0.0.1:20005".parse().unwrap()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("inside the device port pool"),
+            "{err}"
+        );
+        let err = resolve(SettingsArgs {
+            domain: Some("bad_domain.example".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("not a valid DNS name"), "{err}");
+        let err = resolve(SettingsArgs {
+            public_url: Some("broker.example.org".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("must start with http"), "{err}");
     }
 
     #[test]
