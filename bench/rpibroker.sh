@@ -108,7 +108,7 @@ bench_rpibroker() {
     start_bg idle-devices "$bin/examples/idle_devices" "${configs[@]}"
     idle=$LAST_PID
     local deadline=$((SECONDS + 300))
-    until grep -q '^ready' "$TMP/idle-devices.log"; do
+    until grep -qs '^ready' "$TMP/idle-devices.log"; do
         if ((SECONDS > deadline)) || ! kill -0 "$idle" 2>/dev/null; then
             fail "idle devices did not connect: $(tail -2 "$TMP/idle-devices.log")"
             return
