@@ -21,7 +21,7 @@ async fn connect(path: std::path::PathBuf) -> anyhow::Result<tunnel::Tunnel> {
     let config = Config::load(&path)?;
     let key = Arc::new(device_key::load_or_create(&config.key_path)?);
     let request = ConnectRequest {
-        token: config.file.token.0.clone(),
+        token: config.file.token.clone(),
         hardware: hardware::report(&config.key_path),
         public_key: Some(key.public_key().to_openssh()?),
         agent_version: Some("idle-devices".into()),

@@ -34,7 +34,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     loop {
         tracing::info!(broker = %url, device = %config.file.device, "handshake: asking the broker where to connect");
         let request = ConnectRequest {
-            token: config.file.token.0.clone(),
+            token: config.file.token.clone(),
             hardware: hardware::report(&config.key_path),
             public_key: Some(public_key.clone()),
             agent_version: Some(env!("CARGO_PKG_VERSION").to_string()),

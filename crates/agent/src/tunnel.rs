@@ -21,6 +21,9 @@ use crate::config::Config;
 
 /// Time to set up the TCP connection and SSH handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// A local service (or visitor) that accepts no bytes for this long has its
+/// connection dropped, so it cannot stall the other visitors' traffic.
+const VISITOR_STALL: Duration = Duration::from_secs(10);
 /// Time to reach a local target for a visitor.
 const TARGET_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -147,9 +150,7 @@ impl client::Handler for DeviceClient {
             let _ = local.set_nodelay(true);
             reply.accept().await;
             tracing::debug!(%service, %visitor, "visitor connected");
-            let mut local = local;
-            let mut stream = channel.into_stream();
-            if let Err(e) = splice(&mut local, &mut stream).await {
+            if let Err(e) = splice(local, channel.into_stream(), VISITOR_STALL).await {
                 tracing::debug!(%service, %visitor, error = %e, "visitor connection ended with an error");
             }
         });

@@ -88,7 +88,11 @@ impl Broker {
             .context("resetting device presence")?;
         let host_key = host_key::load_or_create(&settings.data_dir)?;
         let (presence, writer) = presence::channel(store.clone());
-        let registry = Registry::new(settings.device_bind, presence);
+        let registry = Registry::new(
+            settings.device_bind,
+            settings.visitor_stall_timeout,
+            presence,
+        );
         let notify = notify::bind(&settings.data_dir).with_context(|| {
             format!(
                 "cannot create the notification socket {}",

@@ -26,6 +26,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
+    raise_fd_limit();
     let listeners = Listeners::bind(&settings).await?;
     let broker = Broker::start(settings, listeners).await?;
     print_banner(&broker);
@@ -39,6 +40,27 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .run(shutdown)
         .await
         .context("broker stopped with an error")
+}
+
+/// Every device costs about four file descriptors (its SSH connection and
+/// three public ports) and every visitor one more; the usual soft limit of
+/// 1024 would run out at a few hundred devices, so raise it to the hard limit.
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                tracing::warn!("could not raise the open file limit");
+            }
+        }
+    }
+    tracing::debug!(open_files = limit.rlim_cur, "open file limit");
 }
 
 fn print_banner(broker: &Broker) {

@@ -101,6 +101,9 @@ pub struct Registry {
     /// past this, new visitors are turned away instead of exhausting memory
     /// and file descriptors.
     visitors: Arc<Semaphore>,
+    /// How long a visitor or device may accept no bytes before its
+    /// connection is dropped (see [`rpibroker_tunnel_io::splice`]).
+    pub visitor_stall: Duration,
 }
 
 /// Most visitor connections open at once.
@@ -110,13 +113,14 @@ pub const MAX_VISITORS: usize = 16 * 1024;
 const REBIND_WAIT: Duration = Duration::from_secs(2);
 
 impl Registry {
-    pub fn new(device_bind: IpAddr, presence: Presence) -> Arc<Self> {
+    pub fn new(device_bind: IpAddr, visitor_stall: Duration, presence: Presence) -> Arc<Self> {
         Arc::new(Self {
             live: Mutex::new(HashMap::new()),
             next_generation: AtomicU64::new(1),
             device_bind,
             presence,
             visitors: Arc::new(Semaphore::new(MAX_VISITORS)),
+            visitor_stall,
         })
     }
 
@@ -130,14 +134,20 @@ impl Registry {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let device = info.device.clone();
         let device_id = info.device_id;
-        let old = self.lock().insert(
-            device.clone(),
-            Live {
-                generation,
-                info,
-                forwards: HashMap::new(),
-            },
-        );
+        let old = {
+            let mut live = self.lock();
+            // Presence events are queued under the lock so the store sees
+            // them in the order the sessions really came and went.
+            self.presence.online(device_id);
+            live.insert(
+                device.clone(),
+                Live {
+                    generation,
+                    info,
+                    forwards: HashMap::new(),
+                },
+            )
+        };
         if let Some(old) = old {
             tracing::info!(
                 %device,
@@ -146,21 +156,23 @@ impl Registry {
             );
             disconnect(old, "replaced by a newer connection of this device");
         }
-        self.presence.online(device_id);
         generation
     }
 
     /// Forgets the session if it is still the device's current one.
     pub fn detach(&self, device: &DeviceName, generation: u64) {
-        if let Some(l) = self.remove_generation(device, generation) {
-            self.presence.offline(l.info.device_id);
-        }
+        self.remove_generation(device, generation);
     }
 
+    /// Removes the session of `generation` if it is still current, and
+    /// records the device offline.
     fn remove_generation(&self, device: &DeviceName, generation: u64) -> Option<Live> {
         let mut live = self.lock();
         match live.get(device) {
-            Some(l) if l.generation == generation => live.remove(device),
+            Some(l) if l.generation == generation => {
+                self.presence.offline(l.info.device_id);
+                live.remove(device)
+            }
             _ => None,
         }
     }
@@ -175,16 +187,19 @@ impl Registry {
     /// Disconnects the session of `generation`, if it is still current.
     pub fn kick_generation(&self, device: &DeviceName, generation: u64, reason: &str) {
         if let Some(l) = self.remove_generation(device, generation) {
-            self.presence.offline(l.info.device_id);
             disconnect(l, reason);
         }
     }
 
     /// Disconnects every session (broker shutting down).
     pub fn kick_all(&self, reason: &str) {
-        let all: Vec<Live> = self.lock().drain().map(|(_, l)| l).collect();
+        let all: Vec<Live> = {
+            let mut live = self.lock();
+            live.values()
+                .for_each(|l| self.presence.offline(l.info.device_id));
+            live.drain().map(|(_, l)| l).collect()
+        };
         for l in all {
-            self.presence.offline(l.info.device_id);
             disconnect(l, reason);
         }
     }

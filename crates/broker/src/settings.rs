@@ -46,6 +46,9 @@ pub struct Settings {
     /// An SSH connection with no traffic at all (not even keepalive answers)
     /// for this long is closed.
     pub ssh_idle_timeout: Duration,
+    /// A visitor (or the device's side of its connection) that accepts no
+    /// bytes for this long is disconnected, so it cannot stall the device.
+    pub visitor_stall_timeout: Duration,
 }
 
 /// The config file. Every key is optional; unknown keys are an error.
@@ -67,6 +70,7 @@ pub struct FileSettings {
     pub edge_read_timeout_secs: Option<u64>,
     pub ssh_auth_timeout_secs: Option<u64>,
     pub ssh_idle_timeout_secs: Option<u64>,
+    pub visitor_stall_timeout_secs: Option<u64>,
 }
 
 /// Settings given by flag or environment variable.
@@ -215,6 +219,7 @@ impl Settings {
             edge_read_timeout: secs(file.edge_read_timeout_secs, 10),
             ssh_auth_timeout: secs(file.ssh_auth_timeout_secs, 30),
             ssh_idle_timeout: secs(file.ssh_idle_timeout_secs, 600),
+            visitor_stall_timeout: secs(file.visitor_stall_timeout_secs, 10),
         };
         settings.check()?;
         Ok(settings)

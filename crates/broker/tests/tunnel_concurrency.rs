@@ -1,9 +1,13 @@
-//! Many devices and visitors at once: every byte comes back intact and every
-//! visitor reaches the device it asked for.
+//! Many devices and visitors at once: every byte comes back intact, every
+//! visitor reaches the device it asked for, and one visitor cannot hold up
+//! the others.
 
 mod common;
 
-use common::{Targets, TestAgent, TestBroker, http, services};
+use std::time::{Duration, Instant};
+
+use common::{DEADLINE, Targets, TestAgent, TestBroker, http, services, wait_for};
+use tokio::io::AsyncReadExt;
 use tokio::task::JoinSet;
 
 const DEVICES: u16 = 24;
@@ -62,4 +66,48 @@ async fn many_devices_and_visitors_at_once() {
         done += 1;
     }
     assert_eq!(done, usize::from(DEVICES) * VISITORS_PER_DEVICE);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_visitor_that_stops_reading_does_not_stall_the_device() {
+    let broker = TestBroker::start(1).await;
+    let pi = broker.add_device("pi");
+    let targets = Targets {
+        ssh: services::echo().await,
+        http: services::web("pi").await,
+        https: services::echo().await,
+    };
+    let agent = TestAgent::start(&pi, &targets);
+    agent.wait_up(1).await;
+
+    // Asks for an endless answer, reads the first bytes (it is on its way),
+    // then stops reading: the tunnel fills up behind it.
+    let mut stalled = tokio::net::TcpStream::connect(broker.http).await.unwrap();
+    http::send_get(&mut stalled, "pi.localhost", "/endless")
+        .await
+        .unwrap();
+    let mut first = [0u8; 1024];
+    stalled.read_exact(&mut first).await.unwrap();
+    assert!(first.starts_with(b"HTTP/1.1 200"));
+
+    // Once the tunnel is full, the broker drops the visitor that made no
+    // progress for the stall timeout (2 s in tests)...
+    wait_for("the broker to drop the stalled visitor", DEADLINE, || {
+        let log = broker.log();
+        async move { log.contains("the peer stopped reading").then_some(()) }
+    })
+    .await;
+    // ...and another visitor of the same device is served at once.
+    let started = Instant::now();
+    let r = tokio::time::timeout(
+        Duration::from_secs(5),
+        http::get(broker.http, "pi.localhost", "/other"),
+    )
+    .await
+    .expect("the device is served again")
+    .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.body.starts_with("hello from pi path=/other"));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(stalled);
 }

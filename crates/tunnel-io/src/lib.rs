@@ -8,4 +8,4 @@ mod read_ahead;
 mod splice;
 
 pub use read_ahead::ReadAhead;
-pub use splice::{COPY_BUFFER, splice};
+pub use splice::splice;

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{DeviceName, HardwareReport, ServicePorts};
+use crate::{DeviceName, HardwareReport, ServicePorts, Token};
 
 /// Path of the handshake endpoint on the broker's API listener.
 pub const CONNECT_PATH: &str = "/api/v1/connect";
@@ -17,7 +17,7 @@ pub const MAX_CONNECT_BODY: usize = 16 * 1024;
 #[serde(deny_unknown_fields)]
 pub struct ConnectRequest {
     /// The device token shown once by `rpibroker device add`.
-    pub token: String,
+    pub token: Token,
     pub hardware: HardwareReport,
     /// The agent's SSH public key in OpenSSH format (`ssh-ed25519 AAAA…`). The
     /// broker registers it for this device, so the tunnel logs in with the key

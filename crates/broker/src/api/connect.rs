@@ -55,7 +55,13 @@ pub async fn connect(
         axum::body::to_bytes(req.into_body(), MAX_CONNECT_BODY),
     )
     .await
-    .map_err(|_| malformed("the request body did not arrive in time"))?
+    .map_err(|_| {
+        Failure::new(
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::MalformedRequest,
+            "the request body did not arrive in time",
+        )
+    })?
     .map_err(|_| too_large())?;
     let request: ConnectRequest = serde_json::from_slice(&body)
         .map_err(|e| malformed(format!("the handshake is not valid: {e}")))?;
@@ -81,7 +87,7 @@ pub async fn connect(
         None => None,
     };
 
-    let hash = token::hash(&request.token);
+    let hash = token::hash(&request.token.0);
     let pool = shared.settings.port_pool;
     let hardware = request.hardware.clone();
     let outcome = shared

@@ -38,7 +38,7 @@ pub async fn serve(
                 };
                 match splice::open(&route, peer).await {
                     Ok(stream) => {
-                        if let Err(e) = stream.run(socket, &[]).await {
+                        if let Err(e) = stream.run(socket, &[], registry.visitor_stall).await {
                             tracing::debug!(error = %e, "visitor connection ended with an error");
                         }
                     }

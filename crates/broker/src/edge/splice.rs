@@ -41,16 +41,20 @@ pub async fn open(route: &Route, visitor: SocketAddr) -> Result<DeviceStream, Sp
 
 impl DeviceStream {
     /// Sends `prefix` (bytes already read from the visitor), then copies both
-    /// ways until both sides are done. Returns the bytes moved each way.
+    /// ways until both sides are done. Returns the bytes moved each way. A
+    /// side that accepts no bytes for `stall` ends the connection, so a
+    /// visitor that stops reading cannot hold up the device's other visitors
+    /// (see [`rpibroker_tunnel_io::splice`]).
     pub async fn run(
         mut self,
-        mut visitor: TcpStream,
+        visitor: TcpStream,
         prefix: &[u8],
+        stall: Duration,
     ) -> std::io::Result<(u64, u64)> {
         if !prefix.is_empty() {
             self.0.write_all(prefix).await?;
         }
-        let (up, down) = rpibroker_tunnel_io::splice(&mut visitor, &mut self.0).await?;
+        let (up, down) = rpibroker_tunnel_io::splice(visitor, self.0, stall).await?;
         Ok((up + prefix.len() as u64, down))
     }
 }

@@ -41,7 +41,10 @@ async fn handle(mut socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     };
     match splice::open(&route, peer).await {
         Ok(stream) => {
-            if let Err(e) = stream.run(socket, &bytes).await {
+            if let Err(e) = stream
+                .run(socket, &bytes, shared.settings.visitor_stall_timeout)
+                .await
+            {
                 tracing::debug!(%device, error = %e, "visitor connection ended with an error");
             }
         }

@@ -485,9 +485,12 @@ fn insert_key(
     source: KeySource,
     now: UnixTime,
 ) -> Result<(), StoreError> {
+    // A key the owner registered stays the owner's even if the agent then
+    // presents the same key: it must survive `device revoke`.
     conn.execute(
-        "INSERT OR REPLACE INTO device_keys (device_id, fingerprint, public_key, source, added_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO device_keys (device_id, fingerprint, public_key, source, added_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (device_id, fingerprint) DO NOTHING",
         params![device_id, fingerprint, key, source.as_str(), now.0],
     )?;
     Ok(())
@@ -626,6 +629,26 @@ mod tests {
             }
         ));
         assert!(store.token_matches(&name("a"), "ha2").unwrap());
+    }
+
+    #[test]
+    fn an_agent_presenting_the_owners_key_does_not_take_it_over() {
+        let (_dir, store) = store();
+        let pool: PortPool = "30000-30002".parse().unwrap();
+        let a = store
+            .add_device(&name("a"), "ha", Some(("same-fp", "k")), UnixTime(1))
+            .unwrap();
+        store
+            .record_handshake(
+                a.id,
+                pool,
+                Some(("same-fp", "k")),
+                &HardwareReport::default(),
+                UnixTime(2),
+            )
+            .unwrap();
+        store.replace_token(&name("a"), "ha2", UnixTime(3)).unwrap();
+        assert!(store.key_matches(&name("a"), "same-fp").unwrap());
     }
 
     #[test]

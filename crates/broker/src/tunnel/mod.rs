@@ -37,9 +37,37 @@ const MAX_UNAUTHENTICATED: usize = 512;
 /// Per-connection state shared between the accept loop and the SSH handler.
 #[derive(Default)]
 struct Slot {
-    /// The device and session generation, once authenticated.
-    attached: Mutex<Option<(DeviceName, u64)>>,
+    state: Mutex<SlotState>,
     authenticated: Notify,
+}
+
+/// Where a connection stands with the registry. Both the SSH handler
+/// (attaching) and the accept loop (giving up, or cleaning up at the end)
+/// change it under the lock, so a login that completes just as the
+/// connection is abandoned can never leave a dead session in the registry.
+#[derive(Default)]
+enum SlotState {
+    #[default]
+    Pending,
+    /// The device and session generation, once attached.
+    Attached(DeviceName, u64),
+    /// The connection is over; a late login must not attach.
+    Abandoned,
+}
+
+impl Slot {
+    /// Ends the connection's part in the registry: a session it attached is
+    /// detached, and no login can attach any more.
+    fn abandon(&self, registry: &crate::registry::Registry) -> Option<DeviceName> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match std::mem::replace(&mut *state, SlotState::Abandoned) {
+            SlotState::Attached(device, generation) => {
+                registry.detach(&device, generation);
+                Some(device)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// SSH server settings: AES-GCM first (hardware AES makes it ~1.5x faster than
@@ -119,13 +147,7 @@ async fn connection(
         return;
     };
     let result = running.await;
-    let attached = slot
-        .attached
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take();
-    if let Some((device, generation)) = attached {
-        shared.registry.detach(&device, generation);
+    if let Some(device) = slot.abandon(&shared.registry) {
         match result {
             Ok(()) => tracing::info!(%device, %peer, "device disconnected"),
             Err(e) => tracing::info!(%device, %peer, error = %e, "device connection ended"),
@@ -157,8 +179,9 @@ async fn authenticate(
     };
     let slot = Arc::new(Slot::default());
     let handler = session::DeviceSession::new(shared.clone(), peer, slot.clone());
+    let deadline = tokio::time::Instant::now() + shared.settings.ssh_auth_timeout;
     let started = russh::server::run_stream(config, ReadAhead::new(socket), handler);
-    let mut running = match tokio::time::timeout(shared.settings.ssh_auth_timeout, started).await {
+    let mut running = match tokio::time::timeout_at(deadline, started).await {
         Ok(Ok(running)) => running,
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "SSH connection failed before it started");
@@ -179,7 +202,7 @@ async fn authenticate(
             false
         }
         _ = slot.authenticated.notified() => true,
-        _ = tokio::time::sleep(shared.settings.ssh_auth_timeout) => {
+        _ = tokio::time::sleep_until(deadline) => {
             tracing::info!("no authentication in time; disconnecting");
             let _ = handle
                 .disconnect(russh::Disconnect::ByApplication, "authentication timed out".into(), String::new())
@@ -189,5 +212,9 @@ async fn authenticate(
         }
     };
     drop(permit);
-    authenticated.then_some((running, slot))
+    if !authenticated {
+        slot.abandon(&shared.registry);
+        return None;
+    }
+    Some((running, slot))
 }

@@ -9,8 +9,8 @@ use russh::keys::PublicKey;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelOpenFailure, MethodKind, MethodSet};
 
-use super::Slot;
 use super::auth::{self, Authenticated};
+use super::{Slot, SlotState};
 use crate::broker::Shared;
 use crate::registry::SessionInfo;
 
@@ -23,8 +23,10 @@ pub struct DeviceSession {
     pending: Option<Authenticated>,
     /// The device and its session generation, once attached to the registry.
     device: Option<Attached>,
-    /// The control channel, once opened (at most one per connection).
-    control: Option<Channel<Msg>>,
+    /// The control channel, once opened (at most one per connection). Only
+    /// its id is kept: nothing reads it yet, and a held but unread channel
+    /// would let the device stall its own session by filling its queue.
+    control: Option<ChannelId>,
 }
 
 struct Attached {
@@ -141,17 +143,41 @@ impl russh::server::Handler for DeviceSession {
         let Some(a) = self.pending.take() else {
             return Err(russh::Error::NotAuthenticated);
         };
-        let generation = self.shared.registry.attach(SessionInfo {
-            device: a.device.clone(),
-            device_id: a.device_id,
-            ports: a.ports,
-            handle: session.handle(),
-            credential: a.credential,
-            peer: self.peer,
-        });
+        let credential = a.credential.clone();
+        let generation = {
+            let mut state = self.slot.state.lock().unwrap_or_else(|e| e.into_inner());
+            if matches!(*state, SlotState::Abandoned) {
+                return Err(russh::Error::Disconnect);
+            }
+            let generation = self.shared.registry.attach(SessionInfo {
+                device: a.device.clone(),
+                device_id: a.device_id,
+                ports: a.ports,
+                handle: session.handle(),
+                credential: a.credential,
+                peer: self.peer,
+            });
+            *state = SlotState::Attached(a.device.clone(), generation);
+            generation
+        };
+        // `device revoke` or `remove` may have committed between the credential
+        // check and the attach, and found no session to cut: check again now
+        // that the session is visible to them.
+        let (shared, device) = (self.shared.clone(), a.device.clone());
+        let valid =
+            tokio::task::spawn_blocking(move || super::still_valid(&shared, &device, &credential))
+                .await
+                .unwrap_or(false);
+        if !valid {
+            tracing::info!(device = %a.device, "credentials were revoked during login; disconnecting");
+            self.shared.registry.kick_generation(
+                &a.device,
+                generation,
+                "device credentials were revoked or the device was removed",
+            );
+            return Err(russh::Error::Disconnect);
+        }
         tracing::info!(device = %a.device, peer = %self.peer, "device connected");
-        *self.slot.attached.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((a.device.clone(), generation));
         self.device = Some(Attached {
             name: a.device,
             ports: a.ports,
@@ -174,7 +200,7 @@ impl russh::server::Handler for DeviceSession {
                 .await;
             return Ok(());
         }
-        self.control = Some(channel);
+        self.control = Some(channel.id());
         reply.accept().await;
         Ok(())
     }
@@ -185,7 +211,7 @@ impl russh::server::Handler for DeviceSession {
         name: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let is_control = self.control.as_ref().is_some_and(|c| c.id() == channel);
+        let is_control = self.control == Some(channel);
         if is_control && name == control::SUBSYSTEM {
             tracing::info!(device = self.name(), "control channel open");
             session.channel_success(channel)?;

@@ -89,7 +89,7 @@ impl TestBroker {
         // Short timeouts so the slow-visitor tests finish quickly.
         std::fs::write(
             dir.path().join("data/rpibroker.toml"),
-            "edge_read_timeout_secs = 2\nssh_auth_timeout_secs = 3\n",
+            "edge_read_timeout_secs = 2\nssh_auth_timeout_secs = 3\nvisitor_stall_timeout_secs = 2\n",
         )
         .unwrap();
         let mut broker = Self {

@@ -1,13 +1,14 @@
 //! The services a test device offers: a TCP echo server, an HTTP/1.1 server
 //! that also speaks WebSocket, and a TLS server with its own certificate.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures_util::{SinkExt, StreamExt};
-use http_body_util::Full;
-use hyper::body::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Bytes, Frame};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
@@ -31,7 +32,8 @@ pub async fn echo() -> SocketAddr {
 
 /// An HTTP/1.1 server whose responses say which server answered, the path,
 /// and how many requests this TCP connection has carried (to see keep-alive);
-/// a request with `Upgrade: websocket` becomes a WebSocket echo.
+/// `/endless` answers a body that never ends; a request with `Upgrade: websocket` becomes a
+/// WebSocket echo.
 pub async fn web(name: &str) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -61,15 +63,20 @@ pub async fn web(name: &str) -> SocketAddr {
                 let service = hyper::service::service_fn(
                     move |req: hyper::Request<hyper::body::Incoming>| {
                         let n = count.fetch_add(1, Ordering::Relaxed) + 1;
-                        let body = format!(
-                            "hello from {name} path={} request-on-connection={n}",
-                            req.uri().path()
-                        );
-                        async move {
-                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                                Bytes::from(body),
-                            )))
-                        }
+                        let body = if req.uri().path() == "/endless" {
+                            let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+                            let frames = futures_util::stream::repeat_with(move || {
+                                Ok::<_, Infallible>(Frame::data(chunk.clone()))
+                            });
+                            BodyExt::boxed(StreamBody::new(frames))
+                        } else {
+                            let text = format!(
+                                "hello from {name} path={} request-on-connection={n}",
+                                req.uri().path()
+                            );
+                            BodyExt::boxed(Full::new(Bytes::from(text)))
+                        };
+                        async move { Ok::<_, Infallible>(hyper::Response::new(body)) }
                     },
                 );
                 let _ = hyper::server::conn::http1::Builder::new()
