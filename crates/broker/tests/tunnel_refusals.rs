@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::openssh::{self, Login};
 use common::{DEADLINE, Targets, TestAgent, TestBroker, http, services, wait_for};
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 async fn targets(name: &str) -> Targets {
@@ -374,16 +374,33 @@ async fn the_https_edge_closes_what_it_cannot_route() {
     let agent = TestAgent::start(&pi, &t);
     agent.wait_up(1).await;
 
-    // Unknown name, and no SNI at all (rustls sends none for an IP address).
-    assert!(
-        services::tls_connect(broker.https, "nobody.localhost", &cert)
-            .await
-            .is_err()
+    // A real ClientHello for the device gets the device's ServerHello; one
+    // for an unknown name, or with no SNI at all (rustls sends none for an IP
+    // address), gets nothing but a close.
+    async fn answer_to_client_hello(broker: &TestBroker, name: &str) -> Vec<u8> {
+        let mut s = TcpStream::connect(broker.https).await.unwrap();
+        s.write_all(&services::client_hello(name)).await.unwrap();
+        let mut answer = vec![0u8; 5];
+        match tokio::time::timeout(Duration::from_secs(15), s.read(&mut answer)).await {
+            Ok(Ok(n)) => answer[..n].to_vec(),
+            _ => Vec::new(),
+        }
+    }
+    let routed = answer_to_client_hello(&broker, "pi.localhost").await;
+    assert_eq!(
+        routed.first(),
+        Some(&22),
+        "a TLS handshake record from the device"
     );
     assert!(
-        services::tls_connect(broker.https, "127.0.0.1", &cert)
+        answer_to_client_hello(&broker, "nobody.localhost")
             .await
-            .is_err()
+            .is_empty()
+    );
+    assert!(
+        answer_to_client_hello(&broker, "127.0.0.1")
+            .await
+            .is_empty()
     );
     // Garbage, and a ClientHello that never comes: closed (after 2 s for the latter).
     for bytes in [

@@ -45,9 +45,6 @@ pub async fn read(stream: &mut TcpStream, timeout: Duration) -> Result<Head, Hea
     let mut buf = Vec::with_capacity(2048);
     tokio::time::timeout(timeout, async {
         loop {
-            if let Some(host) = parse(&buf)? {
-                return Ok(host);
-            }
             if buf.len() >= MAX_HEAD {
                 return Err(HeadError::TooLarge);
             }
@@ -57,12 +54,26 @@ pub async fn read(stream: &mut TcpStream, timeout: Duration) -> Result<Head, Hea
             if n == 0 {
                 return Err(HeadError::Closed);
             }
+            let before = buf.len();
             buf.extend_from_slice(&chunk[..n]);
+            // Parse only when the new bytes may have ended the head, so a
+            // visitor trickling one byte at a time costs one scan per byte,
+            // not one parse of the whole head per byte.
+            if may_end_head(&buf[before.saturating_sub(3)..])
+                && let Some(host) = parse(&buf)?
+            {
+                return Ok(host);
+            }
         }
     })
     .await
     .map_err(|_| HeadError::Timeout)?
     .map(|host| Head { bytes: buf, host })
+}
+
+/// Whether `tail` holds a blank line (`\n\n` or `\n\r\n`), which ends a head.
+fn may_end_head(tail: &[u8]) -> bool {
+    tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n")
 }
 
 /// The host named by a complete head in `buf`, or `None` if the head is not
@@ -124,6 +135,13 @@ mod tests {
             parse(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"),
             Err(HeadError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn a_blank_line_is_what_ends_a_head() {
+        assert!(may_end_head(b"x\r\n\r\n"));
+        assert!(may_end_head(b"\n\n"));
+        assert!(!may_end_head(b"Host: a\r\n"));
     }
 
     #[test]

@@ -28,8 +28,9 @@ pub enum SniError {
 /// Result of looking at the bytes received so far.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Sni {
-    /// The ClientHello is not complete yet: read more.
-    NeedMore,
+    /// The ClientHello is not complete yet: nothing changes until at least
+    /// this many bytes have arrived.
+    NeedMore(usize),
     /// The ClientHello names this host (lowercase ASCII).
     Name(String),
     /// The ClientHello is complete and has no server name.
@@ -45,7 +46,7 @@ pub fn parse(buf: &[u8]) -> Result<Sni, SniError> {
             return server_name(body);
         }
         if rest.len() < 5 {
-            return need_more(buf);
+            return need_more(buf, buf.len() - rest.len() + 5);
         }
         if rest[0] != RECORD_HANDSHAKE || rest[1] != 3 {
             return Err(SniError::NotTls);
@@ -55,18 +56,18 @@ pub fn parse(buf: &[u8]) -> Result<Sni, SniError> {
             return Err(SniError::Malformed);
         }
         if rest.len() < 5 + len {
-            return need_more(buf);
+            return need_more(buf, buf.len() - rest.len() + 5 + len);
         }
         handshake.extend_from_slice(&rest[5..5 + len]);
         rest = &rest[5 + len..];
     }
 }
 
-fn need_more(buf: &[u8]) -> Result<Sni, SniError> {
-    if buf.len() >= MAX_CLIENT_HELLO {
+fn need_more(buf: &[u8], needed: usize) -> Result<Sni, SniError> {
+    if buf.len() >= MAX_CLIENT_HELLO || needed > MAX_CLIENT_HELLO {
         Err(SniError::TooLarge)
     } else {
-        Ok(Sni::NeedMore)
+        Ok(Sni::NeedMore(needed))
     }
 }
 
@@ -202,7 +203,10 @@ mod tests {
         for chunk in [hs.len(), 10, 1] {
             let bytes = records(&hs, chunk);
             assert_eq!(parse(&bytes), Ok(Sni::Name("pi.localhost".into())));
-            assert_eq!(parse(&bytes[..bytes.len() - 1]), Ok(Sni::NeedMore));
+            assert_eq!(
+                parse(&bytes[..bytes.len() - 1]),
+                Ok(Sni::NeedMore(bytes.len()))
+            );
         }
     }
 

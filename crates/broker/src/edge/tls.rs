@@ -64,11 +64,15 @@ enum ReadError {
 
 async fn read_client_hello(socket: &mut TcpStream) -> Result<(Vec<u8>, Option<String>), ReadError> {
     let mut buf = Vec::with_capacity(2048);
+    // Parsing again is only useful once the record being read is complete.
+    let mut needed = 0;
     loop {
-        match sni::parse(&buf)? {
-            Sni::Name(name) => return Ok((buf, Some(name))),
-            Sni::Missing => return Ok((buf, None)),
-            Sni::NeedMore => {}
+        if buf.len() >= needed {
+            match sni::parse(&buf)? {
+                Sni::Name(name) => return Ok((buf, Some(name))),
+                Sni::Missing => return Ok((buf, None)),
+                Sni::NeedMore(n) => needed = n,
+            }
         }
         let mut chunk = [0u8; 4096];
         let want = chunk.len().min(sni::MAX_CLIENT_HELLO - buf.len());

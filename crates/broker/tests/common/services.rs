@@ -153,6 +153,23 @@ pub async fn tls_connect(
     connector.connect(name, tcp).await
 }
 
+/// The first bytes a TLS client sends (its ClientHello) for `host`; for an
+/// IP address rustls sends no SNI.
+pub fn client_hello(host: &str) -> Vec<u8> {
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut out = Vec::new();
+    conn.write_tls(&mut out).unwrap();
+    out
+}
+
 /// Sends `payload` through `addr` and reads it all back (an echo round trip).
 pub async fn echo_round_trip(addr: SocketAddr, payload: &[u8]) -> std::io::Result<Vec<u8>> {
     let s = tokio::net::TcpStream::connect(addr).await?;
