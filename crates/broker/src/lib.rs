@@ -12,6 +12,7 @@
 //!   what it forwards; the edge asks it where a visitor goes.
 //! - [`edge`]: where visitors come in: Host routing, SNI routing, per-device ports.
 //! - [`presence`]: writing online state and last-seen times to the store.
+//! - [`gate`]: admission of new connections, in total and per source address.
 //! - [`notify`]: the local socket through which `device` commands reach a running broker.
 //! - [`device_cmd`], [`cli`]: the command line.
 //! - [`token`], [`host_key`], [`port_pool`], [`time`], [`shutdown`], [`accept`]: small
@@ -23,6 +24,7 @@ pub mod broker;
 pub mod cli;
 pub mod device_cmd;
 pub mod edge;
+pub mod gate;
 pub mod host_key;
 pub mod notify;
 pub mod port_pool;

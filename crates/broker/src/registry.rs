@@ -19,10 +19,10 @@ use std::time::Duration;
 use rpibroker_wire::{DeviceName, Service, ServicePorts};
 use russh::server::Handle;
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::edge;
+use crate::gate::{Admitted, Gate};
 use crate::presence::Presence;
 
 /// How a session proved it is the device; checked again when the device's
@@ -97,17 +97,18 @@ pub struct Registry {
     /// Address the devices' public ports listen on.
     device_bind: IpAddr,
     presence: Presence,
-    /// Visitor connections open at once, over every edge port and device;
-    /// past this, new visitors are turned away instead of exhausting memory
-    /// and file descriptors.
-    visitors: Arc<Semaphore>,
+    /// Visitor connections open at once, over every edge port and device, in
+    /// total and per address; past this, new visitors are turned away instead
+    /// of exhausting memory and file descriptors.
+    visitors: Gate,
     /// How long a visitor or device may accept no bytes before its
     /// connection is dropped (see [`rpibroker_tunnel_io::splice`]).
     pub visitor_stall: Duration,
 }
 
-/// Most visitor connections open at once.
-pub const MAX_VISITORS: usize = 16 * 1024;
+/// Most visitor connections open at once, in total and from one address.
+const MAX_VISITORS: usize = 16 * 1024;
+const MAX_VISITORS_PER_ADDRESS: usize = 512;
 
 /// How long to wait for a replaced session's public port to be released.
 const REBIND_WAIT: Duration = Duration::from_secs(2);
@@ -119,7 +120,7 @@ impl Registry {
             next_generation: AtomicU64::new(1),
             device_bind,
             presence,
-            visitors: Arc::new(Semaphore::new(MAX_VISITORS)),
+            visitors: Gate::new("visitor", MAX_VISITORS, MAX_VISITORS_PER_ADDRESS),
             visitor_stall,
         })
     }
@@ -289,16 +290,9 @@ impl Registry {
             .is_some()
     }
 
-    /// A slot for one more visitor connection, if the broker has room.
-    pub fn admit_visitor(&self) -> Option<OwnedSemaphorePermit> {
-        let permit = self.visitors.clone().try_acquire_owned().ok();
-        if permit.is_none() {
-            tracing::warn!(
-                max = MAX_VISITORS,
-                "too many visitor connections; refusing one"
-            );
-        }
-        permit
+    /// A slot for one more visitor connection from `ip`, if the broker has room.
+    pub fn admit_visitor(&self, ip: IpAddr) -> Option<Admitted> {
+        self.visitors.admit(ip)
     }
 
     /// Where a visitor of `device`'s `service` goes.

@@ -438,3 +438,33 @@ async fn silent_and_unauthenticated_ssh_connections_are_dropped() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_address_cannot_take_every_login_slot() {
+    let broker = TestBroker::start(1).await;
+    async fn connect_from(ip: [u8; 4], to: std::net::SocketAddr) -> TcpStream {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((ip, 0).into()).unwrap();
+        socket.connect(to).await.unwrap()
+    }
+    async fn greeting(s: &mut TcpStream) -> Vec<u8> {
+        let mut buf = vec![0u8; 4];
+        match tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await {
+            Ok(Ok(n)) => buf[..n].to_vec(),
+            _ => Vec::new(),
+        }
+    }
+    // 64 silent connections from one address hold all of its login slots...
+    let mut held = Vec::new();
+    for _ in 0..64 {
+        let mut s = connect_from([127, 0, 0, 1], broker.ssh).await;
+        assert_eq!(greeting(&mut s).await, b"SSH-");
+        held.push(s);
+    }
+    // ...so its next one is closed at once, without a greeting...
+    let mut refused = connect_from([127, 0, 0, 1], broker.ssh).await;
+    assert!(greeting(&mut refused).await.is_empty());
+    // ...while another address still gets in.
+    let mut other = connect_from([127, 0, 0, 2], broker.ssh).await;
+    assert_eq!(greeting(&mut other).await, b"SSH-");
+}

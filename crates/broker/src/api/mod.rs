@@ -21,16 +21,17 @@ use rpibroker_wire::handshake::CONNECT_PATH;
 use rpibroker_wire::status::STATUS_PATH;
 use rpibroker_wire::{ApiError, ErrorCode};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::accept;
 use crate::broker::Shared;
+use crate::gate::Gate;
 use crate::shutdown::Shutdown;
 use crate::store::{RetiredReason, TokenLookup};
 use crate::time::UnixTime;
 
-/// Open API connections, at most.
+/// Open API connections, at most, in total and from one address.
 const MAX_CONNECTIONS: usize = 1024;
+const MAX_CONNECTIONS_PER_ADDRESS: usize = 64;
 
 /// A failed API call, rendered as [`ApiError`] JSON.
 #[derive(Debug)]
@@ -110,14 +111,13 @@ pub fn router(shared: Arc<Shared>) -> Router {
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdown: Shutdown) {
     let header_timeout = shared.settings.edge_read_timeout;
     let app = router(shared);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let gate = Gate::new("API", MAX_CONNECTIONS, MAX_CONNECTIONS_PER_ADDRESS);
     loop {
         let (socket, peer) = tokio::select! {
             conn = accept::next(&listener, "API") => conn,
             _ = shutdown.wait() => return,
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "too many API connections; dropping one");
+        let Some(permit) = gate.admit(peer.ip()) else {
             continue;
         };
         let service = TowerToHyperService::new(app.clone());

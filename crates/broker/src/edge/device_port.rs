@@ -22,7 +22,7 @@ pub async fn serve(
 ) {
     loop {
         let (socket, peer) = accept::next(&listener, "device").await;
-        let Some(permit) = registry.admit_visitor() else {
+        let Some(permit) = registry.admit_visitor(peer.ip()) else {
             continue;
         };
         let (registry, device) = (registry.clone(), device.clone());

@@ -48,7 +48,7 @@ pub async fn serve_shared_port<F, Fut>(
             conn = accept::next(&listener, port) => conn,
             _ = shutdown.wait() => return,
         };
-        let Some(permit) = shared.registry.admit_visitor() else {
+        let Some(permit) = shared.registry.admit_visitor(peer.ip()) else {
             continue;
         };
         let visit = handle(socket, peer, shared.clone());

@@ -24,15 +24,18 @@ use russh::keys::PrivateKey;
 use russh::server::{Config, RunningSession};
 use russh::{MethodKind, MethodSet, Preferred, cipher};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tracing::Instrument;
 
 use crate::accept;
 use crate::broker::Shared;
+use crate::gate::{Admitted, Gate};
 use crate::shutdown::Shutdown;
 
-/// Connections that have not authenticated yet, at most; more are dropped at once.
+/// Connections that have not authenticated yet, at most, in total and from
+/// one address; more are dropped at once.
 const MAX_UNAUTHENTICATED: usize = 512;
+const MAX_UNAUTHENTICATED_PER_ADDRESS: usize = 64;
 
 /// Per-connection state shared between the accept loop and the SSH handler.
 #[derive(Default)]
@@ -110,14 +113,17 @@ pub async fn serve(
     mut shutdown: Shutdown,
 ) {
     let config = Arc::new(server_config(host_key, &shared));
-    let unauthenticated = Arc::new(Semaphore::new(MAX_UNAUTHENTICATED));
+    let unauthenticated = Gate::new(
+        "unauthenticated SSH",
+        MAX_UNAUTHENTICATED,
+        MAX_UNAUTHENTICATED_PER_ADDRESS,
+    );
     loop {
         let (socket, peer) = tokio::select! {
             conn = accept::next(&listener, "SSH") => conn,
             _ = shutdown.wait() => return,
         };
-        let Ok(permit) = unauthenticated.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "too many unauthenticated SSH connections; dropping one");
+        let Some(permit) = unauthenticated.admit(peer.ip()) else {
             continue;
         };
         tokio::spawn(connection(
@@ -139,7 +145,7 @@ async fn connection(
     peer: SocketAddr,
     shared: Arc<Shared>,
     config: Arc<Config>,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    permit: Admitted,
 ) {
     let span = tracing::info_span!("ssh", %peer);
     let handshake = authenticate(socket, peer, shared.clone(), config, permit).instrument(span);
@@ -162,7 +168,7 @@ async fn authenticate(
     peer: SocketAddr,
     shared: Arc<Shared>,
     config: Arc<Config>,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    permit: Admitted,
 ) -> Option<(RunningSession<session::DeviceSession>, Arc<Slot>)> {
     // A second handle on the socket, to close it for certain if the peer
     // stalls before authenticating: an SSH goodbye cannot be sent in the
