@@ -26,11 +26,6 @@ impl PortPool {
     pub fn iter(self) -> impl Iterator<Item = u16> {
         self.first..=self.last
     }
-
-    /// How many devices the pool can hold.
-    pub fn capacity(self) -> usize {
-        (usize::from(self.last) - usize::from(self.first) + 1) / 3
-    }
 }
 
 impl FromStr for PortPool {
@@ -85,7 +80,7 @@ mod tests {
     #[test]
     fn parses_ranges() {
         let p: PortPool = "20000-20999".parse().unwrap();
-        assert_eq!((p.first, p.last, p.capacity()), (20000, 20999, 333));
+        assert_eq!((p.first, p.last, p.iter().count()), (20000, 20999, 1000));
         assert!(matches!(
             "20000".parse::<PortPool>(),
             Err(PortPoolError::Format(_))

@@ -115,6 +115,14 @@ async fn presence_shows_online_since_and_last_seen() {
             .any(|l| l.starts_with("pi ") && l.contains("online")),
         "{table}"
     );
+    let api = status(&broker, &pi.token).await;
+    assert_eq!(api.status, 200, "{}", api.body);
+    let api: serde_json::Value = serde_json::from_str(&api.body).unwrap();
+    assert_eq!(api["online"], true);
+    assert_eq!(api["online_since"], online["online_since"]);
+    assert_eq!(api["subdomain"], "pi.localhost");
+    assert!(api["last_handshake"].as_i64().unwrap() >= before["created_at"].as_i64().unwrap());
+    assert_eq!(status(&broker, "rpb_wrong").await.status, 401);
 
     agent.kill();
     let offline = wait_for("the device to be listed offline", DEADLINE, || {

@@ -23,6 +23,8 @@ pub struct DeviceStatus {
     /// The last time the broker knew the device was connected.
     pub last_seen: Option<i64>,
     pub created_at: i64,
+    /// When the agent last called the handshake API.
+    pub last_handshake: Option<i64>,
     /// What the agent reported at its last handshake (claimed, not verified).
     pub hardware: Option<HardwareReport>,
 }

@@ -63,6 +63,7 @@ impl DeviceRecord {
             online_since: self.online_since.filter(|_| online).map(|t| t.0),
             last_seen: self.last_seen.map(|t| t.0),
             created_at: self.created_at.0,
+            last_handshake: self.last_connect.map(|t| t.0),
             hardware: self.hardware,
         }
     }

@@ -22,7 +22,7 @@ use rpibroker_tunnel_io::ReadAhead;
 use rpibroker_wire::DeviceName;
 use russh::keys::PrivateKey;
 use russh::server::{Config, RunningSession};
-use russh::{MethodKind, MethodSet, Preferred, cipher};
+use russh::{Preferred, cipher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tracing::Instrument;
@@ -86,7 +86,7 @@ fn server_config(host_key: PrivateKey, shared: &Shared) -> Config {
     ];
     Config {
         keys: vec![host_key],
-        methods: MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..]),
+        methods: session::methods(),
         auth_rejection_time: Duration::from_millis(500),
         // OpenSSH probes with "none" first; answering at once saves every stock
         // client a needless delay.

@@ -35,7 +35,16 @@ struct Attached {
     generation: u64,
 }
 
-fn methods() -> MethodSet {
+impl Attached {
+    /// The service a forward request names: by its well-known port
+    /// (`ssh -R 80:…`) or by the public port the broker gave this device.
+    fn service_named_by(&self, port: u32) -> Option<Service> {
+        Service::from_well_known_port(port).or_else(|| self.ports.service_of(port))
+    }
+}
+
+/// The login methods a device may use: a registered key, or its token as password.
+pub(super) fn methods() -> MethodSet {
     MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..])
 }
 
@@ -357,11 +366,7 @@ impl russh::server::Handler for DeviceSession {
         let Some(d) = &self.device else {
             return Ok(false);
         };
-        // A device names the service by its well-known port (ssh -R 80:…) or
-        // by the public port the broker gave it.
-        let Some(service) =
-            Service::from_well_known_port(*port).or_else(|| d.ports.service_of(*port))
-        else {
+        let Some(service) = d.service_named_by(*port) else {
             tracing::warn!(device = %d.name, port = *port, "refused a forward of a port that is not one of the device's services");
             return Ok(false);
         };
@@ -392,9 +397,7 @@ impl russh::server::Handler for DeviceSession {
         let Some(d) = &self.device else {
             return Ok(false);
         };
-        let Some(service) =
-            Service::from_well_known_port(port).or_else(|| d.ports.service_of(port))
-        else {
+        let Some(service) = d.service_named_by(port) else {
             return Ok(false);
         };
         Ok(self
