@@ -126,11 +126,16 @@ async fn stock_openssh_client_works_as_a_device_with_the_token() {
     let broker = TestBroker::start(1).await;
     let pi = broker.add_device("sshpi");
     let t = targets("sshpi").await;
+    let (tls_addr, cert) = services::tls("sshpi.localhost").await;
     let _ssh = openssh::forward(
         &broker,
         &pi,
         Login::Token,
-        &[format!("80:{}", t.http), format!("22:{}", t.ssh)],
+        &[
+            format!("80:{}", t.http),
+            format!("22:{}", t.ssh),
+            format!("443:{tls_addr}"),
+        ],
     );
     let r = wait_for("the OpenSSH device's web site", DEADLINE, || async {
         let r = http::get(broker.http, "sshpi.localhost", "/via-openssh")
@@ -149,6 +154,26 @@ async fn stock_openssh_client_works_as_a_device_with_the_token() {
         .await
         .unwrap();
     assert_eq!(back, b"through openssh");
+
+    let tls = services::tls_connect(broker.https, "sshpi.localhost", &cert)
+        .await
+        .unwrap();
+    let (r, mut w) = tokio::io::split(tls);
+    w.write_all(b"via sni\n").await.unwrap();
+    let line = BufReader::new(r)
+        .lines()
+        .next_line()
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(line, "tls sshpi.localhost: via sni");
+
+    let tcp = tokio::net::TcpStream::connect(broker.http).await.unwrap();
+    let url = format!("ws://sshpi.localhost:{}/echo", broker.http.port());
+    let (mut ws, _) = tokio_tungstenite::client_async(url, tcp).await.unwrap();
+    ws.send(Message::text("ws via openssh")).await.unwrap();
+    let back = ws.next().await.unwrap().unwrap();
+    assert_eq!(back.into_text().unwrap().as_str(), "ws via openssh");
 }
 
 #[tokio::test(flavor = "multi_thread")]
