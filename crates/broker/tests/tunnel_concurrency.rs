@@ -20,12 +20,7 @@ async fn many_devices_and_visitors_at_once() {
     for i in 0..DEVICES {
         let name = format!("dev{i}");
         let device = broker.add_device(&name);
-        let targets = Targets {
-            ssh: services::echo().await,
-            http: services::web(&name).await,
-            https: services::echo().await,
-        };
-        agents.push(TestAgent::start(&device, &targets));
+        agents.push(TestAgent::start(&device, &Targets::serving(&name).await));
     }
     for a in &agents {
         a.wait_up(1).await;
@@ -72,12 +67,7 @@ async fn many_devices_and_visitors_at_once() {
 async fn a_visitor_that_stops_reading_does_not_stall_the_device() {
     let broker = TestBroker::start(1).await;
     let pi = broker.add_device("pi");
-    let targets = Targets {
-        ssh: services::echo().await,
-        http: services::web("pi").await,
-        https: services::echo().await,
-    };
-    let agent = TestAgent::start(&pi, &targets);
+    let agent = TestAgent::start(&pi, &Targets::serving("pi").await);
     agent.wait_up(1).await;
 
     // Asks for an endless answer, reads the first bytes (it is on its way),

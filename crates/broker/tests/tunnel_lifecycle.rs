@@ -7,14 +7,6 @@ mod common;
 use common::openssh::{self, Login};
 use common::{DEADLINE, Targets, TestAgent, TestBroker, http, services, wait_for};
 
-async fn targets(name: &str) -> Targets {
-    Targets {
-        ssh: services::echo().await,
-        http: services::web(name).await,
-        https: services::echo().await,
-    }
-}
-
 async fn body(broker: &TestBroker, device: &str) -> Option<String> {
     let r = http::get(broker.http, &format!("{device}.localhost"), "/")
         .await
@@ -27,7 +19,7 @@ async fn agent_comes_back_after_a_broker_restart_with_the_same_ports() {
     let mut broker = TestBroker::start(2).await;
     broker.add_device("early");
     let pi = broker.add_device("pi");
-    let agent = TestAgent::start(&pi, &targets("pi").await);
+    let agent = TestAgent::start(&pi, &Targets::serving("pi").await);
     agent.wait_up(1).await;
     let ports = broker.ports("pi");
     assert!(ports["ssh"].is_u64());
@@ -41,8 +33,7 @@ async fn agent_comes_back_after_a_broker_restart_with_the_same_ports() {
     .await;
     assert!(b.starts_with("hello from pi"));
     assert_eq!(broker.ports("pi"), ports, "ports survive the restart");
-    let ssh_port = ports["ssh"].as_u64().unwrap() as u16;
-    let back = services::echo_round_trip(([127, 0, 0, 1], ssh_port).into(), b"after restart")
+    let back = services::echo_round_trip(broker.port("pi", "ssh"), b"after restart")
         .await
         .unwrap();
     assert_eq!(back, b"after restart");
@@ -62,7 +53,7 @@ async fn a_new_connection_of_the_device_replaces_the_old_one() {
 
     // The old session is still alive when the agent connects.
     assert!(old.exited().is_none());
-    let agent = TestAgent::start(&pi, &targets("new-session").await);
+    let agent = TestAgent::start(&pi, &Targets::serving("new-session").await);
     agent.wait_up(1).await;
     let b = wait_for("the new session to serve", DEADLINE, || async {
         body(&broker, "pi")
@@ -99,7 +90,7 @@ async fn presence_shows_online_since_and_last_seen() {
     assert!(before["last_seen"].is_null());
     assert!(before["online_since"].is_null());
 
-    let mut agent = TestAgent::start(&pi, &targets("pi").await);
+    let mut agent = TestAgent::start(&pi, &Targets::serving("pi").await);
     agent.wait_up(1).await;
     let online = wait_for("the device to be listed online", DEADLINE, || {
         let d = entry(&broker);

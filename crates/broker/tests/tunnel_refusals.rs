@@ -12,14 +12,6 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-async fn targets(name: &str) -> Targets {
-    Targets {
-        ssh: services::echo().await,
-        http: services::web(name).await,
-        https: services::echo().await,
-    }
-}
-
 async fn handshake(broker: &TestBroker, token: &str) -> http::Response {
     let body = json!({"token": token, "hardware": {"arch": "x86_64"}});
     http::post(broker.api, "/api/v1/connect", body.to_string().as_bytes())
@@ -126,7 +118,7 @@ async fn agent_with_a_wrong_token_says_so() {
         .replace(&pi.token, "rpb_wrong");
     std::fs::write(&pi.config, text).unwrap();
     pi.token = "rpb_wrong".into();
-    let agent = TestAgent::start(&pi, &targets("pi").await);
+    let agent = TestAgent::start(&pi, &Targets::serving("pi").await);
     agent.wait_for_log("no device has this token", 1).await;
     assert!(
         agent.log().contains("needs the owner to act"),
@@ -139,7 +131,7 @@ async fn agent_with_a_wrong_token_says_so() {
 async fn revoking_cuts_the_live_tunnel_and_only_the_new_token_works() {
     let broker = TestBroker::start(1).await;
     let pi = broker.add_device("pi");
-    let t = targets("pi").await;
+    let t = Targets::serving("pi").await;
     let agent = TestAgent::start(&pi, &t);
     agent.wait_up(1).await;
     assert_serving(&broker, "pi").await;
@@ -190,15 +182,12 @@ async fn revoking_cuts_the_live_tunnel_and_only_the_new_token_works() {
 async fn removing_a_device_cuts_it_and_closes_its_ports() {
     let broker = TestBroker::start(1).await;
     let pi = broker.add_device("pi");
-    let agent = TestAgent::start(&pi, &targets("pi").await);
+    let agent = TestAgent::start(&pi, &Targets::serving("pi").await);
     agent.wait_up(1).await;
-    let ssh_port = broker.ports("pi")["ssh"].as_u64().unwrap() as u16;
+    let ssh_port = broker.port("pi", "ssh");
     assert!(broker.run(&["device", "remove", "pi"]).status.success());
     wait_for("the removed device's port to close", DEADLINE, || async {
-        TcpStream::connect(("127.0.0.1", ssh_port))
-            .await
-            .is_err()
-            .then_some(())
+        TcpStream::connect(ssh_port).await.is_err().then_some(())
     })
     .await;
     let r = http::get(broker.http, "pi.localhost", "/").await.unwrap();
@@ -211,7 +200,7 @@ async fn a_device_may_forward_only_its_own_services() {
     let broker = TestBroker::start(2).await;
     let a = broker.add_device("a");
     let b = broker.add_device("b");
-    let agent_b = TestAgent::start(&b, &targets("b").await);
+    let agent_b = TestAgent::start(&b, &Targets::serving("b").await);
     agent_b.wait_up(1).await;
     let b_http = broker.ports("b")["http"].as_u64().unwrap();
     let echo = services::echo().await;
@@ -248,7 +237,7 @@ async fn a_device_may_forward_only_its_own_services() {
 async fn shells_commands_ptys_subsystems_and_local_forwards_are_refused() {
     let broker = TestBroker::start(2).await;
     let other = broker.add_device("other");
-    let agent = TestAgent::start(&other, &targets("other").await);
+    let agent = TestAgent::start(&other, &Targets::serving("other").await);
     agent.wait_up(1).await;
     let pi = broker.add_device("pi");
 
@@ -306,7 +295,7 @@ async fn the_http_edge_refuses_bad_requests_and_keeps_serving() {
     let mut broker = TestBroker::start(2).await;
     let pi = broker.add_device("pi");
     broker.add_device("sleepy");
-    let agent = TestAgent::start(&pi, &targets("pi").await);
+    let agent = TestAgent::start(&pi, &Targets::serving("pi").await);
     agent.wait_up(1).await;
 
     async fn raw(broker: &TestBroker, bytes: &[u8]) -> String {
@@ -369,7 +358,7 @@ async fn the_https_edge_closes_what_it_cannot_route() {
     let (tls_addr, cert) = services::tls("pi.localhost").await;
     let t = Targets {
         https: tls_addr,
-        ..targets("pi").await
+        ..Targets::serving("pi").await
     };
     let agent = TestAgent::start(&pi, &t);
     agent.wait_up(1).await;

@@ -7,22 +7,13 @@ mod common;
 use common::openssh::{self, Login};
 use common::{DEADLINE, Targets, TestAgent, TestBroker, http, services, wait_for};
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
-
-async fn targets(name: &str) -> Targets {
-    Targets {
-        ssh: services::echo().await,
-        http: services::web(name).await,
-        https: services::echo().await,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn device_reaches_web_via_subdomain_with_keep_alive() {
     let broker = TestBroker::start(2).await;
     let pi = broker.add_device("pi");
-    let agent = TestAgent::start(&pi, &targets("pi").await);
+    let agent = TestAgent::start(&pi, &Targets::serving("pi").await);
     agent.wait_up(1).await;
 
     let mut conn = tokio::net::TcpStream::connect(broker.http).await.unwrap();
@@ -52,7 +43,7 @@ async fn device_reaches_web_via_subdomain_with_keep_alive() {
 async fn websocket_passes_through_the_host_router() {
     let broker = TestBroker::start(1).await;
     let pi = broker.add_device("wspi");
-    let agent = TestAgent::start(&pi, &targets("wspi").await);
+    let agent = TestAgent::start(&pi, &Targets::serving("wspi").await);
     agent.wait_up(1).await;
 
     let tcp = tokio::net::TcpStream::connect(broker.http).await.unwrap();
@@ -73,25 +64,14 @@ async fn https_is_routed_by_sni_and_verified_end_to_end() {
     let (tls_addr, cert) = services::tls("tlspi.localhost").await;
     let t = Targets {
         https: tls_addr,
-        ..targets("tlspi").await
+        ..Targets::serving("tlspi").await
     };
     let agent = TestAgent::start(&pi, &t);
     agent.wait_up(1).await;
 
     // Through the shared HTTPS port (SNI) and through the device's own https port.
-    let https_port = broker.ports("tlspi")["https"].as_u64().unwrap() as u16;
-    for addr in [broker.https, ([127, 0, 0, 1], https_port).into()] {
-        let tls = services::tls_connect(addr, "tlspi.localhost", &cert)
-            .await
-            .unwrap();
-        let (r, mut w) = tokio::io::split(tls);
-        w.write_all(b"ping\n").await.unwrap();
-        let line = BufReader::new(r)
-            .lines()
-            .next_line()
-            .await
-            .unwrap()
-            .unwrap();
+    for addr in [broker.https, broker.port("tlspi", "https")] {
+        let line = services::tls_line(addr, "tlspi.localhost", &cert, "ping").await;
         assert_eq!(line, "tls tlspi.localhost: ping");
     }
 }
@@ -100,22 +80,19 @@ async fn https_is_routed_by_sni_and_verified_end_to_end() {
 async fn device_ports_carry_raw_tcp_intact() {
     let broker = TestBroker::start(1).await;
     let pi = broker.add_device("rawpi");
-    let agent = TestAgent::start(&pi, &targets("rawpi").await);
+    let agent = TestAgent::start(&pi, &Targets::serving("rawpi").await);
     agent.wait_up(1).await;
-    let ports = broker.ports("rawpi");
-    let ssh_port = ports["ssh"].as_u64().unwrap() as u16;
 
     let payload: Vec<u8> = (0..4 * 1024 * 1024u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
-    let back = services::echo_round_trip(([127, 0, 0, 1], ssh_port).into(), &payload)
+    let back = services::echo_round_trip(broker.port("rawpi", "ssh"), &payload)
         .await
         .unwrap();
     assert_eq!(back.len(), payload.len());
     assert!(back == payload, "echoed bytes differ");
 
-    let http_port = ports["http"].as_u64().unwrap() as u16;
-    let r = http::get(([127, 0, 0, 1], http_port).into(), "anything", "/raw")
+    let r = http::get(broker.port("rawpi", "http"), "anything", "/raw")
         .await
         .unwrap();
     assert_eq!(r.body, "hello from rawpi path=/raw request-on-connection=1");
@@ -125,7 +102,7 @@ async fn device_ports_carry_raw_tcp_intact() {
 async fn stock_openssh_client_works_as_a_device_with_the_token() {
     let broker = TestBroker::start(1).await;
     let pi = broker.add_device("sshpi");
-    let t = targets("sshpi").await;
+    let t = Targets::serving("sshpi").await;
     let (tls_addr, cert) = services::tls("sshpi.localhost").await;
     let _ssh = openssh::forward(
         &broker,
@@ -149,23 +126,12 @@ async fn stock_openssh_client_works_as_a_device_with_the_token() {
         "hello from sshpi path=/via-openssh request-on-connection=1"
     );
 
-    let ssh_port = broker.ports("sshpi")["ssh"].as_u64().unwrap() as u16;
-    let back = services::echo_round_trip(([127, 0, 0, 1], ssh_port).into(), b"through openssh")
+    let back = services::echo_round_trip(broker.port("sshpi", "ssh"), b"through openssh")
         .await
         .unwrap();
     assert_eq!(back, b"through openssh");
 
-    let tls = services::tls_connect(broker.https, "sshpi.localhost", &cert)
-        .await
-        .unwrap();
-    let (r, mut w) = tokio::io::split(tls);
-    w.write_all(b"via sni\n").await.unwrap();
-    let line = BufReader::new(r)
-        .lines()
-        .next_line()
-        .await
-        .unwrap()
-        .unwrap();
+    let line = services::tls_line(broker.https, "sshpi.localhost", &cert, "via sni").await;
     assert_eq!(line, "tls sshpi.localhost: via sni");
 
     let tcp = tokio::net::TcpStream::connect(broker.http).await.unwrap();
@@ -182,7 +148,7 @@ async fn stock_openssh_client_works_as_a_device_with_a_registered_key() {
     let key = openssh::keygen(broker.dir.path(), "owner_key");
     let pub_key = key.with_extension("pub");
     let pi = broker.add_device_with("keypi", &["--ssh-key", pub_key.to_str().unwrap()]);
-    let t = targets("keypi").await;
+    let t = Targets::serving("keypi").await;
     let _ssh = openssh::forward(&broker, &pi, Login::Key(&key), &[format!("80:{}", t.http)]);
     let r = wait_for(
         "the key-authenticated device's web site",

@@ -242,6 +242,14 @@ impl TestBroker {
             .unwrap_or(Value::Null)
     }
 
+    /// The loopback address of `device`'s public port for `service`.
+    pub fn port(&self, device: &str, service: &str) -> SocketAddr {
+        let port = self.ports(device)[service]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{device} has no {service} port yet"));
+        SocketAddr::from(([127, 0, 0, 1], port as u16))
+    }
+
     /// Everything this broker process logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
@@ -275,6 +283,18 @@ pub struct Targets {
     pub ssh: SocketAddr,
     pub http: SocketAddr,
     pub https: SocketAddr,
+}
+
+impl Targets {
+    /// Fresh services for a device called `name`: echo servers for ssh and
+    /// https, and a web server that names `name` in its answers.
+    pub async fn serving(name: &str) -> Self {
+        Self {
+            ssh: services::echo().await,
+            http: services::web(name).await,
+            https: services::echo().await,
+        }
+    }
 }
 
 /// An agent process.

@@ -153,6 +153,25 @@ pub async fn tls_connect(
     connector.connect(name, tcp).await
 }
 
+/// Sends `line` over a verified TLS connection through `addr` to `host` and
+/// returns the server's one-line answer.
+pub async fn tls_line(
+    addr: SocketAddr,
+    host: &str,
+    cert: &rustls::pki_types::CertificateDer<'static>,
+    line: &str,
+) -> String {
+    let tls = tls_connect(addr, host, cert).await.unwrap();
+    let (r, mut w) = tokio::io::split(tls);
+    w.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+    BufReader::new(r)
+        .lines()
+        .next_line()
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 /// The first bytes a TLS client sends (its ClientHello) for `host`; for an
 /// IP address rustls sends no SNI.
 pub fn client_hello(host: &str) -> Vec<u8> {
