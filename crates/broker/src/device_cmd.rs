@@ -2,7 +2,6 @@
 //! they work whether or not a broker is running, and then notify a running
 //! broker so it acts at once (see [`crate::notify`]).
 
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -16,7 +15,7 @@ use crate::cli::DeviceCommand;
 use crate::settings::Settings;
 use crate::store::{DeviceRecord, Store, StoreError};
 use crate::time::UnixTime;
-use crate::{host_key, notify, presence, token};
+use crate::{host_key, notify, presence, private_file, token};
 
 pub async fn run(settings: &Settings, command: DeviceCommand) -> anyhow::Result<()> {
     create_private_dir(&settings.data_dir)?;
@@ -135,7 +134,7 @@ impl Enrollment {
     fn print(&self, what: &str, config_out: Option<&Path>, json: bool) -> anyhow::Result<()> {
         let config = serde_json::to_string_pretty(&self.agent_config)?;
         if let Some(path) = config_out {
-            write_private(path, format!("{config}\n").as_bytes())
+            private_file::write(path, format!("{config}\n").as_bytes())
                 .with_context(|| format!("writing {}", path.display()))?;
         }
         if json {
@@ -159,17 +158,6 @@ impl Enrollment {
         );
         Ok(())
     }
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)
 }
 
 /// A broker refreshes `last_seen` every heartbeat; a device whose record says

@@ -1,11 +1,12 @@
 //! The broker's SSH host key: generated on first start, kept in the data
 //! directory, and identified by its OpenSSH fingerprint, which agents pin.
 
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
 use russh::keys::{Algorithm, HashAlg, PrivateKey, ssh_key::LineEnding};
+
+use crate::private_file;
 
 /// File name of the host key inside the data directory.
 pub const FILE_NAME: &str = "ssh_host_ed25519_key";
@@ -22,7 +23,7 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<PrivateKey> {
             let text = key
                 .to_openssh(LineEnding::LF)
                 .context("encoding SSH host key")?;
-            write_private(&path, text.as_bytes())
+            private_file::write(&path, text.as_bytes())
                 .with_context(|| format!("writing SSH host key {}", path.display()))?;
             tracing::info!(path = %path.display(), "generated a new SSH host key");
             Ok(key)
@@ -34,20 +35,6 @@ pub fn load_or_create(data_dir: &Path) -> anyhow::Result<PrivateKey> {
 /// The fingerprint OpenSSH shows for this key (`SHA256:…`).
 pub fn fingerprint(key: &PrivateKey) -> String {
     key.public_key().fingerprint(HashAlg::Sha256).to_string()
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

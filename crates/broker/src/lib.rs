@@ -15,7 +15,7 @@
 //! - [`gate`]: admission of new connections, in total and per source address.
 //! - [`notify`]: the local socket through which `device` commands reach a running broker.
 //! - [`device_cmd`], [`cli`]: the command line.
-//! - [`token`], [`host_key`], [`port_pool`], [`time`], [`shutdown`], [`accept`]: small
+//! - [`token`], [`host_key`], [`private_file`], [`port_pool`], [`time`], [`shutdown`], [`accept`]: small
 //!   pieces named for what they own.
 
 pub mod accept;
@@ -29,6 +29,7 @@ pub mod host_key;
 pub mod notify;
 pub mod port_pool;
 pub mod presence;
+pub mod private_file;
 pub mod registry;
 pub mod settings;
 pub mod shutdown;
