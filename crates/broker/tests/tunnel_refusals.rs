@@ -89,6 +89,13 @@ async fn handshake_names_each_refusal() {
     .await
     .unwrap();
     assert_eq!((r.status, code(&r)), (400, "bad_public_key".into()));
+    // Strings that end up in the broker's log are bounded and printable.
+    let forged = json!({"token": revoked.token, "hardware": {"arch": "x86_64"}, "agent_version": "1.0\nFAKE LOG LINE"});
+    let r = http::post(broker.api, "/api/v1/connect", forged.to_string().as_bytes())
+        .await
+        .unwrap();
+    assert_eq!((r.status, code(&r)), (400, "malformed_request".into()));
+    assert!(!broker.log().contains("FAKE LOG LINE"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

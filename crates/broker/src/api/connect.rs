@@ -19,6 +19,8 @@ use crate::store::{StoreError, TokenLookup};
 use crate::time::UnixTime;
 use crate::token;
 
+/// Longest agent version accepted (it is logged).
+const MAX_AGENT_VERSION: usize = 64;
 /// Time allowed to receive the body once the head has arrived.
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -69,6 +71,15 @@ pub async fn connect(
         return Err(malformed(
             "the hardware report has an overlong or non-printable field",
         ));
+    }
+    let version_ok = request
+        .agent_version
+        .as_deref()
+        .is_none_or(|v| v.len() <= MAX_AGENT_VERSION && !v.chars().any(|c| c.is_control()));
+    if !version_ok {
+        return Err(malformed(format!(
+            "agent_version must be printable and at most {MAX_AGENT_VERSION} bytes"
+        )));
     }
     let agent_key = match &request.public_key {
         Some(text) => {

@@ -80,7 +80,7 @@ impl DeviceSession {
                 Auth::Accept
             }
             None => {
-                tracing::info!(user, method, "authentication refused");
+                tracing::info!(user = ?user, method, "authentication refused");
                 reject()
             }
         }
@@ -310,7 +310,7 @@ impl russh::server::Handler for DeviceSession {
     ) -> Result<(), Self::Error> {
         tracing::warn!(
             device = self.name(),
-            host_to_connect,
+            host_to_connect = ?host_to_connect,
             port_to_connect,
             request = "direct-tcpip",
             "refused"
@@ -413,7 +413,7 @@ impl russh::server::Handler for DeviceSession {
     ) -> Result<bool, Self::Error> {
         tracing::warn!(
             device = self.name(),
-            socket_path,
+            socket_path = ?socket_path,
             request = "streamlocal forward",
             "refused"
         );
