@@ -256,6 +256,7 @@ new_id=$(tar -C "$root" --numeric-owner --one-file-system -c . |
         --change "LABEL org.rpibroker.sandbox.suite=$SUITE" \
         --change "LABEL org.rpibroker.sandbox.cap-add=$CAPS" \
         --change "LABEL org.rpibroker.sandbox.user-helper=/usr/local/sbin/rpibroker-sandbox-user" \
+        --change "LABEL org.rpibroker.sandbox.firewall=/usr/local/sbin/rpibroker-sandbox-firewall" \
         --change "LABEL org.opencontainers.image.title=rpibroker-sandbox" \
         --change "LABEL org.opencontainers.image.description=\"rpibroker renter sandbox: Debian $SUITE with OpenSSH\"" \
         --message "rpibroker sandbox, recipe $recipe" \

@@ -23,6 +23,7 @@ PACKAGES="
     nano
     vim-tiny
     curl
+    iptables
 "
 MIRROR=${RPIBROKER_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SECURITY_MIRROR=${RPIBROKER_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}

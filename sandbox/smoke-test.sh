@@ -5,13 +5,19 @@
 # org.rpibroker.sandbox.cap-add set, no-new-privileges, ports on loopback),
 # provisions a user with rpibroker-sandbox-user, logs in with a stock OpenSSH
 # client by password and by key, starts a web server as that user and fetches
-# its page through the published port, then removes the container.
+# its page through the published port. Then applies rpibroker-sandbox-firewall
+# from a helper container in the sandbox's network namespace, as the agent
+# does, and checks it against listeners on two Docker networks the test makes,
+# one with a private subnet (10.213.x.0/24, must be refused) and one with a
+# public one (198.51.100.x/28, must stay reachable). Last, removes the user
+# with `rpibroker-sandbox-user del` and stops the container. Every container
+# and network the test makes is removed at the end.
 #
 # Usage: smoke-test.sh [--name IMAGE] [--caps CAP,CAP,...] [--no-build]
 #   --name IMAGE   image to test (env RPIBROKER_SANDBOX_IMAGE, default rpibroker-sandbox:latest)
 #   --caps LIST    capabilities to add instead of the image's label ("" for none)
 #   --no-build     test the image as it is, do not run build-image.sh
-# Needs docker, ssh, ssh-keygen, scp and curl on this machine.
+# Needs docker, ssh, ssh-keygen, scp, curl and shuf on this machine.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -60,7 +66,7 @@ wait_until() {
     done
 }
 
-for tool in docker ssh ssh-keygen scp curl; do
+for tool in docker ssh ssh-keygen scp curl shuf; do
     command -v "$tool" >/dev/null 2>&1 || fail "$tool is not installed"
 done
 
@@ -75,12 +81,16 @@ if ((!caps_set)); then
 fi
 
 tmp=$(mktemp -d)
-cid="" cid2="" idle_pid=""
+cid="" cid2="" listener="" idle_pid=""
+nets=()
 cleanup() {
-    local status=$? c
+    local status=$? c n
     [[ -z $idle_pid ]] || kill "$idle_pid" 2>/dev/null || true
-    for c in $cid $cid2; do
+    for c in $cid $cid2 $listener; do
         docker rm -f "$c" >/dev/null 2>&1 || echo "smoke-test.sh: could not remove container $c" >&2
+    done
+    for n in "${nets[@]}"; do
+        docker network rm "$n" >/dev/null 2>&1 || echo "smoke-test.sh: could not remove network $n" >&2
     done
     rm -rf "$tmp"
     exit "$status"
@@ -233,6 +243,123 @@ no_preauth() { ! preauth; }
 wait_until 20 "sshd ending an unauthenticated connection after LoginGraceTime" no_preauth
 kill -0 "$idle_pid" 2>/dev/null || fail "the idle client went away by itself; the LoginGraceTime check proves nothing"
 ok "an unauthenticated idle connection is cleaned up after LoginGraceTime ($(($(now_ms) - t_idle)) ms)"
+
+# The LAN firewall, applied as the agent applies it: a helper container from
+# the same image in the sandbox's network namespace, with NET_ADMIN.
+firewall() {
+    docker run --rm --network "container:$cid" --cap-drop ALL --cap-add NET_ADMIN --cap-add NET_RAW \
+        --label org.rpibroker.test=1 "$image" rpibroker-sandbox-firewall "$@"
+}
+rule_count() {
+    docker run --rm --network "container:$cid" --cap-drop ALL --cap-add NET_ADMIN \
+        --label org.rpibroker.test=1 "$image" sh -c 'iptables -S; ip6tables -S 2>/dev/null || true' | wc -l
+}
+# make_net NAME SUBNET...: creates a bridge network with the first subnet
+# that is free (another test run, or the host, may use one).
+make_net() {
+    local name=$1 subnet err=""
+    shift
+    for subnet in "$@"; do
+        if err=$(docker network create --driver bridge --subnet "$subnet" --label org.rpibroker.test=1 "$name" 2>&1); then
+            nets+=("$name")
+            return 0
+        fi
+    done
+    fail "docker network create $name: $err"
+}
+# Subnets in random order: 198.51.100.0/24 (TEST-NET-2, not a blocked range)
+# in /28s, and 10.213.0.0/16 in /24s.
+# shellcheck disable=SC2046 # word lists on purpose
+make_net "rpibroker-smoke-pub-$token" $(shuf -i 0-15 | awk '{ printf "198.51.100.%d/28\n", $1 * 16 }')
+# shellcheck disable=SC2046
+make_net "rpibroker-smoke-lan-$token" $(shuf -i 0-255 | awk '{ printf "10.213.%d.0/24\n", $1 }')
+pub_net=${nets[0]} lan_net=${nets[1]}
+listener_name=rpibroker-smoke-listener-$token
+listener=$(docker run -d --cap-drop ALL --network "$pub_net" --name "$listener_name" --label org.rpibroker.test=1 \
+    "$image" sh -c 'mkdir -p /tmp/www && echo "listener $1" >/tmp/www/index.html && cd /tmp/www &&
+        exec python3 -m http.server 8080' sh "$token") || fail "docker run (listener) failed"
+docker network connect "$lan_net" "$listener" || fail "docker network connect $lan_net (listener) failed"
+docker network connect "$pub_net" "$cid" || fail "docker network connect $pub_net (sandbox) failed"
+docker network connect "$lan_net" "$cid" || fail "docker network connect $lan_net (sandbox) failed"
+ip_on() { docker inspect -f "{{ (index .NetworkSettings.Networks \"$2\").IPAddress }}" "$1"; }
+pub_ip=$(ip_on "$listener" "$pub_net")
+lan_ip=$(ip_on "$listener" "$lan_net")
+gateway=$(docker inspect -f '{{ .NetworkSettings.Gateway }}' "$cid")
+[[ -n $pub_ip && -n $lan_ip ]] || fail "the listener has no address on the test networks"
+# reach IP: from inside the sandbox (as root, which the firewall binds too),
+# fetch the listener's page.
+reach() { [[ $(docker exec "$cid" curl -fsS --max-time 3 "http://$1:8080/" 2>&1) == "listener $token" ]]; }
+# refused IP PORT: a TCP connection from inside the sandbox is refused within
+# a second (not left to time out).
+refused() {
+    docker exec "$cid" python3 -c '
+import socket, sys, time
+t = time.monotonic()
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5).close()
+except ConnectionRefusedError:
+    sys.exit(0 if time.monotonic() - t < 1 else 1)
+except OSError as e:
+    print(e, file=sys.stderr)
+sys.exit(1)' "$1" "$2"
+}
+wait_until 15 "listener reachable on the public test network" reach "$pub_ip"
+reach "$lan_ip" || fail "the listener on the private test network is not reachable before the firewall"
+st=0; firewall --check >/dev/null 2>&1 || st=$?
+((st == 1)) || fail "rpibroker-sandbox-firewall --check before applying: exit $st, want 1"
+say "test networks $pub_net ($pub_ip) and $lan_net ($lan_ip) reachable before the firewall"
+
+out=$(firewall 2>&1) || fail "rpibroker-sandbox-firewall: $out"
+[[ $out =~ ^rpibroker-sandbox-firewall:\ blocked\ [1-9][0-9]*\ IPv4\ and\ [0-9]+\ IPv6\ ranges ]] ||
+    fail "rpibroker-sandbox-firewall said '$out'"
+rules1=$(rule_count)
+out2=$(firewall 2>&1) || fail "rpibroker-sandbox-firewall (second run): $out2"
+rules2=$(rule_count)
+((rules1 == rules2)) || fail "a second firewall run changed the rule count: $rules1 -> $rules2"
+firewall --check || fail "rpibroker-sandbox-firewall --check: the rules are not in place"
+jumps=$(docker run --rm --network "container:$cid" --cap-drop ALL --cap-add NET_ADMIN --label org.rpibroker.test=1 \
+    "$image" iptables -S OUTPUT | grep -c -- '-j RPIBROKER-LAN' || true)
+((jumps == 1)) || fail "OUTPUT jumps to RPIBROKER-LAN $jumps times, want 1"
+ok "firewall applied: $out ($rules1 rules, unchanged by a second run)"
+
+refused "$lan_ip" 8080 || fail "the listener on the private test network is still reachable"
+refused "$gateway" 22 || fail "the Docker bridge gateway $gateway is still reachable"
+refused 169.254.169.254 80 || fail "169.254.169.254 is not refused"
+refused 192.168.0.1 80 || fail "192.168.0.1 is not refused"
+ok "private addresses refused at once ($lan_ip, gateway $gateway, 169.254.169.254, 192.168.0.1)"
+
+reach "$pub_ip" || fail "the listener on the public test network is no longer reachable"
+docker exec "$cid" getent hosts "$listener_name" >/dev/null ||
+    fail "Docker's embedded DNS (127.0.0.11) no longer answers"
+password_ssh "new-$password" "$user" true || fail "password login through the published port fails with the firewall"
+fetch || fail "the web page through the published port fails with the firewall"
+ok "with the firewall: public address, embedded DNS, SSH and web through the published ports still work"
+
+if docker exec "$cid" iptables -F RPIBROKER-LAN >/dev/null 2>&1; then fail "root in the sandbox flushed the firewall"; fi
+firewall --check || fail "the firewall rules changed"
+ok "root in the sandbox cannot change the firewall"
+
+# Removing the renter: processes (the web server) killed, account, home and
+# group gone, logins refused; again is harmless.
+uid=$(docker exec "$cid" id -u "$user") || fail "id -u $user failed"
+docker exec "$cid" pgrep -u "$user" python3 >/dev/null || fail "$user's web server is not running before del"
+out=$(docker exec "$cid" rpibroker-sandbox-user del "$user" 2>&1) || fail "rpibroker-sandbox-user del: $out"
+[[ $out == "removed $user" ]] || fail "del said '$out', want 'removed $user'"
+st=0; docker exec "$cid" rpibroker-sandbox-user check "$user" || st=$?
+((st == 1)) || fail "check after del: exit $st, want 1"
+if docker exec "$cid" getent passwd "$user" >/dev/null; then fail "del left the account"; fi
+if docker exec "$cid" getent group "$user" >/dev/null; then fail "del left the group"; fi
+if docker exec "$cid" test -e "/home/$user"; then fail "del left /home/$user"; fi
+left=$(docker exec "$cid" ps -e -o uid=,stat=,args= | awk -v uid="$uid" '$1 == uid && $2 !~ /^Z/') ||
+    fail "ps failed"
+[[ -z $left ]] || fail "del left processes of $user: $left"
+if fetch 2>/dev/null; then fail "the removed user's web server still answers"; fi
+if password_ssh "new-$password" "$user" true 2>/dev/null; then fail "the removed user's password still logs in"; fi
+out=$(docker exec "$cid" rpibroker-sandbox-user del "$user" 2>&1) || fail "second del: $out"
+[[ $out == "absent $user" ]] || fail "second del said '$out', want 'absent $user'"
+st=0; docker exec "$cid" rpibroker-sandbox-user del root 2>/dev/null || st=$?
+((st == 3)) || fail "del root: exit $st, want 3"
+ok "del removes the account, its home, group and processes; logins refused; again says absent"
 
 t_stop=$(now_ms)
 docker stop -t 10 "$cid" >/dev/null || fail "docker stop failed"
