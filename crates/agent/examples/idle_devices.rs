@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use rpibroker_agent::config::Config;
+use rpibroker_agent::targets::LocalTargets;
 use rpibroker_agent::{device_key, handshake, hardware, tunnel};
-use rpibroker_wire::ConnectRequest;
+use rpibroker_wire::{ConnectRequest, Service};
 use tokio::sync::Semaphore;
 
 /// Devices connecting at the same time.
@@ -29,7 +30,10 @@ async fn connect(path: std::path::PathBuf) -> anyhow::Result<tunnel::Tunnel> {
     let url = config.file.broker_url.clone();
     let answer = tokio::task::spawn_blocking(move || handshake::connect(&url, &request)).await??;
     let fingerprint = answer.host_key_fingerprint.clone();
-    Ok(tunnel::open(&config, key, &answer, &fingerprint).await?)
+    let targets = Arc::new(LocalTargets::fixed(
+        Service::ALL.map(|s| config.target(s).to_string()),
+    ));
+    Ok(tunnel::open(&config, key, &answer, &fingerprint, targets, None).await?)
 }
 
 #[tokio::main]

@@ -11,6 +11,8 @@ pub struct Config {
     pub file: AgentConfig,
     /// Where the agent's SSH key lives.
     pub key_path: PathBuf,
+    /// Where the agent keeps its sandbox's state (`<config>.sandbox.json`).
+    pub sandbox_state_path: PathBuf,
 }
 
 impl Config {
@@ -39,23 +41,35 @@ impl Config {
                 );
             }
         }
+        if let Some(sandbox) = &file.sandbox
+            && sandbox.image.trim().is_empty()
+        {
+            bail!("sandbox.image in {} is empty", path.display());
+        }
         let dir = path.parent().unwrap_or(Path::new("."));
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "device".into());
         let key_path = match &file.key_file {
             Some(k) => dir.join(k),
-            None => {
-                let name = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "device".into());
-                dir.join(format!("{name}.key"))
-            }
+            None => dir.join(format!("{name}.key")),
         };
-        Ok(Self { file, key_path })
+        Ok(Self {
+            file,
+            key_path,
+            sandbox_state_path: dir.join(format!("{name}.sandbox.json")),
+        })
     }
 
     /// Overrides the local target of `service`: `host:port`, or a bare port
     /// on 127.0.0.1.
     pub fn set_target(&mut self, service: Service, value: &str) -> anyhow::Result<()> {
+        if self.file.sandbox.is_some() {
+            bail!(
+                "--{service} cannot be used with a sandbox: the agent forwards the services to the sandbox (remove the config's \"sandbox\" section to forward your own services)"
+            );
+        }
         let target = if value.parse::<u16>().is_ok() {
             format!("127.0.0.1:{value}")
         } else if is_host_port(value) {

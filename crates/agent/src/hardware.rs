@@ -33,6 +33,8 @@ pub fn report(disk_path: &Path) -> HardwareReport {
                 )
             })
             .filter(|b| !b.is_empty()),
+        docker: None,
+        sandbox: None,
     }
 }
 

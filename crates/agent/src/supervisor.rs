@@ -12,6 +12,8 @@ use rpibroker_wire::{ConnectRequest, Service};
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::handshake::{self, HandshakeError};
+use crate::sandbox::{Sandbox, spec::Instance};
+use crate::targets::LocalTargets;
 use crate::{device_key, hardware, tunnel};
 
 /// First reconnect delay; doubles per failure up to [`MAX_DELAY`].
@@ -31,11 +33,47 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let mut backoff = Backoff::new(FIRST_DELAY, MAX_DELAY);
     let url = config.file.broker_url.clone();
     tokio::pin!(shutdown);
+    let (targets, sandbox) = match &config.file.sandbox {
+        None => (
+            Arc::new(LocalTargets::fixed(
+                Service::ALL.map(|s| config.target(s).to_string()),
+            )),
+            None,
+        ),
+        Some(settings) => {
+            let targets = Arc::new(LocalTargets::default());
+            let instance = Instance::new(&config.file.device, &url);
+            let sandbox = loop {
+                match Sandbox::connect(
+                    settings.clone(),
+                    instance.clone(),
+                    config.sandbox_state_path.clone(),
+                    targets.clone(),
+                )
+                .await
+                {
+                    Ok(s) => break s,
+                    Err(e) => {
+                        let delay = backoff.next_delay();
+                        tracing::warn!(retry_in = ?delay, "sandbox: {e}");
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => {}
+                            _ = &mut shutdown => return Ok(()),
+                        }
+                    }
+                }
+            };
+            backoff.reset();
+            let up = sandbox.clone();
+            tokio::spawn(async move { up.bring_up().await });
+            (targets, Some(sandbox))
+        }
+    };
     loop {
         tracing::info!(broker = %url, device = %config.file.device, "handshake: asking the broker where to connect");
         let request = ConnectRequest {
             token: config.file.token.clone(),
-            hardware: hardware::report(&config.key_path),
+            hardware: claims(&config, sandbox.as_deref()),
             public_key: Some(public_key.clone()),
             agent_version: Some(env!("CARGO_PKG_VERSION").to_string()),
         };
@@ -65,14 +103,23 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                         tunnel = %answer.tunnel,
                         "handshake done; opening the tunnel"
                     );
-                    match tunnel::open(&config, key.clone(), &answer, &expected).await {
+                    match tunnel::open(
+                        &config,
+                        key.clone(),
+                        &answer,
+                        &expected,
+                        targets.clone(),
+                        sandbox.clone(),
+                    )
+                    .await
+                    {
                         Ok(mut t) => {
                             let up_since = Instant::now();
                             for s in Service::ALL {
                                 tracing::info!(
                                     service = %s,
                                     public_port = answer.ports.get(s),
-                                    local = config.target(s),
+                                    local = targets.get(s).as_deref().unwrap_or("the sandbox, once it is up"),
                                     "forwarding"
                                 );
                             }
@@ -106,6 +153,23 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             }
         }
     }
+}
+
+/// The hardware report: the machine, and for a sandbox the Docker version
+/// and the limits the renter gets; the disk is the one Docker keeps the
+/// sandbox on when the agent can see it.
+fn claims(config: &Config, sandbox: Option<&Sandbox>) -> rpibroker_wire::HardwareReport {
+    let Some(sandbox) = sandbox else {
+        return hardware::report(&config.key_path);
+    };
+    let root = sandbox
+        .docker_root()
+        .map(std::path::Path::new)
+        .filter(|p| p.is_dir());
+    let mut report = hardware::report(root.unwrap_or(&config.key_path));
+    report.docker = Some(sandbox.docker_version().to_string());
+    report.sandbox = Some(sandbox.limits());
+    report
 }
 
 fn describe_handshake_error(e: &HandshakeError) -> String {

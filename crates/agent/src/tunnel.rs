@@ -2,7 +2,7 @@
 //!
 //! It pins the broker's host key, logs in with the device key (falling back to
 //! the token), asks for remote forwards of the three services, opens the
-//! control channel, and turns each `forwarded-tcpip` channel the broker opens
+//! control channel (served by [`crate::control`]), and turns each `forwarded-tcpip` channel the broker opens
 //! into a connection to the service's local target. It accepts no other kind
 //! of channel from the broker.
 
@@ -18,6 +18,8 @@ use russh::{Channel, ChannelOpenFailure, Preferred, cipher};
 use tokio::net::TcpStream;
 
 use crate::config::Config;
+use crate::sandbox::Sandbox;
+use crate::targets::LocalTargets;
 
 /// Time to set up the TCP connection and SSH handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -50,7 +52,7 @@ struct DeviceClient {
     expected_fingerprint: String,
     /// The fingerprint seen, when it did not match (to report it).
     mismatch: Arc<Mutex<Option<String>>>,
-    targets: Arc<[(Service, String); 3]>,
+    targets: Arc<LocalTargets>,
 }
 
 /// Ciphers in order of preference. Hardware AES makes AES-GCM the fastest
@@ -117,10 +119,7 @@ impl client::Handler for DeviceClient {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let target = Service::from_well_known_port(connected_port)
-            .and_then(|s| self.targets.iter().find(|(t, _)| *t == s))
-            .cloned();
-        let Some((service, target)) = target else {
+        let Some(service) = Service::from_well_known_port(connected_port) else {
             tracing::warn!(
                 connected_port,
                 "broker opened a channel for a port we did not forward"
@@ -128,6 +127,11 @@ impl client::Handler for DeviceClient {
             reply
                 .reject(ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
+            return Ok(());
+        };
+        let Some(target) = self.targets.get(service) else {
+            tracing::info!(%service, "the sandbox is not up; refusing visitor");
+            reply.reject(ChannelOpenFailure::ConnectFailed).await;
             return Ok(());
         };
         let visitor = format!("{originator_address}:{originator_port}");
@@ -221,9 +225,14 @@ async fn refuse(reply: ChannelOpenHandle) -> Result<(), russh::Error> {
 /// An established tunnel.
 pub struct Tunnel {
     handle: client::Handle<DeviceClient>,
-    /// Kept open for the broker's commands; closing it would tell the broker
-    /// the agent is gone.
-    _control: Channel<Msg>,
+    /// Serves the broker's commands for as long as the tunnel is up.
+    control: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Tunnel {
+    fn drop(&mut self) {
+        self.control.abort();
+    }
 }
 
 /// Opens the tunnel described by the handshake `answer`.
@@ -232,6 +241,8 @@ pub async fn open(
     key: Arc<PrivateKey>,
     answer: &ConnectResponse,
     expected_fingerprint: &str,
+    targets: Arc<LocalTargets>,
+    sandbox: Option<Arc<Sandbox>>,
 ) -> Result<Tunnel, TunnelError> {
     let endpoint = answer.tunnel.clone();
     let unreachable = |reason: String| TunnelError::Unreachable {
@@ -242,7 +253,7 @@ pub async fn open(
     let handler = DeviceClient {
         expected_fingerprint: expected_fingerprint.to_string(),
         mismatch: mismatch.clone(),
-        targets: Arc::new(Service::ALL.map(|s| (s, config.target(s).to_string()))),
+        targets,
     };
     let connect = async {
         let socket = TcpStream::connect(&endpoint)
@@ -303,7 +314,7 @@ pub async fn open(
     }
     Ok(Tunnel {
         handle,
-        _control: control,
+        control: tokio::spawn(crate::control::serve(control, sandbox)),
     })
 }
 

@@ -1,4 +1,4 @@
-//! The `rpibroker` command line: `serve` and the `device` commands.
+//! The `rpibroker` command line: `serve`, and the `device` and `rental` commands.
 
 use std::path::PathBuf;
 
@@ -35,6 +35,28 @@ pub enum Command {
     /// Register and manage devices.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Rent a device's sandbox and end the rental (needs a running broker).
+    #[command(subcommand)]
+    Rental(RentalCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RentalCommand {
+    /// Provision fresh credentials in the device's sandbox and print them.
+    ///
+    /// Running it again while the rental is being set up finishes that
+    /// rental and prints the same credentials.
+    Start {
+        device: DeviceName,
+        /// Also let this OpenSSH public key file log in (repeatable).
+        #[arg(long, value_name = "FILE")]
+        ssh_key: Vec<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End the device's rental: the sandbox is wiped and verified again.
+    Stop { device: DeviceName },
 }
 
 #[derive(Debug, Subcommand)]
@@ -52,10 +74,30 @@ pub enum DeviceCommand {
         /// Print one JSON object (device, token, agent_config) instead of text.
         #[arg(long)]
         json: bool,
+        /// The device rents out a sandbox in Docker: the agent config gets a
+        /// "sandbox" section (image, limits) for the owner to adjust.
+        #[arg(long)]
+        sandbox: bool,
     },
     /// List devices with their state, ports and hardware.
     List {
         /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one device: connection, sandbox, claimed and verified hardware,
+    /// last verification, current rental.
+    Show {
+        name: DeviceName,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure the device's idle sandbox now and compare with its claims
+    /// (needs a running broker).
+    Verify {
+        name: DeviceName,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -70,5 +112,8 @@ pub enum DeviceCommand {
         /// Print one JSON object (device, token, agent_config) instead of text.
         #[arg(long)]
         json: bool,
+        /// The agent config gets a "sandbox" section (see `device add`).
+        #[arg(long)]
+        sandbox: bool,
     },
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use rpibroker_wire::agent_config::{AgentConfig, Targets, Token};
+use rpibroker_wire::agent_config::{AgentConfig, SandboxConfig, Targets, Token};
 use rpibroker_wire::{DeviceName, Service};
 use russh::keys::{HashAlg, PublicKey};
 use serde::Serialize;
@@ -13,9 +13,9 @@ use serde::Serialize;
 use crate::broker::create_private_dir;
 use crate::cli::DeviceCommand;
 use crate::settings::Settings;
-use crate::store::{DeviceRecord, Store, StoreError};
+use crate::store::{DeviceRecord, RentalRecord, SandboxRecord, Store, StoreError};
 use crate::time::UnixTime;
-use crate::{host_key, notify, presence, private_file, token};
+use crate::{host_key, notify, presence, private_file, token, verify};
 
 pub async fn run(settings: &Settings, command: DeviceCommand) -> anyhow::Result<()> {
     create_private_dir(&settings.data_dir)?;
@@ -26,6 +26,7 @@ pub async fn run(settings: &Settings, command: DeviceCommand) -> anyhow::Result<
             ssh_key,
             config_out,
             json,
+            sandbox,
         } => {
             let owner_key = ssh_key.as_deref().map(read_public_key).transpose()?;
             let token = token::generate();
@@ -38,10 +39,39 @@ pub async fn run(settings: &Settings, command: DeviceCommand) -> anyhow::Result<
                 }
                 other => other?,
             };
-            let enrolled = Enrollment::new(settings, &name, token)?;
+            let enrolled = Enrollment::new(settings, &name, token, sandbox)?;
             enrolled.print("registered", config_out.as_deref(), json)
         }
         DeviceCommand::List { json } => list(settings, &store, json),
+        DeviceCommand::Show { name, json } => show(settings, &store, &name, json),
+        DeviceCommand::Verify { name, json } => {
+            eprintln!("Verifying {name}: logging into its sandbox through the tunnel …");
+            let answer = notify::request(
+                &settings.data_dir,
+                &notify::LocalRequest::Verify {
+                    device: name.clone(),
+                },
+            )
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+            } else {
+                let verdict = answer
+                    .get("verdict")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("-");
+                let reasons = answer.get("reasons").and_then(|v| v.as_str()).unwrap_or("");
+                println!(
+                    "{name}: {verdict}{}",
+                    if reasons.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({reasons})")
+                    }
+                );
+            }
+            Ok(())
+        }
         DeviceCommand::Remove { name } => {
             match store.remove_device(&name, UnixTime::now()) {
                 Err(StoreError::NoSuchDevice(name)) => bail!("no device named {name}"),
@@ -57,6 +87,7 @@ pub async fn run(settings: &Settings, command: DeviceCommand) -> anyhow::Result<
             name,
             config_out,
             json,
+            sandbox,
         } => {
             let token = token::generate();
             match store.replace_token(&name, &token::hash(&token), UnixTime::now()) {
@@ -64,7 +95,7 @@ pub async fn run(settings: &Settings, command: DeviceCommand) -> anyhow::Result<
                 other => other?,
             }
             tell_broker(&settings.data_dir, &name).await;
-            let enrolled = Enrollment::new(settings, &name, token)?;
+            let enrolled = Enrollment::new(settings, &name, token, sandbox)?;
             enrolled.print(
                 "given a new token (the old one and its tunnel are cut)",
                 config_out.as_deref(),
@@ -110,7 +141,12 @@ struct Enrollment {
 }
 
 impl Enrollment {
-    fn new(settings: &Settings, name: &DeviceName, token: String) -> anyhow::Result<Self> {
+    fn new(
+        settings: &Settings,
+        name: &DeviceName,
+        token: String,
+        sandbox: bool,
+    ) -> anyhow::Result<Self> {
         let key = host_key::load_or_create(&settings.data_dir)?;
         let ssh_port = settings.ssh_listen.port();
         Ok(Self {
@@ -122,6 +158,7 @@ impl Enrollment {
                 host_key_fingerprint: Some(host_key::fingerprint(&key)),
                 targets: Targets::default(),
                 key_file: None,
+                sandbox: sandbox.then(SandboxConfig::default),
             },
             openssh_command: format!(
                 "ssh -N -p {ssh_port} -R 22:localhost:22 -R 80:localhost:80 -R 443:localhost:443 {name}@{}",
@@ -158,6 +195,166 @@ impl Enrollment {
         );
         Ok(())
     }
+}
+
+/// Everything the broker knows about one device, for `device show`.
+#[derive(Serialize)]
+struct DeviceView {
+    #[serde(flatten)]
+    status: rpibroker_wire::DeviceStatus,
+    sandbox: Option<SandboxRecord>,
+    claimed: Option<verify::Figures>,
+    verification: Option<VerificationView>,
+    rental: Option<RentalRecord>,
+}
+
+#[derive(Serialize)]
+struct VerificationView {
+    at: i64,
+    verdict: &'static str,
+    reasons: String,
+    claimed: serde_json::Value,
+    measured: Option<serde_json::Value>,
+}
+
+fn show(settings: &Settings, store: &Store, name: &DeviceName, json: bool) -> anyhow::Result<()> {
+    let Some(d) = store.device(name)? else {
+        bail!("no device named {name}");
+    };
+    let now = UnixTime::now();
+    let id = d.id;
+    let claimed = d.hardware.as_ref().map(verify::claimed);
+    let online = is_online(&d, now);
+    let view = DeviceView {
+        status: d.status(&settings.domain, online),
+        sandbox: store.sandbox(id)?,
+        claimed,
+        verification: store.last_verification(id)?.map(|v| VerificationView {
+            at: v.at.0,
+            verdict: v.verdict.as_str(),
+            reasons: v.reasons,
+            claimed: serde_json::from_str(&v.claimed).unwrap_or_default(),
+            measured: v.measured.and_then(|m| serde_json::from_str(&m).ok()),
+        }),
+        rental: store.open_rental(id)?,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+        return Ok(());
+    }
+    let s = &view.status;
+    println!("{}  ({})", s.name, s.subdomain);
+    println!(
+        "  state         {}",
+        if s.online { "online" } else { "offline" }
+    );
+    if let Some(p) = &s.ports {
+        println!(
+            "  ports         ssh {}, http {}, https {}",
+            p.ssh, p.http, p.https
+        );
+    }
+    if let Some(h) = &s.hardware {
+        println!(
+            "  machine       {}, {}, {} cores, {} MiB memory, {} GiB disk{}",
+            h.arch,
+            h.cpu_model.as_deref().unwrap_or("unknown CPU"),
+            h.cpu_cores.map_or("?".into(), |c| c.to_string()),
+            h.memory_bytes.map_or("?".into(), |m| (m >> 20).to_string()),
+            h.disk_bytes.map_or("?".into(), |m| (m >> 30).to_string()),
+            h.board
+                .as_deref()
+                .map(|b| format!(", {b}"))
+                .unwrap_or_default()
+        );
+        if let Some(os) = &h.os {
+            println!(
+                "  os            {os}{}",
+                h.docker
+                    .as_deref()
+                    .map(|d| format!(", Docker {d}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    match &view.sandbox {
+        None => println!("  sandbox       unknown (not reported yet)"),
+        Some(sb) => {
+            let detail = sb
+                .status
+                .as_ref()
+                .and_then(|st| st.detail.clone())
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default();
+            println!("  sandbox       {}{detail}", sb.state);
+            if let Some(st) = &sb.status {
+                println!(
+                    "                image {}, container {}, LAN {}",
+                    st.image,
+                    st.container.as_deref().unwrap_or("-"),
+                    if st.lan_blocked {
+                        "blocked"
+                    } else {
+                        "reachable"
+                    }
+                );
+            }
+        }
+    }
+    if let Some(c) = &view.claimed {
+        println!("  claimed       {}", figures_text(c));
+    }
+    match &view.verification {
+        None => println!("  verification  none yet"),
+        Some(v) => {
+            println!(
+                "  verification  {} {}{}",
+                v.verdict,
+                UnixTime(v.at).ago(now),
+                if v.reasons.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", v.reasons)
+                }
+            );
+            if let Some(m) = v
+                .measured
+                .as_ref()
+                .and_then(|m| serde_json::from_value::<verify::Measured>(m.clone()).ok())
+            {
+                println!("  measured      {}", figures_text(&m.figures));
+                println!(
+                    "  benchmark     sha256 {} MiB/s, memory copy {} MiB/s, disk write {} MiB/s",
+                    m.cpu_sha256_kib_s
+                        .map_or("?".into(), |k| (k / 1024).to_string()),
+                    m.memory_copy_kib_s
+                        .map_or("?".into(), |k| (k / 1024).to_string()),
+                    m.disk_write_kib_s
+                        .map_or("?".into(), |k| (k / 1024).to_string()),
+                );
+            }
+        }
+    }
+    match &view.rental {
+        None => println!("  rental        none"),
+        Some(r) => println!(
+            "  rental        {} ({}), user {}",
+            r.id,
+            r.state.as_str(),
+            r.username.as_deref().unwrap_or("-")
+        ),
+    }
+    Ok(())
+}
+
+fn figures_text(f: &verify::Figures) -> String {
+    format!(
+        "{} cores, {} MiB memory, {} GiB disk",
+        f.cpu_millicores
+            .map_or("?".into(), |m| format!("{}.{:02}", m / 1000, m % 1000 / 10)),
+        f.memory_bytes.map_or("?".into(), |m| (m >> 20).to_string()),
+        f.disk_bytes.map_or("?".into(), |m| (m >> 30).to_string()),
+    )
 }
 
 /// A broker refreshes `last_seen` every heartbeat; a device whose record says

@@ -4,7 +4,8 @@
 //!
 //! - [`broker`]: starting a broker on given listeners and running it until shutdown.
 //! - [`settings`]: defaults, config file, environment and flags, resolved once.
-//! - [`store`]: SQLite persistence of devices, ports, keys and retired tokens.
+//! - [`store`]: SQLite persistence of devices, ports, keys, retired tokens,
+//!   sandboxes, verifications and rentals.
 //! - [`api`]: the HTTP API; the agents' handshake (`POST /api/v1/connect`).
 //! - [`tunnel`]: the SSH endpoint devices connect to; grants only forwards of
 //!   the device's own services and the control subsystem.
@@ -13,8 +14,13 @@
 //! - [`edge`]: where visitors come in: Host routing, SNI routing, per-device ports.
 //! - [`presence`]: writing online state and last-seen times to the store.
 //! - [`gate`]: admission of new connections, in total and per source address.
-//! - [`notify`]: the local socket through which `device` commands reach a running broker.
-//! - [`device_cmd`], [`cli`]: the command line.
+//! - [`notify`]: the local socket through which `device` and `rental` commands reach a running broker.
+//! - [`control`]: the broker's end of each device's control channel.
+//! - [`sandbox_watch`]: per connected device, its sandbox's state, resumed
+//!   rental ends, and scheduled verification.
+//! - [`verify`]: measuring a sandbox through the tunnel and comparing with the claims.
+//! - [`rental`]: starting and stopping rentals (provision, wipe).
+//! - [`device_cmd`], [`rental_cmd`], [`cli`]: the command line.
 //! - [`token`], [`host_key`], [`private_file`], [`port_pool`], [`time`], [`shutdown`], [`accept`]: small
 //!   pieces named for what they own.
 
@@ -22,6 +28,7 @@ pub mod accept;
 pub mod api;
 pub mod broker;
 pub mod cli;
+pub mod control;
 pub mod device_cmd;
 pub mod edge;
 pub mod gate;
@@ -31,9 +38,13 @@ pub mod port_pool;
 pub mod presence;
 pub mod private_file;
 pub mod registry;
+pub mod rental;
+pub mod rental_cmd;
+pub mod sandbox_watch;
 pub mod settings;
 pub mod shutdown;
 pub mod store;
 pub mod time;
 pub mod token;
 pub mod tunnel;
+pub mod verify;

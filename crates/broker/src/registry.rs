@@ -21,6 +21,7 @@ use russh::server::Handle;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::control::ControlLink;
 use crate::edge;
 use crate::gate::{Admitted, Gate};
 use crate::presence::Presence;
@@ -49,6 +50,15 @@ struct Live {
     generation: u64,
     info: SessionInfo,
     forwards: HashMap<Service, Forward>,
+    control: Option<Arc<ControlLink>>,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        if let Some(c) = &self.control {
+            c.close();
+        }
+    }
 }
 
 /// A remote forward the device asked for, and the public port serving it.
@@ -146,6 +156,7 @@ impl Registry {
                     generation,
                     info,
                     forwards: HashMap::new(),
+                    control: None,
                 },
             )
         };
@@ -203,6 +214,28 @@ impl Registry {
         for l in all {
             disconnect(l, reason);
         }
+    }
+
+    /// Records the control channel of the session of `generation`; false if
+    /// that session is no longer current.
+    pub fn set_control(
+        &self,
+        device: &DeviceName,
+        generation: u64,
+        link: Arc<ControlLink>,
+    ) -> bool {
+        match self.lock().get_mut(device) {
+            Some(l) if l.generation == generation => {
+                l.control = Some(link);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The control channel of the device's current session.
+    pub fn control(&self, device: &DeviceName) -> Option<Arc<ControlLink>> {
+        self.lock().get(device).and_then(|l| l.control.clone())
     }
 
     pub fn online_ids(&self) -> Vec<i64> {

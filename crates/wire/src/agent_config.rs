@@ -70,6 +70,99 @@ pub struct AgentConfig {
     /// config file. Default: `<config file name>.key` beside the config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_file: Option<String>,
+    /// When present, the agent runs the renter's sandbox in Docker and
+    /// forwards the services to it instead of to `targets`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<SandboxConfig>,
+}
+
+/// The image renters get when the config names none.
+pub const DEFAULT_SANDBOX_IMAGE: &str = "rpibroker-sandbox:latest";
+
+/// The owner's settings for the sandbox: which image, and the share of the
+/// machine a renter gets. Unset limits mean the whole machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxConfig {
+    #[serde(default = "SandboxConfig::default_image")]
+    pub image: String,
+    /// CPU cores, fractions allowed (`1.5`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<Cpus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u64>,
+    /// Most processes (and threads) at once.
+    #[serde(default = "SandboxConfig::default_pids")]
+    pub pids: u64,
+    /// Size of the sandbox's file system, where Docker's storage driver can
+    /// enforce it (overlay2 on xfs with project quotas, btrfs, zfs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_gb: Option<u64>,
+    /// Lets the sandbox reach private address ranges (the owner's LAN).
+    /// Off by default: renters reach the internet only.
+    #[serde(default)]
+    pub lan_access: bool,
+    /// The Docker Engine to use: a `unix://` socket or `tcp://` address.
+    /// Default: `DOCKER_HOST`, else `/var/run/docker.sock`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker: Option<String>,
+}
+
+impl SandboxConfig {
+    fn default_image() -> String {
+        DEFAULT_SANDBOX_IMAGE.into()
+    }
+    fn default_pids() -> u64 {
+        512
+    }
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            image: Self::default_image(),
+            cpus: None,
+            memory_mb: None,
+            pids: Self::default_pids(),
+            disk_gb: None,
+            lan_access: false,
+            docker: None,
+        }
+    }
+}
+
+/// A number of CPU cores, kept as thousandths of a core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "f64", into = "f64")]
+pub struct Cpus {
+    millicores: u64,
+}
+
+impl Cpus {
+    pub fn from_millicores(millicores: u64) -> Self {
+        Self { millicores }
+    }
+    pub fn millicores(self) -> u64 {
+        self.millicores
+    }
+}
+
+impl TryFrom<f64> for Cpus {
+    type Error = String;
+    fn try_from(cores: f64) -> Result<Self, String> {
+        if !(0.01..=1024.0).contains(&cores) {
+            return Err(format!("cpus {cores} is not between 0.01 and 1024"));
+        }
+        Ok(Self {
+            millicores: (cores * 1000.0).round() as u64,
+        })
+    }
+}
+
+impl From<Cpus> for f64 {
+    fn from(c: Cpus) -> f64 {
+        c.millicores as f64 / 1000.0
+    }
 }
 
 #[cfg(test)]
@@ -89,6 +182,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.targets, Targets::default());
+    }
+
+    #[test]
+    fn sandbox_settings_parse_with_defaults() {
+        let c: AgentConfig = serde_json::from_str(
+            r#"{"broker_url":"x","device":"pi","token":"t","sandbox":{"cpus":1.5,"memory_mb":512}}"#,
+        )
+        .unwrap();
+        let s = c.sandbox.unwrap();
+        assert_eq!(s.image, DEFAULT_SANDBOX_IMAGE);
+        assert_eq!(s.cpus.unwrap().millicores(), 1500);
+        assert_eq!(s.pids, 512);
+        assert!(!s.lan_access);
+        let err = serde_json::from_str::<SandboxConfig>(r#"{"cpus":0}"#).unwrap_err();
+        assert!(err.to_string().contains("between"), "{err}");
     }
 
     #[test]

@@ -1,6 +1,389 @@
-//! Names used on the agent's SSH connection to the broker.
+//! The control protocol on the agent's SSH connection: the broker's commands
+//! to the agent (provision a rental, wipe, status, verify) and the answers.
+//!
+//! The agent opens one session channel with the [`SUBSYSTEM`] subsystem. On
+//! it, each side writes JSON objects, one per line (LF-terminated), at most
+//! [`MAX_LINE`] bytes each. The broker sends a [`Request`] with an `id` it
+//! chose; the agent answers with a [`Response`] carrying the same `id`.
+//! Requests may overlap; the agent answers each when it is done, and runs
+//! commands that change the sandbox one at a time.
+//!
+//! Every command is idempotent, so the broker may repeat one whose answer it
+//! never got (the connection dropped, the agent restarted):
+//! - `provision` names the rental; asked again for the same rental, the agent
+//!   returns the same credentials.
+//! - `wipe` names the rental that ended; if the sandbox was already wiped
+//!   after that rental, the agent answers at once without wiping again.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
 
 /// The SSH subsystem the agent opens on a session channel for the broker's
 /// commands (see DESIGN.md, "Control channel"). The broker refuses every other
 /// subsystem, and every shell, exec and pty request.
 pub const SUBSYSTEM: &str = "rpibroker-control";
+
+/// Longest line either side writes or accepts, newline included.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Most SSH public keys a rental may carry.
+pub const MAX_SSH_KEYS: usize = 16;
+
+/// Longest SSH public key line accepted.
+pub const MAX_SSH_KEY_LEN: usize = 8 * 1024;
+
+/// A command from the broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    pub id: u64,
+    pub command: Command,
+}
+
+/// What the broker asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    /// Report the sandbox's state.
+    Status,
+    /// Create the rental's account in the sandbox: a random username and
+    /// password, and the given SSH public keys.
+    Provision {
+        rental: RentalId,
+        #[serde(default)]
+        ssh_keys: Vec<String>,
+    },
+    /// Replace the sandbox with a fresh one from the image. `after` names the
+    /// rental that ended; without it the sandbox is wiped unconditionally.
+    Wipe {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<RentalId>,
+    },
+    /// Let the broker log into the idle sandbox once with this OpenSSH public
+    /// key, to measure what it really has.
+    Verify { public_key: String },
+}
+
+impl Command {
+    /// The command's name, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Status => "status",
+            Command::Provision { .. } => "provision",
+            Command::Wipe { .. } => "wipe",
+            Command::Verify { .. } => "verify",
+        }
+    }
+
+    /// Checks the parts the agent passes on into the sandbox.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Command::Provision { ssh_keys, .. } => {
+                if ssh_keys.len() > MAX_SSH_KEYS {
+                    return Err(format!("at most {MAX_SSH_KEYS} SSH keys per rental"));
+                }
+                ssh_keys.iter().try_for_each(|k| check_public_key(k))
+            }
+            Command::Verify { public_key } => check_public_key(public_key),
+            Command::Status | Command::Wipe { .. } => Ok(()),
+        }
+    }
+}
+
+/// An OpenSSH public key line: `TYPE BASE64 [COMMENT]`, printable, bounded,
+/// without authorized_keys options.
+pub fn check_public_key(key: &str) -> Result<(), String> {
+    if key.len() > MAX_SSH_KEY_LEN {
+        return Err(format!("SSH key longer than {MAX_SSH_KEY_LEN} bytes"));
+    }
+    if key.chars().any(|c| c.is_control()) {
+        return Err("SSH key contains control characters".into());
+    }
+    let mut parts = key.split(' ');
+    let kind = parts.next().unwrap_or_default();
+    let body = parts.next().unwrap_or_default();
+    const KINDS: &[&str] = &[
+        "ssh-ed25519",
+        "ssh-rsa",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "sk-ssh-ed25519@openssh.com",
+        "sk-ecdsa-sha2-nistp256@openssh.com",
+    ];
+    if !KINDS.contains(&kind) {
+        return Err(format!(
+            "SSH key type {:?} is not one of {}",
+            kind.chars().take(40).collect::<String>(),
+            KINDS.join(", ")
+        ));
+    }
+    let base64 = body
+        .trim_end_matches('=')
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/');
+    if body.is_empty() || !base64 {
+        return Err("SSH key is not `TYPE BASE64 [COMMENT]`".into());
+    }
+    Ok(())
+}
+
+/// A rental's id, chosen by the broker: 1 to 64 of `A-Z a-z 0-9 - _`.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RentalId(String);
+
+impl RentalId {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(Self(s.to_string()))
+        } else {
+            Err(format!(
+                "rental id {:?} is not 1 to 64 of A-Z a-z 0-9 - _",
+                s.chars().take(70).collect::<String>()
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for RentalId {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s)
+    }
+}
+
+impl From<RentalId> for String {
+    fn from(r: RentalId) -> String {
+        r.0
+    }
+}
+
+impl fmt::Display for RentalId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for RentalId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+/// The agent's answer to one [`Request`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Response {
+    pub id: u64,
+    #[serde(flatten)]
+    pub body: Reply,
+}
+
+/// What the agent answers: the command's result, or why it failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    /// For `status` and `wipe`: the sandbox as it is now.
+    Status(SandboxStatus),
+    /// For `provision`.
+    Provisioned(Credentials),
+    /// For `verify`: who to log in as, and the sandbox's SSH host key to
+    /// expect.
+    VerifyLogin(VerifyLogin),
+    Error(ControlError),
+}
+
+/// A failed command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message} ({code:?})")]
+pub struct ControlError {
+    pub code: ControlErrorCode,
+    pub message: String,
+}
+
+/// Why a command failed, for the broker to decide what to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ControlErrorCode {
+    /// The line was not a request this agent understands.
+    BadRequest,
+    /// This agent forwards fixed local services and manages no sandbox.
+    NoSandbox,
+    /// The sandbox holds another rental (wipe it first), or is rented and
+    /// cannot be verified now.
+    Busy,
+    /// Docker or the sandbox failed; the message says how. Repeating the
+    /// command may succeed.
+    Failed,
+}
+
+/// The sandbox's lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SandboxState {
+    /// Being created or started.
+    Starting,
+    /// Up, fresh, no rental.
+    Ready,
+    /// Up, holding a rental's account.
+    Rented,
+    /// Being replaced by a fresh one.
+    Wiping,
+    /// Docker or the sandbox failed; `detail` says how.
+    Failed,
+}
+
+impl SandboxState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SandboxState::Starting => "starting",
+            SandboxState::Ready => "ready",
+            SandboxState::Rented => "rented",
+            SandboxState::Wiping => "wiping",
+            SandboxState::Failed => "failed",
+        }
+    }
+}
+
+/// The limits the sandbox runs under. `None` means not limited (the whole
+/// machine).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxLimits {
+    /// CPU time, in thousandths of a core.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_millicores: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u64>,
+    /// Size of the sandbox's root file system; only where Docker's storage
+    /// driver can enforce it (see `disk_enforced`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_bytes: Option<u64>,
+    /// Whether the storage driver enforces `disk_bytes`.
+    #[serde(default)]
+    pub disk_enforced: bool,
+}
+
+/// The sandbox, as the agent sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxStatus {
+    pub state: SandboxState,
+    /// The rental whose account the sandbox holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rental: Option<RentalId>,
+    /// The image the sandbox runs.
+    pub image: String,
+    /// The container's id (short form), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    pub limits: SandboxLimits,
+    /// Whether the sandbox is kept off the owner's LAN.
+    pub lan_blocked: bool,
+    /// What went wrong, in `Failed` state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// A rental's login in the sandbox. `Debug` masks the password.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credentials {
+    pub rental: RentalId,
+    pub username: String,
+    pub password: String,
+    /// How many SSH keys the account accepts.
+    pub ssh_keys: usize,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("rental", &self.rental)
+            .field("username", &self.username)
+            .field("password", &"MASKED")
+            .field("ssh_keys", &self.ssh_keys)
+            .finish()
+    }
+}
+
+/// The answer to `verify`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyLogin {
+    pub username: String,
+    /// The sandbox's ed25519 SSH host key, as an OpenSSH public key line.
+    pub host_key: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_as_one_line() {
+        let r = Request {
+            id: 7,
+            command: Command::Provision {
+                rental: RentalId::parse("r-1").unwrap(),
+                ssh_keys: vec!["ssh-ed25519 AAAA x".into()],
+            },
+        };
+        let line = serde_json::to_string(&r).unwrap();
+        assert!(!line.contains('\n'));
+        assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), r);
+        let status: Request =
+            serde_json::from_str(r#"{"id":1,"command":{"op":"status"}}"#).unwrap();
+        assert_eq!(status.command, Command::Status);
+    }
+
+    #[test]
+    fn responses_carry_the_id_beside_the_reply() {
+        let r = Response {
+            id: 3,
+            body: Reply::Error(ControlError {
+                code: ControlErrorCode::Busy,
+                message: "rented".into(),
+            }),
+        };
+        let line = serde_json::to_string(&r).unwrap();
+        assert!(line.starts_with(r#"{"id":3,"error":"#), "{line}");
+        assert_eq!(serde_json::from_str::<Response>(&line).unwrap(), r);
+    }
+
+    #[test]
+    fn bad_rental_ids_and_keys_are_refused() {
+        assert!(RentalId::parse("").is_err());
+        assert!(RentalId::parse("a b").is_err());
+        assert!(RentalId::parse(&"a".repeat(65)).is_err());
+        assert!(
+            serde_json::from_str::<Request>(
+                r#"{"id":1,"command":{"op":"provision","rental":"../x"}}"#
+            )
+            .is_err()
+        );
+        assert!(check_public_key("ssh-ed25519 AAAAC3Nz comment").is_ok());
+        assert!(check_public_key("command=\"x\" ssh-ed25519 AAAA").is_err());
+        assert!(check_public_key("ssh-ed25519 AAAA\nssh-rsa BBBB").is_err());
+        assert!(check_public_key("ssh-ed25519 AA$A").is_err());
+    }
+
+    #[test]
+    fn credentials_debug_masks_the_password() {
+        let c = Credentials {
+            rental: RentalId::parse("r").unwrap(),
+            username: "u".into(),
+            password: "hunter2".into(),
+            ssh_keys: 0,
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::control::SandboxLimits;
+
 /// Longest text field the broker accepts in a report (CPU model, OS, board).
 pub const MAX_TEXT_LEN: usize = 200;
 
@@ -29,6 +31,13 @@ pub struct HardwareReport {
     /// Board model, e.g. "Raspberry Pi 4 Model B Rev 1.4", from the device tree.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub board: Option<String>,
+    /// The Docker Engine's version, when the agent runs a sandbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker: Option<String>,
+    /// The limits the owner set on the sandbox: what a renter gets is the
+    /// machine's figures above, capped by these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<SandboxLimits>,
 }
 
 impl HardwareReport {
@@ -40,6 +49,7 @@ impl HardwareReport {
             self.cpu_model.as_ref(),
             self.os.as_ref(),
             self.board.as_ref(),
+            self.docker.as_ref(),
         ];
         texts
             .into_iter()

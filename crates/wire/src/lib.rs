@@ -8,7 +8,8 @@
 //! - [`handshake`]: the `connect` API (seed step 3): request, answer and error codes.
 //! - [`hardware`]: the hardware report an agent sends with its handshake.
 //! - [`agent_config`]: the JSON file the owner puts on the device (seed step 2).
-//! - [`control`]: names used on the SSH connection between agent and broker.
+//! - [`control`]: the control protocol on the agent's SSH connection: the
+//!   broker's sandbox commands and the agent's answers.
 //! - [`status`]: a device's state as the broker reports it.
 //!
 //! This crate does no I/O: it parses and serializes, so both ends agree on the
@@ -22,7 +23,7 @@ pub mod hardware;
 pub mod service;
 pub mod status;
 
-pub use agent_config::{AgentConfig, Targets, Token};
+pub use agent_config::{AgentConfig, Cpus, SandboxConfig, Targets, Token};
 pub use device_name::{DeviceName, DeviceNameError};
 pub use handshake::{ApiError, ConnectRequest, ConnectResponse, ErrorCode};
 pub use hardware::HardwareReport;

@@ -5,7 +5,10 @@
 use rusqlite::Connection;
 
 /// The migrations, oldest first. Never edit one that has shipped: add a new one.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_devices.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_devices.sql"),
+    include_str!("../../migrations/0002_sandboxes.sql"),
+];
 
 pub fn apply(conn: &mut Connection) -> rusqlite::Result<()> {
     let applied: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;

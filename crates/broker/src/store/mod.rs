@@ -1,5 +1,6 @@
-//! The broker's persistent state: devices, their public ports, their SSH keys
-//! and retired tokens, in one SQLite file in the data directory.
+//! The broker's persistent state: devices, their public ports, their SSH keys,
+//! retired tokens, sandboxes, verifications and rentals, in one SQLite file
+//! in the data directory.
 //!
 //! Every method is one transaction, so a crash leaves either all of a change or
 //! none of it. Methods are synchronous (SQLite answers in microseconds); async
@@ -7,6 +8,9 @@
 //! tunnel's event loop.
 
 mod migrations;
+mod sandboxes;
+
+pub use sandboxes::{RentalRecord, RentalState, SandboxRecord, Verdict, VerificationRecord};
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -79,7 +83,7 @@ pub enum RetiredReason {
 /// What a token hash refers to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenLookup {
-    Current(DeviceRecord),
+    Current(Box<DeviceRecord>),
     Retired {
         device: String,
         reason: RetiredReason,
@@ -255,7 +259,7 @@ impl Store {
         let conn = self.conn();
         if let Some(mut d) = device_where(&conn, "token_hash = ?1", params![token_hash])? {
             d.ports = ports_of(&conn, d.id)?;
-            return Ok(TokenLookup::Current(d));
+            return Ok(TokenLookup::Current(Box::new(d)));
         }
         let retired = conn
             .query_row(

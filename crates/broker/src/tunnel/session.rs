@@ -12,7 +12,9 @@ use russh::{Channel, ChannelId, ChannelOpenFailure, MethodKind, MethodSet};
 use super::auth::{self, Authenticated};
 use super::{Slot, SlotState};
 use crate::broker::Shared;
+use crate::control::ControlLink;
 use crate::registry::SessionInfo;
+use crate::sandbox_watch;
 
 /// The SSH handler for one connection.
 pub struct DeviceSession {
@@ -24,9 +26,12 @@ pub struct DeviceSession {
     /// The device and its session generation, once attached to the registry.
     device: Option<Attached>,
     /// The control channel, once opened (at most one per connection). Only
-    /// its id is kept: nothing reads it yet, and a held but unread channel
-    /// would let the device stall its own session by filling its queue.
+    /// its id is kept: its data arrives through [`Self::data`], since a held
+    /// but unread channel would let the device stall its own session by
+    /// filling its queue.
     control: Option<ChannelId>,
+    /// The control channel's link, once the subsystem is open.
+    link: Option<Arc<ControlLink>>,
 }
 
 struct Attached {
@@ -64,6 +69,7 @@ impl DeviceSession {
             pending: None,
             device: None,
             control: None,
+            link: None,
         }
     }
 
@@ -220,13 +226,41 @@ impl russh::server::Handler for DeviceSession {
         name: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let is_control = self.control == Some(channel);
-        if is_control && name == control::SUBSYSTEM {
-            tracing::info!(device = self.name(), "control channel open");
+        let is_control = self.control == Some(channel) && self.link.is_none();
+        if let (true, Some(d)) = (is_control && name == control::SUBSYSTEM, &self.device) {
+            tracing::info!(device = %d.name, "control channel open");
+            let link = ControlLink::new(d.name.clone(), session.handle(), channel);
+            if self
+                .shared
+                .registry
+                .set_control(&d.name, d.generation, link.clone())
+            {
+                tokio::spawn(sandbox_watch::watch(
+                    self.shared.clone(),
+                    d.name.clone(),
+                    link.clone(),
+                ));
+            }
+            self.link = Some(link);
             session.channel_success(channel)?;
             return Ok(());
         }
         self.refuse("subsystem", channel, session)
+    }
+
+    async fn data(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Some(link) = self.link.as_ref().filter(|_| self.control == Some(channel))
+            && let Err(e) = link.received(data)
+        {
+            tracing::warn!(device = self.name(), error = %e, "disconnecting");
+            return Err(russh::Error::Disconnect);
+        }
+        Ok(())
     }
 
     async fn shell_request(

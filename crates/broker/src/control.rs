@@ -1,0 +1,144 @@
+//! The broker's end of a device's control channel: sends commands to the
+//! agent and matches its answers to the callers waiting for them.
+//!
+//! The session handler feeds every byte the agent sends on the channel to
+//! [`ControlLink::received`] as it arrives, so the channel is always drained
+//! and a slow caller never stalls the device's session. A line longer than
+//! the protocol allows ends the session; an answer nobody waits for is
+//! logged and dropped.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rpibroker_wire::DeviceName;
+use rpibroker_wire::control::{Command, ControlError, MAX_LINE, Reply, Request, Response};
+use russh::ChannelId;
+use russh::server::Handle;
+use tokio::sync::{oneshot, watch};
+
+/// Why a command got no result.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("the device is not connected")]
+    Offline,
+    #[error("the device has not opened its control channel")]
+    NoControl,
+    #[error("the device disconnected before it answered")]
+    Disconnected,
+    #[error("the device did not answer within {0} s")]
+    Timeout(u64),
+    #[error("the device answered: {0}")]
+    Device(ControlError),
+}
+
+/// The agent sent a line longer than [`MAX_LINE`].
+#[derive(Debug, thiserror::Error)]
+#[error("the device sent a control line longer than {MAX_LINE} bytes")]
+pub struct LineTooLong;
+
+/// One device session's control channel.
+pub struct ControlLink {
+    device: DeviceName,
+    handle: Handle,
+    channel: ChannelId,
+    next_id: AtomicU64,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
+    partial: Mutex<Vec<u8>>,
+    closed: watch::Sender<bool>,
+}
+
+impl ControlLink {
+    pub fn new(device: DeviceName, handle: Handle, channel: ChannelId) -> Arc<Self> {
+        Arc::new(Self {
+            device,
+            handle,
+            channel,
+            next_id: AtomicU64::new(1),
+            pending: Mutex::new(HashMap::new()),
+            partial: Mutex::new(Vec::new()),
+            closed: watch::Sender::new(false),
+        })
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Reply>>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes bytes the agent sent; hands each complete answer to its caller.
+    pub fn received(&self, data: &[u8]) -> Result<(), LineTooLong> {
+        let lines = {
+            let mut partial = self.partial.lock().unwrap_or_else(|e| e.into_inner());
+            partial.extend_from_slice(data);
+            let mut lines = Vec::new();
+            while let Some(end) = partial.iter().position(|&b| b == b'\n') {
+                lines.push(partial.drain(..=end).collect::<Vec<u8>>());
+            }
+            if partial.len() >= MAX_LINE {
+                return Err(LineTooLong);
+            }
+            lines
+        };
+        for line in lines {
+            if line.len() > MAX_LINE {
+                return Err(LineTooLong);
+            }
+            match serde_json::from_slice::<Response>(&line) {
+                Ok(r) => match self.pending().remove(&r.id) {
+                    Some(waiter) => {
+                        let _ = waiter.send(r.body);
+                    }
+                    None => {
+                        tracing::warn!(device = %self.device, id = r.id, "control: an answer nobody asked for (or that came too late)");
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(device = %self.device, error = %e, "control: the device sent a line that is not an answer");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `command` and waits at most `timeout` for the answer.
+    pub async fn call(&self, command: Command, timeout: Duration) -> Result<Reply, CallError> {
+        if *self.closed.borrow() {
+            return Err(CallError::Disconnected);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending().insert(id, tx);
+        let name = command.name();
+        let mut line = serde_json::to_vec(&Request { id, command }).unwrap_or_default();
+        line.push(b'\n');
+        tracing::debug!(device = %self.device, id, command = name, "control: sending");
+        let outcome = tokio::time::timeout(timeout, async {
+            self.handle
+                .data(self.channel, line)
+                .await
+                .map_err(|_| CallError::Disconnected)?;
+            rx.await.map_err(|_| CallError::Disconnected)
+        })
+        .await;
+        self.pending().remove(&id);
+        match outcome {
+            Err(_) => Err(CallError::Timeout(timeout.as_secs())),
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(Reply::Error(e))) => Err(CallError::Device(e)),
+            Ok(Ok(reply)) => Ok(reply),
+        }
+    }
+
+    /// The session ended: every caller still waiting hears so.
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+        self.pending().clear();
+    }
+
+    /// Resolves when the session has ended.
+    pub async fn closed(&self) {
+        let mut rx = self.closed.subscribe();
+        let _ = rx.wait_for(|c| *c).await;
+    }
+}

@@ -1,0 +1,212 @@
+//! Rentals of a device's sandbox: start (the agent provisions a fresh
+//! account) and stop (the agent wipes the sandbox, then the broker verifies
+//! the fresh one). The store records each step before the broker asks the
+//! agent, so a repeated start returns the same rental and credentials, and a
+//! stop cut short by a disconnect is finished when the device comes back.
+//!
+//! The marketplace will drive these; until then `rpibroker rental start` and
+//! `rental stop` do, through the broker's local socket.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::RngExt;
+use rpibroker_wire::control::{
+    Command, Credentials, MAX_SSH_KEYS, RentalId, Reply, check_public_key,
+};
+use rpibroker_wire::{DeviceName, ServicePorts};
+use serde::Serialize;
+
+use crate::broker::Shared;
+use crate::control::CallError;
+use crate::store::{RentalRecord, RentalState, StoreError};
+use crate::time::UnixTime;
+use crate::{sandbox_watch, verify};
+
+/// Time for the agent to provision an account (it may first have to start
+/// the sandbox).
+const PROVISION_TIMEOUT: Duration = Duration::from_secs(180);
+/// Time for the agent to wipe (remove, create, start, check).
+const WIPE_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RentalError {
+    #[error("no device named {0}")]
+    NoSuchDevice(DeviceName),
+    #[error("device {0} is rented (rental {1}); stop that rental first")]
+    AlreadyRented(DeviceName, RentalId),
+    #[error("device {0} is being wiped after rental {1}; try again when it is ready")]
+    Ending(DeviceName, RentalId),
+    #[error("device {0} has no rental to stop")]
+    NotRented(DeviceName),
+    #[error("{0}")]
+    BadKey(String),
+    #[error("device {0}: {1}")]
+    Device(DeviceName, CallError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A rental that has its account: what the renter needs to log in.
+#[derive(Debug, Serialize)]
+pub struct Started {
+    pub rental: RentalId,
+    pub device: DeviceName,
+    pub username: String,
+    pub password: String,
+    pub ssh_keys: usize,
+    pub ssh_host: String,
+    pub ssh_port: Option<u16>,
+    pub http_url: String,
+    pub https_url: String,
+}
+
+fn new_rental_id() -> RentalId {
+    let bytes: [u8; 8] = rand::rng().random();
+    RentalId::parse(&format!("rnt-{}", hex::encode(bytes))).expect("a valid rental id")
+}
+
+async fn device_id(
+    shared: &Arc<Shared>,
+    device: &DeviceName,
+) -> Result<(i64, Option<ServicePorts>), RentalError> {
+    let name = device.clone();
+    shared
+        .store
+        .blocking(move |s| s.device(&name))
+        .await?
+        .map(|d| (d.id, d.ports))
+        .ok_or_else(|| RentalError::NoSuchDevice(device.clone()))
+}
+
+/// Starts a rental of `device`, or finishes starting the one that was cut
+/// short (same rental, same credentials).
+pub async fn start(
+    shared: &Arc<Shared>,
+    device: &DeviceName,
+    ssh_keys: Vec<String>,
+) -> Result<Started, RentalError> {
+    if ssh_keys.len() > MAX_SSH_KEYS {
+        return Err(RentalError::BadKey(format!(
+            "at most {MAX_SSH_KEYS} SSH keys per rental"
+        )));
+    }
+    for k in &ssh_keys {
+        check_public_key(k).map_err(RentalError::BadKey)?;
+    }
+    let (id, ports) = device_id(shared, device).await?;
+    let link = shared
+        .registry
+        .control(device)
+        .ok_or_else(|| RentalError::Device(device.clone(), CallError::NoControl))?;
+    let rental = {
+        let (new_id, keys) = (new_rental_id(), ssh_keys.clone());
+        shared
+            .store
+            .blocking(move |s| s.begin_rental(id, &new_id, &keys, UnixTime::now()))
+            .await?
+    };
+    match rental.state {
+        RentalState::Active => {
+            return Err(RentalError::AlreadyRented(device.clone(), rental.id));
+        }
+        RentalState::Ending => return Err(RentalError::Ending(device.clone(), rental.id)),
+        RentalState::Provisioning | RentalState::Ended => {}
+    }
+    tracing::info!(%device, rental = %rental.id, "rental: provisioning");
+    let command = Command::Provision {
+        rental: rental.id.clone(),
+        ssh_keys: rental.ssh_keys.clone(),
+    };
+    let credentials: Credentials = match link.call(command, PROVISION_TIMEOUT).await {
+        Ok(Reply::Provisioned(c)) if c.rental == rental.id => c,
+        Ok(other) => {
+            return Err(RentalError::Device(
+                device.clone(),
+                CallError::Device(rpibroker_wire::control::ControlError {
+                    code: rpibroker_wire::control::ControlErrorCode::Failed,
+                    message: format!("unexpected answer to provision: {other:?}"),
+                }),
+            ));
+        }
+        Err(e) => return Err(RentalError::Device(device.clone(), e)),
+    };
+    {
+        let (rid, user) = (rental.id.clone(), credentials.username.clone());
+        shared
+            .store
+            .blocking(move |s| s.set_rental_active(&rid, &user))
+            .await?;
+    }
+    sandbox_watch::refresh(shared, id, &link).await;
+    tracing::info!(%device, rental = %rental.id, username = %credentials.username, "rental: active");
+    let domain = &shared.settings.domain;
+    Ok(Started {
+        rental: rental.id,
+        device: device.clone(),
+        username: credentials.username,
+        password: credentials.password,
+        ssh_keys: credentials.ssh_keys,
+        ssh_host: format!("{device}.{domain}"),
+        ssh_port: ports.map(|p| p.ssh),
+        http_url: format!("http://{device}.{domain}/"),
+        https_url: format!("https://{device}.{domain}/"),
+    })
+}
+
+/// Stops the device's rental: the sandbox is wiped, then verified again.
+pub async fn stop(shared: &Arc<Shared>, device: &DeviceName) -> Result<RentalRecord, RentalError> {
+    let (id, _) = device_id(shared, device).await?;
+    let open = shared.store.blocking(move |s| s.open_rental(id)).await?;
+    let Some(rental) = open else {
+        return Err(RentalError::NotRented(device.clone()));
+    };
+    {
+        let rid = rental.id.clone();
+        shared
+            .store
+            .blocking(move |s| s.set_rental_ending(&rid))
+            .await?;
+    }
+    tracing::info!(%device, rental = %rental.id, "rental: ending; wiping the sandbox");
+    finish(shared, device, id, &rental).await?;
+    Ok(rental)
+}
+
+/// Wipes after `rental` and records it ended; then verifies the fresh
+/// sandbox in the background. Used by [`stop`] and, for a stop that was cut
+/// short, when the device reconnects.
+pub async fn finish(
+    shared: &Arc<Shared>,
+    device: &DeviceName,
+    device_id: i64,
+    rental: &RentalRecord,
+) -> Result<(), RentalError> {
+    let link = shared
+        .registry
+        .control(device)
+        .ok_or_else(|| RentalError::Device(device.clone(), CallError::NoControl))?;
+    let wipe = Command::Wipe {
+        after: Some(rental.id.clone()),
+    };
+    match link.call(wipe, WIPE_TIMEOUT).await {
+        Ok(_) => {}
+        Err(e) => return Err(RentalError::Device(device.clone(), e)),
+    }
+    {
+        let rid = rental.id.clone();
+        shared
+            .store
+            .blocking(move |s| s.end_rental(&rid, UnixTime::now()))
+            .await?;
+    }
+    sandbox_watch::refresh(shared, device_id, &link).await;
+    tracing::info!(%device, rental = %rental.id, "rental: ended; the sandbox is fresh");
+    let (shared, device) = (shared.clone(), device.clone());
+    tokio::spawn(async move {
+        if let Err(e) = verify::run(&shared, &device).await {
+            tracing::warn!(%device, error = %e, "could not verify the fresh sandbox");
+        }
+    });
+    Ok(())
+}

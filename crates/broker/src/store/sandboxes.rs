@@ -1,0 +1,330 @@
+//! Sandboxes, verifications and rentals in the store.
+
+use rpibroker_wire::control::{RentalId, SandboxStatus};
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use super::{Store, StoreError};
+use crate::time::UnixTime;
+
+/// A device's sandbox as its agent last reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SandboxRecord {
+    /// `starting`, `ready`, `rented`, `wiping`, `failed`, or `none` when the
+    /// agent runs no sandbox.
+    pub state: String,
+    pub status: Option<SandboxStatus>,
+    pub updated_at: i64,
+}
+
+/// A verification's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The measurements match the claims.
+    Verified,
+    /// The sandbox has less than the device claims.
+    Flagged,
+    /// The broker could not measure (login or command failed).
+    Failed,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Verified => "verified",
+            Verdict::Flagged => "flagged",
+            Verdict::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "verified" => Verdict::Verified,
+            "flagged" => Verdict::Flagged,
+            _ => Verdict::Failed,
+        }
+    }
+}
+
+/// One verification as stored; `claimed` and `measured` are JSON documents
+/// (see [`crate::verify`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerificationRecord {
+    pub at: UnixTime,
+    pub verdict: Verdict,
+    pub claimed: String,
+    pub measured: Option<String>,
+    pub reasons: String,
+}
+
+/// A rental's lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RentalState {
+    /// The broker asked the agent for the account and has no answer yet.
+    Provisioning,
+    Active,
+    /// The broker asked for the wipe and has no answer yet.
+    Ending,
+    Ended,
+}
+
+impl RentalState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RentalState::Provisioning => "provisioning",
+            RentalState::Active => "active",
+            RentalState::Ending => "ending",
+            RentalState::Ended => "ended",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "provisioning" => RentalState::Provisioning,
+            "active" => RentalState::Active,
+            "ending" => RentalState::Ending,
+            _ => RentalState::Ended,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RentalRecord {
+    pub id: RentalId,
+    pub device_id: i64,
+    pub state: RentalState,
+    pub username: Option<String>,
+    pub ssh_keys: Vec<String>,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+}
+
+fn rental_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RentalRecord> {
+    let id: String = r.get(0)?;
+    let state: String = r.get(2)?;
+    let keys: String = r.get(4)?;
+    Ok(RentalRecord {
+        id: RentalId::parse(&id).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
+        })?,
+        device_id: r.get(1)?,
+        state: RentalState::parse(&state),
+        username: r.get(3)?,
+        ssh_keys: serde_json::from_str(&keys).unwrap_or_default(),
+        started_at: r.get(5)?,
+        ended_at: r.get(6)?,
+    })
+}
+
+const RENTAL_COLUMNS: &str = "id, device_id, state, username, ssh_keys, started_at, ended_at";
+
+impl Store {
+    pub fn set_sandbox(
+        &self,
+        device_id: i64,
+        state: &str,
+        status: Option<&SandboxStatus>,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        let json = status.map(|s| serde_json::to_string(s).unwrap_or_default());
+        self.conn().execute(
+            "INSERT INTO sandboxes (device_id, state, status, updated_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (device_id) DO UPDATE SET state = ?2, status = ?3, updated_at = ?4",
+            params![device_id, state, json, now.0],
+        )?;
+        Ok(())
+    }
+
+    pub fn sandbox(&self, device_id: i64) -> Result<Option<SandboxRecord>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT state, status, updated_at FROM sandboxes WHERE device_id = ?1",
+                [device_id],
+                |r| {
+                    let status: Option<String> = r.get(1)?;
+                    Ok(SandboxRecord {
+                        state: r.get(0)?,
+                        status: status.and_then(|s| serde_json::from_str(&s).ok()),
+                        updated_at: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    pub fn add_verification(
+        &self,
+        device_id: i64,
+        record: &VerificationRecord,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO verifications (device_id, at, verdict, claimed, measured, reasons)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                device_id,
+                record.at.0,
+                record.verdict.as_str(),
+                record.claimed,
+                record.measured,
+                record.reasons
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn last_verification(
+        &self,
+        device_id: i64,
+    ) -> Result<Option<VerificationRecord>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT at, verdict, claimed, measured, reasons FROM verifications
+                 WHERE device_id = ?1 ORDER BY at DESC, id DESC LIMIT 1",
+                [device_id],
+                |r| {
+                    let verdict: String = r.get(1)?;
+                    Ok(VerificationRecord {
+                        at: UnixTime(r.get(0)?),
+                        verdict: Verdict::parse(&verdict),
+                        claimed: r.get(2)?,
+                        measured: r.get(3)?,
+                        reasons: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// The device's rental that has not ended, if any.
+    pub fn open_rental(&self, device_id: i64) -> Result<Option<RentalRecord>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!(
+                    "SELECT {RENTAL_COLUMNS} FROM rentals WHERE device_id = ?1 AND state != 'ended'"
+                ),
+                [device_id],
+                rental_row,
+            )
+            .optional()?)
+    }
+
+    /// Records a new rental in `provisioning` state, unless the device has an
+    /// open one: then that one is returned and nothing is written.
+    pub fn begin_rental(
+        &self,
+        device_id: i64,
+        id: &RentalId,
+        ssh_keys: &[String],
+        now: UnixTime,
+    ) -> Result<RentalRecord, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let open = tx
+            .query_row(
+                &format!(
+                    "SELECT {RENTAL_COLUMNS} FROM rentals WHERE device_id = ?1 AND state != 'ended'"
+                ),
+                [device_id],
+                rental_row,
+            )
+            .optional()?;
+        if let Some(open) = open {
+            return Ok(open);
+        }
+        let keys = serde_json::to_string(ssh_keys).unwrap_or_else(|_| "[]".into());
+        tx.execute(
+            "INSERT INTO rentals (id, device_id, state, ssh_keys, started_at)
+             VALUES (?1, ?2, 'provisioning', ?3, ?4)",
+            params![id.as_str(), device_id, keys, now.0],
+        )?;
+        let record = tx.query_row(
+            &format!("SELECT {RENTAL_COLUMNS} FROM rentals WHERE id = ?1"),
+            [id.as_str()],
+            rental_row,
+        )?;
+        tx.commit()?;
+        Ok(record)
+    }
+
+    pub fn set_rental_active(&self, id: &RentalId, username: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE rentals SET state = 'active', username = ?2 WHERE id = ?1 AND state = 'provisioning'",
+            params![id.as_str(), username],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_rental_ending(&self, id: &RentalId) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE rentals SET state = 'ending' WHERE id = ?1 AND state != 'ended'",
+            [id.as_str()],
+        )?;
+        Ok(())
+    }
+
+    pub fn end_rental(&self, id: &RentalId, now: UnixTime) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE rentals SET state = 'ended', ended_at = ?2 WHERE id = ?1 AND state != 'ended'",
+            params![id.as_str(), now.0],
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rpibroker_wire::DeviceName;
+
+    fn store_with_device() -> (tempfile::TempDir, Store, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+        let d = store
+            .add_device(&DeviceName::parse("pi").unwrap(), "h", None, UnixTime(1))
+            .unwrap();
+        (dir, store, d.id)
+    }
+
+    #[test]
+    fn one_open_rental_per_device() {
+        let (_dir, store, device) = store_with_device();
+        let a = RentalId::parse("a").unwrap();
+        let b = RentalId::parse("b").unwrap();
+        let first = store.begin_rental(device, &a, &[], UnixTime(2)).unwrap();
+        assert_eq!(first.state, RentalState::Provisioning);
+        let again = store.begin_rental(device, &b, &[], UnixTime(3)).unwrap();
+        assert_eq!(again.id, a, "an open rental is returned, not replaced");
+        store.set_rental_active(&a, "ruser").unwrap();
+        store.set_rental_ending(&a).unwrap();
+        store.end_rental(&a, UnixTime(4)).unwrap();
+        assert!(store.open_rental(device).unwrap().is_none());
+        let next = store.begin_rental(device, &b, &[], UnixTime(5)).unwrap();
+        assert_eq!(next.id, b);
+    }
+
+    #[test]
+    fn last_verification_is_the_newest() {
+        let (_dir, store, device) = store_with_device();
+        for (at, verdict) in [(10, Verdict::Flagged), (20, Verdict::Verified)] {
+            store
+                .add_verification(
+                    device,
+                    &VerificationRecord {
+                        at: UnixTime(at),
+                        verdict,
+                        claimed: "{}".into(),
+                        measured: None,
+                        reasons: String::new(),
+                    },
+                )
+                .unwrap();
+        }
+        let last = store.last_verification(device).unwrap().unwrap();
+        assert_eq!(last.verdict, Verdict::Verified);
+    }
+}
