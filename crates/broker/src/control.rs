@@ -142,3 +142,13 @@ impl ControlLink {
         let _ = rx.wait_for(|c| *c).await;
     }
 }
+
+/// Why a device has no control link: offline, or connected without one
+/// (an OpenSSH client acting as the device).
+pub fn unreachable(shared: &crate::broker::Shared, device: &DeviceName) -> CallError {
+    if shared.registry.is_online(device) {
+        CallError::NoControl
+    } else {
+        CallError::Offline
+    }
+}

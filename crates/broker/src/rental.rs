@@ -18,7 +18,7 @@ use rpibroker_wire::{DeviceName, ServicePorts};
 use serde::Serialize;
 
 use crate::broker::Shared;
-use crate::control::CallError;
+use crate::control::{CallError, unreachable};
 use crate::store::{RentalRecord, RentalState, StoreError};
 use crate::time::UnixTime;
 use crate::{sandbox_watch, verify};
@@ -98,7 +98,7 @@ pub async fn start(
     let link = shared
         .registry
         .control(device)
-        .ok_or_else(|| RentalError::Device(device.clone(), CallError::NoControl))?;
+        .ok_or_else(|| RentalError::Device(device.clone(), unreachable(shared, device)))?;
     let rental = {
         let (new_id, keys) = (new_rental_id(), ssh_keys.clone());
         shared
@@ -185,7 +185,7 @@ pub async fn finish(
     let link = shared
         .registry
         .control(device)
-        .ok_or_else(|| RentalError::Device(device.clone(), CallError::NoControl))?;
+        .ok_or_else(|| RentalError::Device(device.clone(), unreachable(shared, device)))?;
     let wipe = Command::Wipe {
         after: Some(rental.id.clone()),
     };

@@ -7,6 +7,7 @@
 pub mod http;
 pub mod openssh;
 pub mod ports;
+pub mod sandbox;
 pub mod services;
 
 use std::net::SocketAddr;
@@ -314,6 +315,11 @@ impl TestAgent {
             "https": targets.https.to_string(),
         });
         std::fs::write(&device.config, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        Self::start_as_configured(device)
+    }
+
+    /// Starts the agent for `device` with its config file as it is.
+    pub fn start_as_configured(device: &Device) -> Self {
         let log = device
             .config
             .with_extension(format!("agent-{}.log", unique()));

@@ -1,0 +1,283 @@
+//! Sandbox tests: an agent that runs its sandbox on this machine's Docker
+//! Engine, the `docker` command to look at what it made (the tests may use
+//! the CLI; the agent may not), rentals through the broker's commands, and a
+//! renter logging in with a stock OpenSSH client.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{Device, TestAgent, TestBroker, wait_for};
+
+/// Time for a sandbox to come up, be wiped or be verified.
+pub const SANDBOX_DEADLINE: Duration = Duration::from_secs(90);
+
+/// The image the tests run (built by `sandbox/build-image.sh`).
+pub fn image() -> String {
+    std::env::var("RPIBROKER_SANDBOX_IMAGE").unwrap_or_else(|_| "rpibroker-sandbox:latest".into())
+}
+
+/// Runs `docker ARGS`.
+pub fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run docker")
+}
+
+/// Runs `docker ARGS` and returns its trimmed stdout; panics on failure.
+pub fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Removes every container and volume a previous run left for `device`, and
+/// again when dropped.
+pub struct Cleanup(pub String);
+
+impl Cleanup {
+    pub fn new(device: &str) -> Self {
+        assert!(
+            docker(&["image", "inspect", &image()]).status.success(),
+            "the sandbox image {} is missing: build it with `sandbox/build-image.sh` (scripts/test does)",
+            image()
+        );
+        remove_all(device);
+        Self(device.to_string())
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        remove_all(&self.0);
+    }
+}
+
+fn remove_all(device: &str) {
+    let label = format!("label=org.rpibroker.device={device}");
+    let ids = docker_ok(&["ps", "-aq", "--filter", &label]);
+    if !ids.is_empty() {
+        let mut args = vec!["rm", "-f", "-v"];
+        args.extend(ids.lines());
+        docker(&args);
+    }
+}
+
+/// Ids of `device`'s containers with `role` (`sandbox` or `firewall`).
+pub fn containers(device: &str, role: &str) -> Vec<String> {
+    docker_ok(&[
+        "ps",
+        "-aq",
+        "--no-trunc",
+        "--filter",
+        &format!("label=org.rpibroker.device={device}"),
+        "--filter",
+        &format!("label=org.rpibroker.role={role}"),
+    ])
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// The one sandbox container of `device`; panics if there is not exactly one.
+pub fn the_sandbox(device: &str) -> String {
+    let found = containers(device, "sandbox");
+    assert_eq!(
+        found.len(),
+        1,
+        "want exactly one sandbox for {device}, found {found:?}"
+    );
+    found[0].clone()
+}
+
+/// `docker inspect` of a container, as JSON.
+pub fn inspect(id: &str) -> Value {
+    let text = docker_ok(&["inspect", id]);
+    let v: Value = serde_json::from_str(&text).unwrap();
+    v[0].clone()
+}
+
+/// Registers a device whose agent runs a sandbox with `settings` (merged
+/// into the config's sandbox section).
+pub fn add_sandbox_device(broker: &TestBroker, name: &str, settings: Value) -> Device {
+    let device = broker.add_device_with(name, &["--sandbox"]);
+    let text = std::fs::read_to_string(&device.config).unwrap();
+    let mut config: Value = serde_json::from_str(&text).unwrap();
+    config["broker_url"] = Value::String(format!("http://{}", broker.api));
+    config["sandbox"]["image"] = Value::String(image());
+    if let Value::Object(extra) = settings {
+        for (k, v) in extra {
+            config["sandbox"][k] = v;
+        }
+    }
+    std::fs::write(&device.config, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    device
+}
+
+/// `device show NAME --json`.
+pub fn show(broker: &TestBroker, device: &str) -> Value {
+    let out = broker.run(&["device", "show", device, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Waits until `device show` satisfies `check`.
+pub async fn wait_show(
+    broker: &TestBroker,
+    device: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    wait_for(what, SANDBOX_DEADLINE, || {
+        let v = show(broker, device);
+        let done = check(&v);
+        async move { done.then_some(v) }
+    })
+    .await
+}
+
+/// Waits until the device's sandbox is up and idle and the broker has
+/// verified it.
+pub async fn wait_verified_idle(broker: &TestBroker, device: &str) -> Value {
+    wait_show(
+        broker,
+        device,
+        "the sandbox to be ready and verified",
+        |v| v["sandbox"]["state"] == "ready" && v["verification"]["verdict"] == "verified",
+    )
+    .await
+}
+
+/// Starts the agent of a sandbox device.
+pub fn start_agent(device: &Device) -> TestAgent {
+    TestAgent::start_as_configured(device)
+}
+
+/// `rental start DEVICE [--ssh-key FILE] --json`.
+pub fn rental_start(
+    broker: &TestBroker,
+    device: &str,
+    key: Option<&Path>,
+) -> Result<Value, String> {
+    let mut args = vec!["rental", "start", device, "--json"];
+    let key_text;
+    if let Some(k) = key {
+        key_text = k.to_str().unwrap().to_string();
+        args.extend(["--ssh-key", &key_text]);
+    }
+    let out = broker.run(&args);
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+pub fn rental_stop(broker: &TestBroker, device: &str) -> Result<String, String> {
+    let out = broker.run(&["rental", "stop", device]);
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// How a renter logs into the sandbox.
+pub enum RenterLogin<'a> {
+    Password(&'a str),
+    Key(&'a Path),
+}
+
+/// Runs `command` in the sandbox as `user`, with a stock OpenSSH client,
+/// through the broker's per-device SSH port.
+pub fn renter_ssh(
+    broker: &TestBroker,
+    device: &str,
+    user: &str,
+    login: RenterLogin,
+    command: &str,
+) -> Output {
+    let port = broker.port(device, "ssh").port().to_string();
+    let mut cmd = Command::new("ssh");
+    cmd.args(["-F", "/dev/null", "-p", &port])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "ConnectTimeout=20",
+        ])
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin(Stdio::null());
+    let askpass: PathBuf;
+    match login {
+        RenterLogin::Password(password) => {
+            use std::os::unix::fs::PermissionsExt;
+            askpass = broker
+                .dir
+                .path()
+                .join(format!("askpass-renter-{user}-{}", super::unique()));
+            std::fs::write(&askpass, format!("#!/bin/sh\necho '{password}'\n")).unwrap();
+            std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700)).unwrap();
+            cmd.args([
+                "-o",
+                "PreferredAuthentications=password",
+                "-o",
+                "PubkeyAuthentication=no",
+                "-o",
+                "NumberOfPasswordPrompts=1",
+            ])
+            .env("SSH_ASKPASS", &askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("DISPLAY", ":0");
+        }
+        RenterLogin::Key(key) => {
+            cmd.arg("-i").arg(key).args([
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "PreferredAuthentications=publickey",
+                "-o",
+                "BatchMode=yes",
+            ]);
+        }
+    }
+    cmd.arg(format!("{user}@127.0.0.1")).arg(command);
+    cmd.output().expect("run ssh")
+}
+
+/// Asserts that the login is refused.
+pub fn assert_refused(out: &Output, what: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("Permission denied"),
+        "{what}: expected the login to be refused, got {:?}: {stderr}",
+        out.status
+    );
+}
+
+/// Asserts that a command over ssh succeeded; returns its stdout.
+pub fn assert_ran(out: &Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what}: {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
