@@ -31,6 +31,8 @@ pub enum CallError {
     Timeout(u64),
     #[error("the device answered: {0}")]
     Device(ControlError),
+    #[error("the device's answer was malformed: {0}")]
+    Malformed(String),
 }
 
 /// The agent sent a line longer than [`MAX_LINE`].

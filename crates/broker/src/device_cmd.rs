@@ -6,6 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use rpibroker_wire::agent_config::{AgentConfig, SandboxConfig, Targets, Token};
+use rpibroker_wire::verification::Figures;
 use rpibroker_wire::{DeviceName, Service};
 use russh::keys::{HashAlg, PublicKey};
 use serde::Serialize;
@@ -13,9 +14,9 @@ use serde::Serialize;
 use crate::broker::create_private_dir;
 use crate::cli::DeviceCommand;
 use crate::settings::Settings;
-use crate::store::{DeviceRecord, RentalRecord, SandboxRecord, Store, StoreError};
+use crate::store::{DeviceRecord, Store, StoreError};
 use crate::time::UnixTime;
-use crate::{host_key, notify, presence, private_file, token, verify};
+use crate::{host_key, notify, presence, private_file, token};
 
 pub async fn run(settings: &Settings, command: DeviceCommand) -> anyhow::Result<()> {
     create_private_dir(&settings.data_dir)?;
@@ -197,52 +198,19 @@ impl Enrollment {
     }
 }
 
-/// Everything the broker knows about one device, for `device show`.
-#[derive(Serialize)]
-struct DeviceView {
-    #[serde(flatten)]
-    status: rpibroker_wire::DeviceStatus,
-    sandbox: Option<SandboxRecord>,
-    claimed: Option<verify::Figures>,
-    verification: Option<VerificationView>,
-    rental: Option<RentalRecord>,
-}
-
-#[derive(Serialize)]
-struct VerificationView {
-    at: i64,
-    verdict: &'static str,
-    reasons: String,
-    claimed: serde_json::Value,
-    measured: Option<serde_json::Value>,
-}
-
 fn show(settings: &Settings, store: &Store, name: &DeviceName, json: bool) -> anyhow::Result<()> {
     let Some(d) = store.device(name)? else {
         bail!("no device named {name}");
     };
     let now = UnixTime::now();
-    let id = d.id;
-    let claimed = d.hardware.as_ref().map(verify::claimed);
     let online = is_online(&d, now);
-    let view = DeviceView {
-        status: d.status(&settings.domain, online),
-        sandbox: store.sandbox(id)?,
-        claimed,
-        verification: store.last_verification(id)?.map(|v| VerificationView {
-            at: v.at.0,
-            verdict: v.verdict.as_str(),
-            reasons: v.reasons,
-            claimed: serde_json::from_str(&v.claimed).unwrap_or_default(),
-            measured: v.measured.and_then(|m| serde_json::from_str(&m).ok()),
-        }),
-        rental: store.open_rental(id)?,
-    };
+    let s = store.full_status(d, &settings.domain, online)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&view)?);
+        println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(());
     }
-    let s = &view.status;
+    // Everything below may come from the device: print it escaped.
+    let safe = |t: &str| t.escape_debug().to_string();
     println!("{}  ({})", s.name, s.subdomain);
     println!(
         "  state         {}",
@@ -257,41 +225,42 @@ fn show(settings: &Settings, store: &Store, name: &DeviceName, json: bool) -> an
     if let Some(h) = &s.hardware {
         println!(
             "  machine       {}, {}, {} cores, {} MiB memory, {} GiB disk{}",
-            h.arch,
-            h.cpu_model.as_deref().unwrap_or("unknown CPU"),
+            safe(&h.arch),
+            safe(h.cpu_model.as_deref().unwrap_or("unknown CPU")),
             h.cpu_cores.map_or("?".into(), |c| c.to_string()),
             h.memory_bytes.map_or("?".into(), |m| (m >> 20).to_string()),
             h.disk_bytes.map_or("?".into(), |m| (m >> 30).to_string()),
             h.board
                 .as_deref()
-                .map(|b| format!(", {b}"))
+                .map(|b| format!(", {}", safe(b)))
                 .unwrap_or_default()
         );
         if let Some(os) = &h.os {
             println!(
-                "  os            {os}{}",
+                "  os            {}{}",
+                safe(os),
                 h.docker
                     .as_deref()
-                    .map(|d| format!(", Docker {d}"))
+                    .map(|d| format!(", Docker {}", safe(d)))
                     .unwrap_or_default()
             );
         }
     }
-    match &view.sandbox {
+    match &s.sandbox {
         None => println!("  sandbox       unknown (not reported yet)"),
         Some(sb) => {
             let detail = sb
                 .status
                 .as_ref()
-                .and_then(|st| st.detail.clone())
-                .map(|d| format!(": {d}"))
+                .and_then(|st| st.detail.as_deref())
+                .map(|d| format!(": {}", safe(d)))
                 .unwrap_or_default();
-            println!("  sandbox       {}{detail}", sb.state);
+            println!("  sandbox       {}{detail}", safe(&sb.state));
             if let Some(st) = &sb.status {
                 println!(
                     "                image {}, container {}, LAN {}",
-                    st.image,
-                    st.container.as_deref().unwrap_or("-"),
+                    safe(&st.image),
+                    safe(st.container.as_deref().unwrap_or("-")),
                     if st.lan_blocked {
                         "blocked"
                     } else {
@@ -301,53 +270,47 @@ fn show(settings: &Settings, store: &Store, name: &DeviceName, json: bool) -> an
             }
         }
     }
-    if let Some(c) = &view.claimed {
+    if let Some(c) = &s.claimed {
         println!("  claimed       {}", figures_text(c));
     }
-    match &view.verification {
+    match &s.verification {
         None => println!("  verification  none yet"),
         Some(v) => {
             println!(
                 "  verification  {} {}{}",
-                v.verdict,
+                v.verdict.as_str(),
                 UnixTime(v.at).ago(now),
                 if v.reasons.is_empty() {
                     String::new()
                 } else {
-                    format!(": {}", v.reasons)
+                    format!(": {}", safe(&v.reasons))
                 }
             );
-            if let Some(m) = v
-                .measured
-                .as_ref()
-                .and_then(|m| serde_json::from_value::<verify::Measured>(m.clone()).ok())
-            {
+            if let Some(m) = &v.measured {
                 println!("  measured      {}", figures_text(&m.figures));
+                let mib = |k: Option<u64>| k.map_or("?".into(), |k| (k / 1024).to_string());
                 println!(
                     "  benchmark     sha256 {} MiB/s, memory copy {} MiB/s, disk write {} MiB/s",
-                    m.cpu_sha256_kib_s
-                        .map_or("?".into(), |k| (k / 1024).to_string()),
-                    m.memory_copy_kib_s
-                        .map_or("?".into(), |k| (k / 1024).to_string()),
-                    m.disk_write_kib_s
-                        .map_or("?".into(), |k| (k / 1024).to_string()),
+                    mib(m.cpu_sha256_kib_s),
+                    mib(m.memory_copy_kib_s),
+                    mib(m.disk_write_kib_s),
                 );
             }
         }
     }
-    match &view.rental {
+    match &s.rental {
         None => println!("  rental        none"),
         Some(r) => println!(
             "  rental        {} ({}), user {}",
             r.id,
-            r.state.as_str(),
-            r.username.as_deref().unwrap_or("-")
+            r.state,
+            safe(r.username.as_deref().unwrap_or("-"))
         ),
     }
     Ok(())
 }
 
-fn figures_text(f: &verify::Figures) -> String {
+fn figures_text(f: &Figures) -> String {
     format!(
         "{} cores, {} MiB memory, {} GiB disk",
         f.cpu_millicores
@@ -368,13 +331,13 @@ fn list(settings: &Settings, store: &Store, json: bool) -> anyhow::Result<()> {
     let devices = store.devices()?;
     let now = UnixTime::now();
     if json {
-        let listed: Vec<_> = devices
+        let listed = devices
             .into_iter()
             .map(|d| {
                 let online = is_online(&d, now);
-                d.status(&settings.domain, online)
+                store.full_status(d, &settings.domain, online)
             })
-            .collect();
+            .collect::<Result<Vec<_>, _>>()?;
         println!("{}", serde_json::to_string_pretty(&listed)?);
         return Ok(());
     }

@@ -132,14 +132,7 @@ async fn local_request(shared: &Arc<Shared>, request: LocalRequest) -> serde_jso
             .map_err(|e| e.to_string()),
         LocalRequest::Verify { device } => verify::run(shared, &device)
             .await
-            .map(|r| {
-                serde_json::json!({
-                    "verdict": r.verdict.as_str(),
-                    "reasons": r.reasons,
-                    "claimed": serde_json::from_str::<serde_json::Value>(&r.claimed).unwrap_or_default(),
-                    "measured": r.measured.and_then(|m| serde_json::from_str::<serde_json::Value>(&m).ok()),
-                })
-            })
+            .map(|r| serde_json::to_value(r.report()).unwrap_or_default())
             .map_err(|e| format!("device {device}: {e}")),
     };
     match result {

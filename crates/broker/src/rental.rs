@@ -119,14 +119,14 @@ pub async fn start(
         ssh_keys: rental.ssh_keys.clone(),
     };
     let credentials: Credentials = match link.call(command, PROVISION_TIMEOUT).await {
-        Ok(Reply::Provisioned(c)) if c.rental == rental.id => c,
-        Ok(other) => {
+        Ok(Reply::Provisioned(c)) if c.rental == rental.id => match c.check() {
+            Ok(()) => c,
+            Err(e) => return Err(RentalError::Device(device.clone(), CallError::Malformed(e))),
+        },
+        Ok(_) => {
             return Err(RentalError::Device(
                 device.clone(),
-                CallError::Device(rpibroker_wire::control::ControlError {
-                    code: rpibroker_wire::control::ControlErrorCode::Failed,
-                    message: format!("unexpected answer to provision: {other:?}"),
-                }),
+                CallError::Malformed("not the credentials of this rental".into()),
             ));
         }
         Err(e) => return Err(RentalError::Device(device.clone(), e)),

@@ -27,7 +27,13 @@ pub async fn refresh(
     link: &ControlLink,
 ) -> Option<SandboxState> {
     let (state, status) = match link.call(Command::Status, STATUS_TIMEOUT).await {
-        Ok(Reply::Status(s)) => (s.state.as_str().to_string(), Some(s)),
+        Ok(Reply::Status(s)) => match s.check() {
+            Ok(()) => (s.state.as_str().to_string(), Some(s)),
+            Err(e) => {
+                tracing::warn!(device_id, error = %e, "ignoring the sandbox status");
+                ("failed".to_string(), None)
+            }
+        },
         Err(CallError::Device(e)) if e.code == ControlErrorCode::NoSandbox => {
             ("none".to_string(), None)
         }

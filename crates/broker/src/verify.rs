@@ -15,16 +15,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rpibroker_wire::control::{Command, Reply, VerifyLogin};
+use rpibroker_wire::verification::{Figures, Measured, Verdict};
 use rpibroker_wire::{DeviceName, HardwareReport, Service};
 use russh::client;
 use russh::keys::{
     Algorithm, PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate,
 };
-use serde::{Deserialize, Serialize};
 
 use crate::broker::Shared;
 use crate::control::CallError;
-use crate::store::{Verdict, VerificationRecord};
+use crate::store::VerificationRecord;
 use crate::time::UnixTime;
 
 /// Time for the whole verification: login, measurements and benchmark.
@@ -39,28 +39,13 @@ const CPU_TOLERANCE_PERCENT: u64 = 5;
 /// Bytes each benchmark moves.
 const BENCH_MIB: u64 = 64;
 
-/// What a renter of the sandbox gets, in the units the broker compares.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Figures {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu_millicores: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory_bytes: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub disk_bytes: Option<u64>,
-}
-
-/// What the broker measured inside the sandbox.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Measured {
-    #[serde(flatten)]
-    pub figures: Figures,
-    /// SHA-256 throughput of one core, KiB/s.
-    pub cpu_sha256_kib_s: Option<u64>,
-    /// Memory copy throughput, KiB/s.
-    pub memory_copy_kib_s: Option<u64>,
-    /// Synced disk write throughput, KiB/s.
-    pub disk_write_kib_s: Option<u64>,
+/// Why a verification could not be run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Call(#[from] CallError),
+    #[error("cannot make a one-time key: {0}")]
+    Key(String),
 }
 
 /// The claims, as a renter of the sandbox would get them: the machine's
@@ -202,11 +187,11 @@ pub fn parse(output: &str) -> Measured {
 pub async fn run(
     shared: &Arc<Shared>,
     device: &DeviceName,
-) -> Result<VerificationRecord, CallError> {
+) -> Result<VerificationRecord, VerifyError> {
     let link = shared
         .registry
         .control(device)
-        .ok_or(CallError::NoControl)?;
+        .ok_or_else(|| crate::control::unreachable(shared, device))?;
     let name = device.clone();
     let stored = shared
         .store
@@ -218,18 +203,17 @@ pub async fn run(
     let device_id = stored.id;
     let claims = claimed(&stored.hardware.unwrap_or_default());
     let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
-        .map_err(|e| CallError::Device(failed(e)))?;
+        .map_err(|e| VerifyError::Key(e.to_string()))?;
     let public_key = key
         .public_key()
         .to_openssh()
-        .map_err(|e| CallError::Device(failed(e)))?;
+        .map_err(|e| VerifyError::Key(e.to_string()))?;
     let login = match link.call(Command::Verify { public_key }, TIMEOUT).await? {
-        Reply::VerifyLogin(l) => l,
-        other => {
-            return Err(CallError::Device(failed(format!(
-                "unexpected answer {other:?}"
-            ))));
+        Reply::VerifyLogin(l) => {
+            l.check().map_err(CallError::Malformed)?;
+            l
         }
+        _ => return Err(CallError::Malformed("not a verification login".into()).into()),
     };
     let started = std::time::Instant::now();
     let outcome = tokio::time::timeout(TIMEOUT, measure(shared, device, &login, key))
@@ -269,13 +253,6 @@ pub async fn run(
         tracing::error!(%device, error = %e, "could not store the verification");
     }
     Ok(record)
-}
-
-fn failed(e: impl std::fmt::Display) -> rpibroker_wire::control::ControlError {
-    rpibroker_wire::control::ControlError {
-        code: rpibroker_wire::control::ControlErrorCode::Failed,
-        message: e.to_string(),
-    }
 }
 
 /// Pins the host key the agent announced for the sandbox.

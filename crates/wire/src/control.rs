@@ -129,6 +129,29 @@ pub fn check_public_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `s` is a sandbox account name: 1 to 32 of `a-z 0-9`, starting
+/// with a letter (what the image's account helper accepts).
+pub fn valid_username(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+        && s.len() <= 32
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// Whether `s` is at most `max` bytes of printable text, so the broker can
+/// store and show it as it is.
+fn printable(s: &str, max: usize) -> bool {
+    s.len() <= max && !s.chars().any(char::is_control)
+}
+
+fn check(ok: bool, what: &str) -> Result<(), String> {
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("the agent sent a malformed {what}"))
+    }
+}
+
 /// A rental's id, chosen by the broker: 1 to 64 of `A-Z a-z 0-9 - _`.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -295,6 +318,23 @@ pub struct SandboxStatus {
     pub detail: Option<String>,
 }
 
+impl SandboxStatus {
+    /// Checks what the agent sent before the broker stores or shows it.
+    pub fn check(&self) -> Result<(), String> {
+        check(printable(&self.image, 256), "image name")?;
+        check(
+            self.container
+                .as_deref()
+                .is_none_or(|c| c.len() <= 64 && c.bytes().all(|b| b.is_ascii_hexdigit())),
+            "container id",
+        )?;
+        check(
+            self.detail.as_deref().is_none_or(|d| printable(d, 2048)),
+            "status detail",
+        )
+    }
+}
+
 /// A rental's login in the sandbox. `Debug` masks the password.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Credentials {
@@ -316,6 +356,19 @@ impl fmt::Debug for Credentials {
     }
 }
 
+impl Credentials {
+    /// Checks what the agent sent before the broker shows it to a renter.
+    pub fn check(&self) -> Result<(), String> {
+        check(valid_username(&self.username), "username")?;
+        check(
+            (8..=128).contains(&self.password.len())
+                && self.password.bytes().all(|b| b.is_ascii_graphic()),
+            "password",
+        )?;
+        check(self.ssh_keys <= MAX_SSH_KEYS, "key count")
+    }
+}
+
 /// The answer to `verify`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerifyLogin {
@@ -324,9 +377,46 @@ pub struct VerifyLogin {
     pub host_key: String,
 }
 
+impl VerifyLogin {
+    pub fn check(&self) -> Result<(), String> {
+        check(valid_username(&self.username), "username")?;
+        check(printable(&self.host_key, 1024), "host key")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_from_the_agent_are_checked() {
+        let mut status = SandboxStatus {
+            state: SandboxState::Ready,
+            rental: None,
+            image: "rpibroker-sandbox:latest".into(),
+            container: Some("0123abcd".into()),
+            limits: SandboxLimits::default(),
+            lan_blocked: true,
+            detail: None,
+        };
+        assert!(status.check().is_ok());
+        status.detail = Some("\u{1b}[2Jcleared".into());
+        assert!(status.check().is_err());
+        let creds = Credentials {
+            rental: RentalId::parse("r").unwrap(),
+            username: "rabc2345".into(),
+            password: "Abcdefgh2345".into(),
+            ssh_keys: 1,
+        };
+        assert!(creds.check().is_ok());
+        for bad in ["root;rm", "Root", "", &"a".repeat(33)] {
+            let c = Credentials {
+                username: bad.to_string(),
+                ..creds.clone()
+            };
+            assert!(c.check().is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn requests_round_trip_as_one_line() {

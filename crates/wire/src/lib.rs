@@ -11,6 +11,7 @@
 //! - [`control`]: the control protocol on the agent's SSH connection: the
 //!   broker's sandbox commands and the agent's answers.
 //! - [`status`]: a device's state as the broker reports it.
+//! - [`verification`]: claimed and measured sandbox figures, and the verdict.
 //!
 //! This crate does no I/O: it parses and serializes, so both ends agree on the
 //! shape of every message and neither re-validates what the other sent.
@@ -22,6 +23,7 @@ pub mod handshake;
 pub mod hardware;
 pub mod service;
 pub mod status;
+pub mod verification;
 
 pub use agent_config::{AgentConfig, Cpus, SandboxConfig, Targets, Token};
 pub use device_name::{DeviceName, DeviceNameError};

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::control::{RentalId, SandboxStatus};
+use crate::verification::{Figures, Verification};
 use crate::{DeviceName, HardwareReport, ServicePorts};
 
 /// Path of the device's own status endpoint (authenticated by its token).
@@ -27,4 +29,37 @@ pub struct DeviceStatus {
     pub last_handshake: Option<i64>,
     /// What the agent reported at its last handshake (claimed, not verified).
     pub hardware: Option<HardwareReport>,
+    /// What a renter of the sandbox gets according to the claims: the
+    /// machine's figures capped by the sandbox's limits.
+    #[serde(default)]
+    pub claimed: Option<Figures>,
+    #[serde(default)]
+    pub sandbox: Option<SandboxReport>,
+    /// The broker's last measurement of the sandbox.
+    #[serde(default)]
+    pub verification: Option<Verification>,
+    /// The rental that has not ended, if any.
+    #[serde(default)]
+    pub rental: Option<RentalSummary>,
+}
+
+/// The device's sandbox as its agent last reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxReport {
+    /// `starting`, `ready`, `rented`, `wiping`, `failed`, or `none` when the
+    /// agent runs no sandbox.
+    pub state: String,
+    pub status: Option<SandboxStatus>,
+    pub updated_at: i64,
+}
+
+/// A rental, without its secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RentalSummary {
+    pub id: RentalId,
+    /// `provisioning`, `active`, `ending` or `ended`.
+    pub state: String,
+    pub username: Option<String>,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
 }

@@ -1,5 +1,5 @@
 //! `GET /api/v1/device`: a device's own state (online since, last seen,
-//! ports), for the owner's scripts on the device. Authenticated with the
+//! ports, sandbox, claimed and verified hardware, current rental), for the owner's scripts on the device. Authenticated with the
 //! device token as `Authorization: Bearer <token>`.
 
 use std::sync::Arc;
@@ -38,7 +38,13 @@ pub async fn status(
     match lookup {
         TokenLookup::Current(device) => {
             let online = shared.registry.is_online(&device.name);
-            Ok(Json(device.status(&shared.settings.domain, online)))
+            let domain = shared.settings.domain.clone();
+            let status = shared
+                .store
+                .blocking(move |s| s.full_status(*device, &domain, online))
+                .await
+                .map_err(|e| Failure::internal("device status lookup failed", e))?;
+            Ok(Json(status))
         }
         other => Err(token_refused(other)),
     }

@@ -10,7 +10,7 @@
 mod migrations;
 mod sandboxes;
 
-pub use sandboxes::{RentalRecord, RentalState, SandboxRecord, Verdict, VerificationRecord};
+pub use sandboxes::{RentalRecord, RentalState, VerificationRecord};
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -68,7 +68,11 @@ impl DeviceRecord {
             last_seen: self.last_seen.map(|t| t.0),
             created_at: self.created_at.0,
             last_handshake: self.last_connect.map(|t| t.0),
+            claimed: self.hardware.as_ref().map(crate::verify::claimed),
             hardware: self.hardware,
+            sandbox: None,
+            verification: None,
+            rental: None,
         }
     }
 }
@@ -152,6 +156,22 @@ impl Store {
         // A panic while holding the lock cannot leave SQLite half-written (the
         // transaction rolls back), so a poisoned lock is still usable.
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The device's status with its sandbox, last verification and open
+    /// rental filled in.
+    pub fn full_status(
+        &self,
+        device: DeviceRecord,
+        domain: &str,
+        online: bool,
+    ) -> Result<rpibroker_wire::DeviceStatus, StoreError> {
+        let id = device.id;
+        let mut status = device.status(domain, online);
+        status.sandbox = self.sandbox(id)?;
+        status.verification = self.last_verification(id)?.map(|v| v.report());
+        status.rental = self.open_rental(id)?.map(|r| r.summary());
+        Ok(status)
     }
 
     pub fn add_device(

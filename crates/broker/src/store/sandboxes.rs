@@ -1,54 +1,15 @@
 //! Sandboxes, verifications and rentals in the store.
 
 use rpibroker_wire::control::{RentalId, SandboxStatus};
+use rpibroker_wire::status::{RentalSummary, SandboxReport};
+use rpibroker_wire::verification::{Figures, Measured, Verdict, Verification};
 use rusqlite::{OptionalExtension, params};
-use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError};
 use crate::time::UnixTime;
 
-/// A device's sandbox as its agent last reported it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SandboxRecord {
-    /// `starting`, `ready`, `rented`, `wiping`, `failed`, or `none` when the
-    /// agent runs no sandbox.
-    pub state: String,
-    pub status: Option<SandboxStatus>,
-    pub updated_at: i64,
-}
-
-/// A verification's outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// The measurements match the claims.
-    Verified,
-    /// The sandbox has less than the device claims.
-    Flagged,
-    /// The broker could not measure (login or command failed).
-    Failed,
-}
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Verified => "verified",
-            Verdict::Flagged => "flagged",
-            Verdict::Failed => "failed",
-        }
-    }
-
-    fn parse(s: &str) -> Self {
-        match s {
-            "verified" => Verdict::Verified,
-            "flagged" => Verdict::Flagged,
-            _ => Verdict::Failed,
-        }
-    }
-}
-
 /// One verification as stored; `claimed` and `measured` are JSON documents
-/// (see [`crate::verify`]).
+/// ([`Figures`] and [`Measured`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerificationRecord {
     pub at: UnixTime,
@@ -58,9 +19,23 @@ pub struct VerificationRecord {
     pub reasons: String,
 }
 
+impl VerificationRecord {
+    pub fn report(&self) -> Verification {
+        Verification {
+            at: self.at.0,
+            verdict: self.verdict,
+            reasons: self.reasons.clone(),
+            claimed: serde_json::from_str::<Figures>(&self.claimed).unwrap_or_default(),
+            measured: self
+                .measured
+                .as_deref()
+                .and_then(|m| serde_json::from_str::<Measured>(m).ok()),
+        }
+    }
+}
+
 /// A rental's lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RentalState {
     /// The broker asked the agent for the account and has no answer yet.
     Provisioning,
@@ -90,7 +65,7 @@ impl RentalState {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RentalRecord {
     pub id: RentalId,
     pub device_id: i64,
@@ -99,6 +74,18 @@ pub struct RentalRecord {
     pub ssh_keys: Vec<String>,
     pub started_at: i64,
     pub ended_at: Option<i64>,
+}
+
+impl RentalRecord {
+    pub fn summary(&self) -> RentalSummary {
+        RentalSummary {
+            id: self.id.clone(),
+            state: self.state.as_str().to_string(),
+            username: self.username.clone(),
+            started_at: self.started_at,
+            ended_at: self.ended_at,
+        }
+    }
 }
 
 fn rental_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RentalRecord> {
@@ -137,7 +124,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn sandbox(&self, device_id: i64) -> Result<Option<SandboxRecord>, StoreError> {
+    pub fn sandbox(&self, device_id: i64) -> Result<Option<SandboxReport>, StoreError> {
         Ok(self
             .conn()
             .query_row(
@@ -145,7 +132,7 @@ impl Store {
                 [device_id],
                 |r| {
                     let status: Option<String> = r.get(1)?;
-                    Ok(SandboxRecord {
+                    Ok(SandboxReport {
                         state: r.get(0)?,
                         status: status.and_then(|s| serde_json::from_str(&s).ok()),
                         updated_at: r.get(2)?,
