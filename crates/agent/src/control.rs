@@ -100,10 +100,13 @@ async fn answer(line: &[u8], sandbox: Option<&Sandbox>) -> Response {
 }
 
 async fn run(command: Command, sandbox: Option<&Sandbox>) -> Result<Reply, ControlError> {
-    command.validate().map_err(|message| ControlError {
-        code: ControlErrorCode::BadRequest,
-        message,
-    })?;
+    command
+        .validate()
+        .and_then(|()| parse_keys(&command))
+        .map_err(|message| ControlError {
+            code: ControlErrorCode::BadRequest,
+            message,
+        })?;
     let Some(sandbox) = sandbox else {
         return Err(ControlError {
             code: ControlErrorCode::NoSandbox,
@@ -118,4 +121,19 @@ async fn run(command: Command, sandbox: Option<&Sandbox>) -> Result<Reply, Contr
         Command::Wipe { after } => Reply::Status(sandbox.wipe(after).await?),
         Command::Verify { public_key } => Reply::VerifyLogin(sandbox.verify(&public_key).await?),
     })
+}
+
+/// Parses every SSH key in `command` in full, so a key the sandbox's sshd
+/// would not accept is refused before anything changes.
+fn parse_keys(command: &Command) -> Result<(), String> {
+    let keys: &[String] = match command {
+        Command::Provision { ssh_keys, .. } => ssh_keys,
+        Command::Verify { public_key } => std::slice::from_ref(public_key),
+        Command::Status | Command::Wipe { .. } => &[],
+    };
+    for key in keys {
+        russh::keys::PublicKey::from_openssh(key)
+            .map_err(|e| format!("not a valid OpenSSH public key: {e}"))?;
+    }
+    Ok(())
 }

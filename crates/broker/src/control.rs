@@ -8,7 +8,7 @@
 //! logged and dropped.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,10 +35,20 @@ pub enum CallError {
     Malformed(String),
 }
 
-/// The agent sent a line longer than [`MAX_LINE`].
+/// The agent broke the protocol; the session is ended.
 #[derive(Debug, thiserror::Error)]
-#[error("the device sent a control line longer than {MAX_LINE} bytes")]
-pub struct LineTooLong;
+pub enum ProtocolError {
+    #[error("the device sent a control line longer than {MAX_LINE} bytes")]
+    LineTooLong,
+    #[error("the device sent {MAX_STRAY} lines that answer nothing")]
+    TooManyStray,
+}
+
+/// Lines that answer no pending request (late, unparsable) tolerated per
+/// session before it is ended.
+const MAX_STRAY: u32 = 100;
+/// Longest error message from the agent passed on to people.
+const MAX_MESSAGE: usize = 300;
 
 /// One device session's control channel.
 pub struct ControlLink {
@@ -48,7 +58,11 @@ pub struct ControlLink {
     next_id: AtomicU64,
     pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
     partial: Mutex<Vec<u8>>,
+    stray: AtomicU32,
     closed: watch::Sender<bool>,
+    /// Held by whatever changes the sandbox or logs into it (rentals,
+    /// verification), so those run one at a time per device.
+    pub ops: tokio::sync::Mutex<()>,
 }
 
 impl ControlLink {
@@ -60,7 +74,9 @@ impl ControlLink {
             next_id: AtomicU64::new(1),
             pending: Mutex::new(HashMap::new()),
             partial: Mutex::new(Vec::new()),
+            stray: AtomicU32::new(0),
             closed: watch::Sender::new(false),
+            ops: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -69,7 +85,7 @@ impl ControlLink {
     }
 
     /// Takes bytes the agent sent; hands each complete answer to its caller.
-    pub fn received(&self, data: &[u8]) -> Result<(), LineTooLong> {
+    pub fn received(&self, data: &[u8]) -> Result<(), ProtocolError> {
         let lines = {
             let mut partial = self.partial.lock().unwrap_or_else(|e| e.into_inner());
             partial.extend_from_slice(data);
@@ -78,25 +94,30 @@ impl ControlLink {
                 lines.push(partial.drain(..=end).collect::<Vec<u8>>());
             }
             if partial.len() >= MAX_LINE {
-                return Err(LineTooLong);
+                return Err(ProtocolError::LineTooLong);
             }
             lines
         };
         for line in lines {
             if line.len() > MAX_LINE {
-                return Err(LineTooLong);
+                return Err(ProtocolError::LineTooLong);
             }
-            match serde_json::from_slice::<Response>(&line) {
-                Ok(r) => match self.pending().remove(&r.id) {
-                    Some(waiter) => {
-                        let _ = waiter.send(r.body);
-                    }
-                    None => {
-                        tracing::warn!(device = %self.device, id = r.id, "control: an answer nobody asked for (or that came too late)");
-                    }
-                },
+            let waiter = serde_json::from_slice::<Response>(&line)
+                .map_err(|e| e.to_string())
+                .and_then(|r| match self.pending().remove(&r.id) {
+                    Some(waiter) => Ok((waiter, r.body)),
+                    None => Err(format!("no request {} is waiting", r.id)),
+                });
+            match waiter {
+                Ok((waiter, body)) => {
+                    let _ = waiter.send(body);
+                }
                 Err(e) => {
-                    tracing::warn!(device = %self.device, error = %e, "control: the device sent a line that is not an answer");
+                    let n = self.stray.fetch_add(1, Ordering::Relaxed) + 1;
+                    if n >= MAX_STRAY {
+                        return Err(ProtocolError::TooManyStray);
+                    }
+                    tracing::warn!(device = %self.device, error = %e, "control: a line from the device that answers nothing");
                 }
             }
         }
@@ -111,6 +132,8 @@ impl ControlLink {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending().insert(id, tx);
+        // Removes the entry however this call ends, cancellation included.
+        let _pending = PendingGuard { link: self, id };
         let name = command.name();
         let mut line = serde_json::to_vec(&Request { id, command }).unwrap_or_default();
         line.push(b'\n');
@@ -123,11 +146,21 @@ impl ControlLink {
             rx.await.map_err(|_| CallError::Disconnected)
         })
         .await;
-        self.pending().remove(&id);
         match outcome {
             Err(_) => Err(CallError::Timeout(timeout.as_secs())),
             Ok(Err(e)) => Err(e),
-            Ok(Ok(Reply::Error(e))) => Err(CallError::Device(e)),
+            Ok(Ok(Reply::Error(mut e))) => {
+                // The message is the device's text: bounded and escaped
+                // before it reaches a log, a terminal or a web page.
+                e.message = e
+                    .message
+                    .chars()
+                    .take(MAX_MESSAGE)
+                    .collect::<String>()
+                    .escape_debug()
+                    .to_string();
+                Err(CallError::Device(e))
+            }
             Ok(Ok(reply)) => Ok(reply),
         }
     }
@@ -142,6 +175,17 @@ impl ControlLink {
     pub async fn closed(&self) {
         let mut rx = self.closed.subscribe();
         let _ = rx.wait_for(|c| *c).await;
+    }
+}
+
+struct PendingGuard<'a> {
+    link: &'a ControlLink,
+    id: u64,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.link.pending().remove(&self.id);
     }
 }
 

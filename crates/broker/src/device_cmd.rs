@@ -67,7 +67,7 @@ pub async fn run(settings: &Settings, command: DeviceCommand) -> anyhow::Result<
                     if reasons.is_empty() {
                         String::new()
                     } else {
-                        format!(" ({reasons})")
+                        format!(" ({})", reasons.escape_debug())
                     }
                 );
             }

@@ -18,7 +18,7 @@ use rpibroker_wire::{DeviceName, ServicePorts};
 use serde::Serialize;
 
 use crate::broker::Shared;
-use crate::control::{CallError, unreachable};
+use crate::control::{CallError, ControlLink, unreachable};
 use crate::store::{RentalRecord, RentalState, StoreError};
 use crate::time::UnixTime;
 use crate::{sandbox_watch, verify};
@@ -93,12 +93,15 @@ pub async fn start(
     }
     for k in &ssh_keys {
         check_public_key(k).map_err(RentalError::BadKey)?;
+        russh::keys::PublicKey::from_openssh(k)
+            .map_err(|e| RentalError::BadKey(format!("not a valid OpenSSH public key: {e}")))?;
     }
     let (id, ports) = device_id(shared, device).await?;
     let link = shared
         .registry
         .control(device)
         .ok_or_else(|| RentalError::Device(device.clone(), unreachable(shared, device)))?;
+    let _ops = link.ops.lock().await;
     let rental = {
         let (new_id, keys) = (new_rental_id(), ssh_keys.clone());
         shared
@@ -131,12 +134,16 @@ pub async fn start(
         }
         Err(e) => return Err(RentalError::Device(device.clone(), e)),
     };
-    {
+    let activated = {
         let (rid, user) = (rental.id.clone(), credentials.username.clone());
         shared
             .store
             .blocking(move |s| s.set_rental_active(&rid, &user))
-            .await?;
+            .await?
+    };
+    if !activated {
+        // Stopped while the agent worked: its wipe removes this account.
+        return Err(RentalError::Ending(device.clone(), rental.id));
     }
     sandbox_watch::refresh(shared, id, &link).await;
     tracing::info!(%device, rental = %rental.id, username = %credentials.username, "rental: active");
@@ -155,8 +162,15 @@ pub async fn start(
 }
 
 /// Stops the device's rental: the sandbox is wiped, then verified again.
+/// The rental is marked ending first, so if the device is offline it is
+/// wiped as soon as it reconnects.
 pub async fn stop(shared: &Arc<Shared>, device: &DeviceName) -> Result<RentalRecord, RentalError> {
     let (id, _) = device_id(shared, device).await?;
+    let link = shared.registry.control(device);
+    let _ops = match &link {
+        Some(l) => Some(l.ops.lock().await),
+        None => None,
+    };
     let open = shared.store.blocking(move |s| s.open_rental(id)).await?;
     let Some(rental) = open else {
         return Err(RentalError::NotRented(device.clone()));
@@ -169,29 +183,52 @@ pub async fn stop(shared: &Arc<Shared>, device: &DeviceName) -> Result<RentalRec
             .await?;
     }
     tracing::info!(%device, rental = %rental.id, "rental: ending; wiping the sandbox");
-    finish(shared, device, id, &rental).await?;
+    let Some(link) = &link else {
+        return Err(RentalError::Device(
+            device.clone(),
+            unreachable(shared, device),
+        ));
+    };
+    wipe_after(shared, device, id, &rental, link).await?;
     Ok(rental)
 }
 
+/// Finishes the end of the device's rental that a disconnect cut short, if
+/// it is still ending.
+pub async fn resume_end(
+    shared: &Arc<Shared>,
+    device: &DeviceName,
+    device_id: i64,
+    link: &ControlLink,
+) -> Result<(), RentalError> {
+    let _ops = link.ops.lock().await;
+    let open = shared
+        .store
+        .blocking(move |s| s.open_rental(device_id))
+        .await?;
+    match open {
+        Some(rental) if rental.state == RentalState::Ending => {
+            tracing::info!(%device, rental = %rental.id, "finishing the end of a rental that a disconnect cut short");
+            wipe_after(shared, device, device_id, &rental, link).await
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Wipes after `rental` and records it ended; then verifies the fresh
-/// sandbox in the background. Used by [`stop`] and, for a stop that was cut
-/// short, when the device reconnects.
-pub async fn finish(
+/// sandbox in the background. The caller holds `link.ops`.
+async fn wipe_after(
     shared: &Arc<Shared>,
     device: &DeviceName,
     device_id: i64,
     rental: &RentalRecord,
+    link: &ControlLink,
 ) -> Result<(), RentalError> {
-    let link = shared
-        .registry
-        .control(device)
-        .ok_or_else(|| RentalError::Device(device.clone(), unreachable(shared, device)))?;
     let wipe = Command::Wipe {
         after: Some(rental.id.clone()),
     };
-    match link.call(wipe, WIPE_TIMEOUT).await {
-        Ok(_) => {}
-        Err(e) => return Err(RentalError::Device(device.clone(), e)),
+    if let Err(e) = link.call(wipe, WIPE_TIMEOUT).await {
+        return Err(RentalError::Device(device.clone(), e));
     }
     {
         let rid = rental.id.clone();
@@ -200,7 +237,7 @@ pub async fn finish(
             .blocking(move |s| s.end_rental(&rid, UnixTime::now()))
             .await?;
     }
-    sandbox_watch::refresh(shared, device_id, &link).await;
+    sandbox_watch::refresh(shared, device_id, link).await;
     tracing::info!(%device, rental = %rental.id, "rental: ended; the sandbox is fresh");
     let (shared, device) = (shared.clone(), device.clone());
     tokio::spawn(async move {

@@ -12,13 +12,14 @@ use rpibroker_wire::control::{Command, ControlErrorCode, Reply, SandboxState};
 
 use crate::broker::Shared;
 use crate::control::{CallError, ControlLink};
-use crate::store::RentalState;
 use crate::time::UnixTime;
 use crate::{rental, verify};
 
 /// How often an idle sandbox is measured again.
 pub const VERIFY_EVERY: Duration = Duration::from_secs(6 * 3600);
 const STATUS_TIMEOUT: Duration = Duration::from_secs(30);
+/// First wait before retrying a verification that could not run.
+const FIRST_RETRY: Duration = Duration::from_secs(60);
 
 /// Asks the agent for the sandbox's state and stores it; returns it.
 pub async fn refresh(
@@ -53,32 +54,31 @@ pub async fn watch(shared: Arc<Shared>, device: DeviceName, link: Arc<ControlLin
         return;
     };
     let device_id = record.id;
-    // The agent may still be bringing the sandbox up: wait for it to settle.
-    let mut state = None;
-    for _ in 0..60 {
-        state = refresh(&shared, device_id, &link).await;
-        if !matches!(state, Some(SandboxState::Starting | SandboxState::Wiping)) {
-            break;
+    let mut backoff = FIRST_RETRY;
+    // Wait until the agent reports a settled sandbox (it may still be
+    // bringing it up, or Docker may be slow to answer).
+    loop {
+        match refresh(&shared, device_id, &link).await {
+            Some(SandboxState::Starting | SandboxState::Wiping) | None => {}
+            Some(_) => break,
         }
-        tokio::select! {
-            _ = link.closed() => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        if wait_or_closed(&link, Duration::from_secs(1)).await {
+            return;
+        }
+        if shared
+            .store
+            .blocking(move |s| s.sandbox(device_id))
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.state == "none")
+        {
+            // An agent without a sandbox: nothing to watch.
+            return;
         }
     }
-    if state.is_none() {
-        return;
-    }
-    let open = shared
-        .store
-        .blocking(move |s| s.open_rental(device_id))
-        .await
-        .ok()
-        .flatten();
-    if let Some(r) = open.filter(|r| r.state == RentalState::Ending) {
-        tracing::info!(%device, rental = %r.id, "finishing the end of a rental that a disconnect cut short");
-        if let Err(e) = rental::finish(&shared, &device, device_id, &r).await {
-            tracing::warn!(%device, error = %e, "could not finish the end of the rental");
-        }
+    if let Err(e) = rental::resume_end(&shared, &device, device_id, &link).await {
+        tracing::warn!(%device, error = %e, "could not finish the end of the rental");
     }
     loop {
         let last = shared
@@ -92,9 +92,8 @@ pub async fn watch(shared: Arc<Shared>, device: DeviceName, link: Arc<ControlLin
             None => Duration::ZERO,
             Some(age) => VERIFY_EVERY.saturating_sub(Duration::from_secs(age)),
         };
-        tokio::select! {
-            _ = link.closed() => return,
-            _ = tokio::time::sleep(due_in) => {}
+        if wait_or_closed(&link, due_in).await {
+            return;
         }
         let rented = shared
             .store
@@ -104,16 +103,34 @@ pub async fn watch(shared: Arc<Shared>, device: DeviceName, link: Arc<ControlLin
             .flatten()
             .is_some();
         let idle = refresh(&shared, device_id, &link).await == Some(SandboxState::Ready);
-        if idle && !rented {
-            if let Err(e) = verify::run(&shared, &device).await {
-                tracing::info!(%device, error = %e, "scheduled verification skipped");
-            }
+        let verified = idle
+            && !rented
+            && {
+                match verify::run(&shared, &device).await {
+                    Ok(_) => true,
+                    Err(e) => {
+                        tracing::info!(%device, error = %e, retry_in = ?backoff, "scheduled verification could not run");
+                        false
+                    }
+                }
+            };
+        if verified {
+            backoff = FIRST_RETRY;
         } else {
-            // Rented or not up: look again later.
-            tokio::select! {
-                _ = link.closed() => return,
-                _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            // Rented, not up, or the device would not be measured: look
+            // again later, less often each time.
+            if wait_or_closed(&link, backoff).await {
+                return;
             }
+            backoff = (backoff * 2).min(VERIFY_EVERY);
         }
+    }
+}
+
+/// Sleeps for `delay`; true if the session ended meanwhile.
+async fn wait_or_closed(link: &ControlLink, delay: Duration) -> bool {
+    tokio::select! {
+        _ = link.closed() => true,
+        _ = tokio::time::sleep(delay) => false,
     }
 }

@@ -150,14 +150,14 @@ pub fn parse(output: &str) -> Measured {
     let num = |key: &str| get(key).and_then(|v| v.parse::<u64>().ok());
     let nproc = num("nproc");
     let quota = match (num("cpu_quota"), num("cpu_period")) {
-        (Some(q), Some(p)) if p > 0 => Some(q * 1000 / p),
+        (Some(q), Some(p)) if p > 0 => q.checked_mul(1000).map(|q| q / p),
         _ => None, // "max" or -1: no quota
     };
-    let cpu_millicores = match (nproc.map(|n| n * 1000), quota) {
+    let cpu_millicores = match (nproc.and_then(|n| n.checked_mul(1000)), quota) {
         (Some(n), Some(q)) => Some(n.min(q)),
         (n, q) => n.or(q),
     };
-    let total = num("mem_total_kib").map(|k| k * 1024);
+    let total = num("mem_total_kib").and_then(|k| k.checked_mul(1024));
     // cgroup v1 reports "no limit" as a huge number.
     let limit = num("mem_limit").filter(|&l| l < (1 << 60));
     let memory_bytes = match (total, limit) {
@@ -208,6 +208,7 @@ pub async fn run(
         .public_key()
         .to_openssh()
         .map_err(|e| VerifyError::Key(e.to_string()))?;
+    let _ops = link.ops.lock().await;
     let login = match link.call(Command::Verify { public_key }, TIMEOUT).await? {
         Reply::VerifyLogin(l) => {
             l.check().map_err(CallError::Malformed)?;

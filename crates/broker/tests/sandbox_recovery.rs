@@ -80,6 +80,7 @@ async fn agent_killed_mid_provision_then_mid_wipe_ends_with_one_correct_sandbox(
     // Killed while wiping: when the agent is back, the wipe is finished (by
     // the agent itself and the broker's retry), the rental ends, and the
     // old password is refused.
+    let stopped_at = sandbox::now();
     let stop = rental_in_background(&broker, "stop", name);
     agent.wait_for_log("command=\"wipe\"", 1).await;
     agent.kill();
@@ -92,7 +93,7 @@ async fn agent_killed_mid_provision_then_mid_wipe_ends_with_one_correct_sandbox(
         })
         .await;
     }
-    let shown = sandbox::wait_verified_idle(&broker, name).await;
+    let shown = sandbox::wait_verified_since(&broker, name, stopped_at).await;
     assert!(shown["rental"].is_null(), "{shown}");
     sandbox::the_sandbox(name);
     assert!(sandbox::containers(name, "firewall").is_empty());

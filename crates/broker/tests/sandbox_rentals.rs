@@ -7,7 +7,7 @@
 mod common;
 
 use common::sandbox::{
-    self, Cleanup, RenterLogin, assert_ran, assert_refused, containers, docker_ok, renter_ssh,
+    self, Cleanup, RenterLogin, assert_ran, assert_refused, containers, renter_ssh,
 };
 use common::{TestBroker, http, openssh, wait_for};
 use serde_json::json;
@@ -73,6 +73,8 @@ async fn renter_logs_in_serves_a_page_and_the_wipe_leaves_nothing() {
     assert_eq!(page.trim(), format!("page of {user}"));
 
     // End of the rental: a fresh sandbox, and only that one.
+    let old_mounts = sandbox::inspect(&first_sandbox)["Mounts"].clone();
+    let stopped_at = sandbox::now();
     sandbox::rental_stop(&broker, name).expect("rental stop");
     let shown = sandbox::show(&broker, name);
     assert!(shown["rental"].is_null(), "{shown}");
@@ -87,16 +89,11 @@ async fn renter_logs_in_serves_a_page_and_the_wipe_leaves_nothing() {
         containers(name, "firewall").is_empty(),
         "no helper container left"
     );
-    let volumes = docker_ok(&[
-        "volume",
-        "ls",
-        "-q",
-        "--filter",
-        &format!("label=org.rpibroker.device={name}"),
-    ]);
-    assert!(volumes.is_empty(), "volumes left over: {volumes}");
+    // The sandbox keeps everything in its own file system: no volume that
+    // could outlive it, before or after the wipe.
+    assert_eq!(old_mounts, json!([]), "the old sandbox had no volumes");
     let mounts = &sandbox::inspect(&fresh)["Mounts"];
-    assert_eq!(mounts.as_array().map(Vec::len), Some(0), "{mounts}");
+    assert_eq!(mounts, &json!([]), "the fresh sandbox has no volumes");
 
     // The old credentials no longer work.
     assert_refused(
@@ -124,7 +121,7 @@ async fn renter_logs_in_serves_a_page_and_the_wipe_leaves_nothing() {
 
     // The broker verified the fresh sandbox; the next renter gets new
     // credentials, and none of the last renter's files.
-    sandbox::wait_verified_idle(&broker, name).await;
+    sandbox::wait_verified_since(&broker, name, stopped_at).await;
     let next = sandbox::rental_start(&broker, name, None).expect("second rental");
     let next_user = next["username"].as_str().unwrap();
     assert_ne!(next_user, user);
@@ -172,9 +169,21 @@ async fn rentals_are_refused_while_one_is_running_and_stop_needs_one() {
         )),
         "{again}"
     );
-    let bad_key = broker.dir.path().join("bad.pub");
-    std::fs::write(&bad_key, "command=\"sh\" ssh-ed25519 AAAA x\n").unwrap();
-    let refused = sandbox::rental_start(&broker, name, Some(&bad_key)).unwrap_err();
-    assert!(refused.contains("SSH key type"), "{refused}");
     sandbox::rental_stop(&broker, name).expect("stop");
+
+    // Keys that would not work in the sandbox are refused by the broker
+    // itself (sent past the CLI's own check), and nothing is rented.
+    for bad in [
+        "command=\"sh\" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA x",
+        "ssh-ed25519 AAAA",
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA\nssh-rsa AAAA",
+    ] {
+        let answer = sandbox::socket_request(
+            &broker,
+            &json!({"op": "rental_start", "device": name, "ssh_keys": [bad]}),
+        );
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(error.contains("key"), "{bad:?}: {answer}");
+        assert!(sandbox::show(&broker, name)["rental"].is_null());
+    }
 }

@@ -62,6 +62,9 @@ pub struct ExecOutput {
     pub stderr: String,
 }
 
+/// The bridge option that lets containers on a network talk to each other.
+const ICC_OPTION: &str = "com.docker.network.bridge.enable_icc";
+
 /// Most output kept from a command run in a container.
 const MAX_EXEC_OUTPUT: usize = 64 * 1024;
 
@@ -258,8 +261,9 @@ impl Engine {
         let request = NetworkCreateRequest {
             name: name.to_string(),
             driver: Some("bridge".into()),
+            enable_ipv6: Some(false),
             options: Some(HashMap::from([(
-                "com.docker.network.bridge.enable_icc".to_string(),
+                ICC_OPTION.to_string(),
                 "false".to_string(),
             )])),
             labels: Some(labels),

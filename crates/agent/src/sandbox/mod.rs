@@ -453,8 +453,18 @@ impl Sandbox {
         let _op = self.ops.lock().await;
         let started = Instant::now();
         let (id, mut st) = self.reconcile().await?;
+        if st.has_ended(&rental) {
+            return Err(ControlError {
+                code: ControlErrorCode::Busy,
+                message: format!("rental {rental} has ended; its sandbox was wiped"),
+            });
+        }
         let account = match &st.rental {
-            Some(a) if a.rental == rental => a.clone(),
+            Some(a) if a.rental == rental => {
+                // Asked again: make sure the account is as recorded.
+                self.apply_account(&id, a).await?;
+                a.clone()
+            }
             Some(a) => {
                 return Err(ControlError {
                     code: ControlErrorCode::Busy,
@@ -469,10 +479,16 @@ impl Sandbox {
                 let account = new_account(rental.clone(), ssh_keys);
                 st.rental = Some(account.clone());
                 self.state_file.store(&st).map_err(failed)?;
+                if let Err(e) = self.apply_account(&id, &account).await {
+                    // The account could not be made (a key the sandbox
+                    // refuses, say): leave the sandbox idle, not half-rented.
+                    st.rental = None;
+                    self.state_file.store(&st).map_err(failed)?;
+                    return Err(e);
+                }
                 account
             }
         };
-        self.apply_account(&id, &account).await?;
         self.settle(&id, &st);
         tracing::info!(%rental, username = %account.username, ssh_keys = account.ssh_keys.len(), took_ms = started.elapsed().as_millis() as u64, "sandbox: rental provisioned");
         Ok(Credentials {
@@ -488,7 +504,20 @@ impl Sandbox {
     pub async fn wipe(&self, after: Option<RentalId>) -> Result<SandboxStatus, ControlError> {
         let _op = self.ops.lock().await;
         let mut st = self.state_file.load().map_err(failed)?;
-        let done = after.is_some() && !st.wiping && st.rental.is_none() && st.wiped_after == after;
+        if let (Some(after), Some(held)) = (&after, &st.rental)
+            && held.rental != *after
+            && !st.wiping
+        {
+            return Err(ControlError {
+                code: ControlErrorCode::Busy,
+                message: format!(
+                    "the sandbox holds rental {}, not {after}; not wiping",
+                    held.rental
+                ),
+            });
+        }
+        let done =
+            !st.wiping && st.rental.is_none() && after.as_ref().is_some_and(|a| st.has_ended(a));
         if done && self.view().state == SandboxState::Ready {
             tracing::info!(after = ?after, "sandbox: already wiped after this rental");
             return Ok(self.status());
@@ -537,8 +566,12 @@ impl Sandbox {
                 ));
             }
         }
-        st.wiped_after = after.or_else(|| st.rental.as_ref().map(|a| a.rental.clone()));
-        st.rental = None;
+        if let Some(old) = st.rental.take() {
+            st.record_ended(old.rental);
+        }
+        if let Some(after) = after {
+            st.record_ended(after);
+        }
         st.wiping = false;
         self.state_file.store(st).map_err(failed)?;
         self.settle(&id, st);

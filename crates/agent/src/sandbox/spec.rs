@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 
 use bollard::models::{
-    ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, PortBinding, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 use rpibroker_wire::control::SandboxLimits;
 use rpibroker_wire::{DeviceName, SandboxConfig, Service};
@@ -18,8 +19,8 @@ pub const INSTANCE_LABEL: &str = "org.rpibroker.instance";
 pub const ROLE_LABEL: &str = "org.rpibroker.role";
 /// Label with the device name, for people reading `docker ps`.
 pub const DEVICE_LABEL: &str = "org.rpibroker.device";
-/// The network every sandbox on this machine joins; containers on it cannot
-/// talk to each other.
+/// The network every sandbox on this machine joins: IPv4 only, and
+/// containers on it cannot talk to each other.
 pub const NETWORK: &str = "rpibroker-sandboxes";
 /// The capabilities the sandbox keeps (all others are dropped): what sshd
 /// needs to log a renter in and drop to their account, and no more.
@@ -126,6 +127,15 @@ pub fn sandbox(
         storage_opt,
         port_bindings: Some(ports),
         network_mode: Some(NETWORK.into()),
+        // sshd logs every login attempt from the internet: keep the log
+        // from filling the owner's disk.
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("json-file".into()),
+            config: Some(HashMap::from([
+                ("max-size".to_string(), "10m".to_string()),
+                ("max-file".to_string(), "3".to_string()),
+            ])),
+        }),
         // The agent starts the sandbox itself, so that the LAN block is in
         // place each time it runs.
         restart_policy: Some(RestartPolicy {

@@ -35,9 +35,28 @@ pub struct Persisted {
     /// Set while a wipe is under way; a restarted agent finishes it.
     #[serde(default)]
     pub wiping: bool,
-    /// The rental the last finished wipe came after.
+    /// The latest rentals whose sandbox was wiped, newest last (at most
+    /// [`ENDED_KEPT`]): a late `provision` for one of them is refused, and a
+    /// repeated `wipe` after one of them does nothing.
     #[serde(default)]
-    pub wiped_after: Option<RentalId>,
+    pub ended: Vec<RentalId>,
+}
+
+/// How many ended rentals the state file remembers.
+pub const ENDED_KEPT: usize = 32;
+
+impl Persisted {
+    pub fn has_ended(&self, rental: &RentalId) -> bool {
+        self.ended.contains(rental)
+    }
+
+    pub fn record_ended(&mut self, rental: RentalId) {
+        if !self.has_ended(&rental) {
+            self.ended.push(rental);
+        }
+        let excess = self.ended.len().saturating_sub(ENDED_KEPT);
+        self.ended.drain(..excess);
+    }
 }
 
 /// The state file.
@@ -64,14 +83,19 @@ impl StateFile {
         }
     }
 
-    /// Replaces the file: written to a temporary file, synced, renamed.
+    /// Replaces the file: written to a new owner-only temporary file, synced,
+    /// renamed.
     pub fn store(&self, state: &Persisted) -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         let tmp = self.path.with_extension("tmp");
+        // A leftover temporary file may have looser permissions: start anew.
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let mut f = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(&serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?)?;
@@ -102,12 +126,23 @@ mod tests {
                 ssh_keys: vec![],
             }),
             wiping: true,
-            wiped_after: None,
+            ended: vec![],
         };
         file.store(&state).unwrap();
         assert_eq!(file.load().unwrap(), state);
         let mode = std::fs::metadata(file.path()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         assert!(!format!("{state:?}").contains("\"p\""));
+    }
+
+    #[test]
+    fn remembers_a_bounded_number_of_ended_rentals() {
+        let mut state = Persisted::default();
+        for i in 0..40 {
+            state.record_ended(RentalId::parse(&format!("r{i}")).unwrap());
+        }
+        assert_eq!(state.ended.len(), ENDED_KEPT);
+        assert!(state.has_ended(&RentalId::parse("r39").unwrap()));
+        assert!(!state.has_ended(&RentalId::parse("r0").unwrap()));
     }
 }

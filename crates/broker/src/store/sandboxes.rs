@@ -238,12 +238,14 @@ impl Store {
         Ok(record)
     }
 
-    pub fn set_rental_active(&self, id: &RentalId, username: &str) -> Result<(), StoreError> {
-        self.conn().execute(
+    /// Marks a provisioning rental active; false if it is no longer
+    /// provisioning (it was stopped meanwhile).
+    pub fn set_rental_active(&self, id: &RentalId, username: &str) -> Result<bool, StoreError> {
+        let changed = self.conn().execute(
             "UPDATE rentals SET state = 'active', username = ?2 WHERE id = ?1 AND state = 'provisioning'",
             params![id.as_str(), username],
         )?;
-        Ok(())
+        Ok(changed == 1)
     }
 
     pub fn set_rental_ending(&self, id: &RentalId) -> Result<(), StoreError> {
@@ -286,8 +288,12 @@ mod tests {
         assert_eq!(first.state, RentalState::Provisioning);
         let again = store.begin_rental(device, &b, &[], UnixTime(3)).unwrap();
         assert_eq!(again.id, a, "an open rental is returned, not replaced");
-        store.set_rental_active(&a, "ruser").unwrap();
+        assert!(store.set_rental_active(&a, "ruser").unwrap());
         store.set_rental_ending(&a).unwrap();
+        assert!(
+            !store.set_rental_active(&a, "ruser").unwrap(),
+            "an ending rental stays ending"
+        );
         store.end_rental(&a, UnixTime(4)).unwrap();
         assert!(store.open_rental(device).unwrap().is_none());
         let next = store.begin_rental(device, &b, &[], UnixTime(5)).unwrap();

@@ -92,6 +92,17 @@ impl DeviceSession {
         }
     }
 
+    /// The agent closed its control channel: callers waiting on it hear so
+    /// at once instead of at their timeouts.
+    fn control_gone(&self, channel: ChannelId) {
+        if self.control == Some(channel)
+            && let Some(link) = &self.link
+        {
+            tracing::info!(device = self.name(), "control channel closed by the device");
+            link.close();
+        }
+    }
+
     /// Refuses to open a channel, logging what was asked.
     async fn refuse_channel(
         &self,
@@ -260,6 +271,24 @@ impl russh::server::Handler for DeviceSession {
             tracing::warn!(device = self.name(), error = %e, "disconnecting");
             return Err(russh::Error::Disconnect);
         }
+        Ok(())
+    }
+
+    async fn channel_eof(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.control_gone(channel);
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.control_gone(channel);
         Ok(())
     }
 

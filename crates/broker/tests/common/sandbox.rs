@@ -160,6 +160,45 @@ pub async fn wait_verified_idle(broker: &TestBroker, device: &str) -> Value {
     .await
 }
 
+/// Waits until the sandbox is up and idle with a verification made at or
+/// after `since` (seconds since the epoch).
+pub async fn wait_verified_since(broker: &TestBroker, device: &str, since: i64) -> Value {
+    wait_show(
+        broker,
+        device,
+        "a fresh verification of the idle sandbox",
+        |v| {
+            v["sandbox"]["state"] == "ready"
+                && v["verification"]["verdict"] == "verified"
+                && v["verification"]["at"]
+                    .as_i64()
+                    .is_some_and(|at| at >= since)
+        },
+    )
+    .await
+}
+
+/// Seconds since the epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Sends one JSON request line to the broker's local socket; returns the answer.
+pub fn socket_request(broker: &TestBroker, request: &Value) -> Value {
+    use std::io::{BufRead, Write};
+    let mut stream =
+        std::os::unix::net::UnixStream::connect(broker.data_dir().join("broker.sock")).unwrap();
+    stream.write_all(format!("{request}\n").as_bytes()).unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(stream)
+        .read_line(&mut line)
+        .unwrap();
+    serde_json::from_str(&line).unwrap()
+}
+
 /// Starts the agent of a sandbox device.
 pub fn start_agent(device: &Device) -> TestAgent {
     TestAgent::start_as_configured(device)
