@@ -12,7 +12,14 @@ use tracing_subscriber::EnvFilter;
 /// Reads the JSON config that `rpibroker device add` printed, calls the
 /// broker's handshake API, and keeps an SSH tunnel open that forwards the
 /// device's ssh, http and https services, reconnecting with backoff when the
-/// broker or the network goes away. Log verbosity: RPIBROKER_LOG (e.g. debug).
+/// broker or the network goes away.
+///
+/// With a "sandbox" section in the config (`rpibroker device add --sandbox`),
+/// the services are those of a Docker container the agent runs for renters,
+/// and the broker provisions, wipes and verifies it through the agent; the
+/// agent then needs access to the Docker Engine (root, or the docker group).
+/// The container outlives the agent, so a restart keeps a rental. Log
+/// verbosity: RPIBROKER_LOG (e.g. debug).
 #[derive(Debug, Parser)]
 #[command(name = "rpibroker-agent", version)]
 struct Cli {

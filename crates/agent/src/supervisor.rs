@@ -65,7 +65,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             };
             backoff.reset();
             let up = sandbox.clone();
-            tokio::spawn(async move { up.bring_up().await });
+            tokio::spawn(async move {
+                up.bring_up().await;
+                up.keep_up().await;
+            });
             (targets, Some(sandbox))
         }
     };

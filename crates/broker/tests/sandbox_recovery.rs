@@ -1,6 +1,7 @@
 //! The agent dies at the worst moments (in the middle of provisioning, in
-//! the middle of a wipe) and the device reboots during a rental; afterwards
-//! the sandbox is in the right state and there is exactly one.
+//! the middle of a wipe), the device reboots during a rental, the sandbox
+//! itself dies; afterwards the sandbox is in the right state and there is
+//! exactly one.
 
 mod common;
 
@@ -180,5 +181,53 @@ async fn a_reboot_keeps_the_rented_sandbox() {
         flushed.status.success(),
         "the LAN block is in place after the restart: {}",
         String::from_utf8_lossy(&flushed.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sandbox_that_dies_is_started_again() {
+    let name = "sbx-revive";
+    let _cleanup = Cleanup::new(name);
+    let broker = TestBroker::start(1).await;
+    let device = sandbox::add_sandbox_device(&broker, name, json!({}));
+    let agent = sandbox::start_agent(&device);
+    agent.wait_up(1).await;
+    sandbox::wait_show(&broker, name, "the sandbox to be ready", |v| {
+        v["sandbox"]["state"] == "ready"
+    })
+    .await;
+    let id = sandbox::the_sandbox(name);
+    sandbox::docker_ok(&["kill", &id]);
+    common::wait_for(
+        "the agent to start the sandbox again",
+        sandbox::SANDBOX_DEADLINE,
+        || {
+            let running = sandbox::inspect(&id)["State"]["Running"] == true;
+            async move { running.then_some(()) }
+        },
+    )
+    .await;
+    agent
+        .wait_for_log("the container is not running; starting it again", 1)
+        .await;
+    // Reachable again through the broker: the sandbox's sshd answers.
+    let ssh = broker.port(name, "ssh");
+    let banner = common::wait_for(
+        "the sandbox's SSH banner",
+        common::DEADLINE,
+        || async move {
+            use tokio::io::AsyncReadExt;
+            let mut s = tokio::net::TcpStream::connect(ssh).await.ok()?;
+            let mut buf = [0u8; 4];
+            s.read_exact(&mut buf).await.ok()?;
+            Some(buf)
+        },
+    )
+    .await;
+    assert_eq!(&banner, b"SSH-");
+    assert_eq!(
+        sandbox::the_sandbox(name),
+        id,
+        "the same container, not a new one"
     );
 }

@@ -40,6 +40,8 @@ use state::{Account, Persisted, StateFile};
 pub const VERIFY_USER: &str = "rpbverify";
 /// Time for the sandbox's SSH server to come up after a start.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often the agent checks that the sandbox still runs.
+const HEALTH_EVERY: Duration = Duration::from_secs(30);
 /// Time for one command run inside the sandbox.
 const EXEC_TIMEOUT: Duration = Duration::from_secs(60);
 /// Storage drivers that can enforce a container's disk size.
@@ -177,6 +179,30 @@ impl Sandbox {
         let _op = self.ops.lock().await;
         if let Err(e) = self.reconcile().await {
             tracing::error!(error = %e.message, "sandbox: could not bring the sandbox up");
+        }
+    }
+
+    /// Keeps the sandbox running: every [`HEALTH_EVERY`], when no command is
+    /// under way, checks that the container still runs and starts it again
+    /// (LAN block included) if it stopped, say because the renter's
+    /// processes ran it out of memory, or tries again to bring up one that
+    /// failed (Docker was down). Runs until the agent exits.
+    pub async fn keep_up(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(HEALTH_EVERY).await;
+            let Ok(_op) = self.ops.try_lock() else {
+                continue;
+            };
+            let container = self.view().container.clone().unwrap_or_default();
+            match self.is_armed(&container).await {
+                Ok(true) => {}
+                Ok(false) | Err(_) => {
+                    tracing::warn!("sandbox: the container is not running; starting it again");
+                    if let Err(e) = self.reconcile().await {
+                        tracing::error!(error = %e.message, "sandbox: could not start it again");
+                    }
+                }
+            }
         }
     }
 
