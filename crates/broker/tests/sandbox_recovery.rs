@@ -162,26 +162,9 @@ async fn a_reboot_keeps_the_rented_sandbox() {
     );
     // The LAN block is back too: it lives in the container's network
     // namespace, which the restart made anew.
-    let flushed = sandbox::docker(&[
-        "run",
-        "--rm",
-        "--network",
-        &format!("container:{before}"),
-        "--cap-drop",
-        "ALL",
-        "--cap-add",
-        "NET_ADMIN",
-        "--cap-add",
-        "NET_RAW",
-        &sandbox::image(),
-        "/usr/local/sbin/rpibroker-sandbox-firewall",
-        "--check",
-    ]);
-    assert!(
-        flushed.status.success(),
-        "the LAN block is in place after the restart: {}",
-        String::from_utf8_lossy(&flushed.stderr)
-    );
+    if let Err(e) = sandbox::lan_block_in_place(&before) {
+        panic!("the LAN block is in place after the restart: {e}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

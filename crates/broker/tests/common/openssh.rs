@@ -12,11 +12,12 @@ pub enum Login<'a> {
     Key(&'a Path),
 }
 
-/// Options every test ssh shares: no host key prompts, no config files, no agent.
-fn base(broker: &TestBroker, device: &Device, login: &Login) -> Command {
+/// A stock `ssh` to 127.0.0.1:`port` with the options every test ssh
+/// shares: no host key prompts, no config files, no agent.
+pub fn client(port: u16) -> Command {
     let mut cmd = Command::new("ssh");
     cmd.args(["-F", "/dev/null", "-p"])
-        .arg(broker.ssh.port().to_string())
+        .arg(port.to_string())
         .args([
             "-o",
             "StrictHostKeyChecking=no",
@@ -29,42 +30,51 @@ fn base(broker: &TestBroker, device: &Device, login: &Login) -> Command {
         ])
         .env_remove("SSH_AUTH_SOCK")
         .stdin(Stdio::null());
-    match login {
-        Login::Token => {
-            let askpass = askpass(broker, device);
-            cmd.args([
-                "-o",
-                "PreferredAuthentications=password",
-                "-o",
-                "PubkeyAuthentication=no",
-                "-o",
-                "NumberOfPasswordPrompts=1",
-            ])
-            .env("SSH_ASKPASS", askpass)
-            .env("SSH_ASKPASS_REQUIRE", "force")
-            .env("DISPLAY", ":0");
-        }
-        Login::Key(key) => {
-            cmd.arg("-i").arg(key).args([
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "PreferredAuthentications=publickey",
-                "-o",
-                "BatchMode=yes",
-            ]);
-        }
-    }
     cmd
 }
 
-/// A script that prints the device's token, for SSH_ASKPASS.
-fn askpass(broker: &TestBroker, device: &Device) -> PathBuf {
+/// Makes `cmd` log in with `password` only (given through SSH_ASKPASS by a
+/// script written to `askpass`).
+pub fn with_password(cmd: &mut Command, askpass: &Path, password: &str) {
     use std::os::unix::fs::PermissionsExt;
-    let path = broker.dir.path().join(format!("askpass-{}", device.name));
-    std::fs::write(&path, format!("#!/bin/sh\necho '{}'\n", device.token)).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
-    path
+    std::fs::write(askpass, format!("#!/bin/sh\necho '{password}'\n")).unwrap();
+    std::fs::set_permissions(askpass, std::fs::Permissions::from_mode(0o700)).unwrap();
+    cmd.args([
+        "-o",
+        "PreferredAuthentications=password",
+        "-o",
+        "PubkeyAuthentication=no",
+        "-o",
+        "NumberOfPasswordPrompts=1",
+    ])
+    .env("SSH_ASKPASS", askpass)
+    .env("SSH_ASKPASS_REQUIRE", "force")
+    .env("DISPLAY", ":0");
+}
+
+/// Makes `cmd` log in with the private key `key` only.
+pub fn with_key(cmd: &mut Command, key: &Path) {
+    cmd.arg("-i").arg(key).args([
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "PreferredAuthentications=publickey",
+        "-o",
+        "BatchMode=yes",
+    ]);
+}
+
+/// The device's ssh to the broker's tunnel endpoint.
+fn base(broker: &TestBroker, device: &Device, login: &Login) -> Command {
+    let mut cmd = client(broker.ssh.port());
+    match login {
+        Login::Token => {
+            let askpass = broker.dir.path().join(format!("askpass-{}", device.name));
+            with_password(&mut cmd, &askpass, &device.token);
+        }
+        Login::Key(key) => with_key(&mut cmd, key),
+    }
+    cmd
 }
 
 /// `ssh -N -R spec…` as the device; keeps running until killed.

@@ -3,13 +3,13 @@
 //! the CLI; the agent may not), rentals through the broker's commands, and a
 //! renter logging in with a stock OpenSSH client.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{Device, TestAgent, TestBroker, wait_for};
+use super::{Device, TestAgent, TestBroker, openssh, wait_for};
 
 /// Time for a sandbox to come up, be wiped or be verified.
 pub const SANDBOX_DEADLINE: Duration = Duration::from_secs(90);
@@ -247,56 +247,45 @@ pub fn renter_ssh(
     login: RenterLogin,
     command: &str,
 ) -> Output {
-    let port = broker.port(device, "ssh").port().to_string();
-    let mut cmd = Command::new("ssh");
-    cmd.args(["-F", "/dev/null", "-p", &port])
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "-o",
-            "ConnectTimeout=20",
-        ])
-        .env_remove("SSH_AUTH_SOCK")
-        .stdin(Stdio::null());
-    let askpass: PathBuf;
+    let mut cmd = openssh::client(broker.port(device, "ssh").port());
+    cmd.args(["-o", "LogLevel=ERROR", "-o", "ConnectTimeout=20"]);
     match login {
         RenterLogin::Password(password) => {
-            use std::os::unix::fs::PermissionsExt;
-            askpass = broker
+            let askpass = broker
                 .dir
                 .path()
                 .join(format!("askpass-renter-{user}-{}", super::unique()));
-            std::fs::write(&askpass, format!("#!/bin/sh\necho '{password}'\n")).unwrap();
-            std::fs::set_permissions(&askpass, std::fs::Permissions::from_mode(0o700)).unwrap();
-            cmd.args([
-                "-o",
-                "PreferredAuthentications=password",
-                "-o",
-                "PubkeyAuthentication=no",
-                "-o",
-                "NumberOfPasswordPrompts=1",
-            ])
-            .env("SSH_ASKPASS", &askpass)
-            .env("SSH_ASKPASS_REQUIRE", "force")
-            .env("DISPLAY", ":0");
+            openssh::with_password(&mut cmd, &askpass, password);
         }
-        RenterLogin::Key(key) => {
-            cmd.arg("-i").arg(key).args([
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "PreferredAuthentications=publickey",
-                "-o",
-                "BatchMode=yes",
-            ]);
-        }
+        RenterLogin::Key(key) => openssh::with_key(&mut cmd, key),
     }
     cmd.arg(format!("{user}@127.0.0.1")).arg(command);
     cmd.output().expect("run ssh")
+}
+
+/// Whether the sandbox's LAN block is in place, checked from a helper
+/// container in its network namespace (as the agent applies it).
+pub fn lan_block_in_place(container: &str) -> Result<(), String> {
+    let out = docker(&[
+        "run",
+        "--rm",
+        "--network",
+        &format!("container:{container}"),
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "NET_ADMIN",
+        "--cap-add",
+        "NET_RAW",
+        &image(),
+        "/usr/local/sbin/rpibroker-sandbox-firewall",
+        "--check",
+    ]);
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 }
 
 /// Asserts that the login is refused.
