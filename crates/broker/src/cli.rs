@@ -38,6 +38,24 @@ pub enum Command {
     /// Rent a device's sandbox and end the rental (needs a running broker).
     #[command(subcommand)]
     Rental(RentalCommand),
+    /// Manage the broker's administrators.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create an administrator account (the first one is made this way).
+    ///
+    /// Asks for the password twice on the terminal, or reads one line from
+    /// standard input with --password-stdin. Passwords are 8 to 64
+    /// characters and may not be among the commonly used ones.
+    Create {
+        email: String,
+        /// Read the password from standard input (one line) instead of the terminal.
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //!
+//! - [`accounts`]: accounts and sessions: sign-up, sign-in, throttling, timeouts.
 //! - [`broker`]: starting a broker on given listeners and running it until shutdown.
 //! - [`settings`]: defaults, config file, environment and flags, resolved once.
 //! - [`store`]: SQLite persistence of devices, ports, keys, retired tokens,
@@ -20,11 +21,13 @@
 //!   rental ends, and scheduled verification.
 //! - [`verify`]: measuring a sandbox through the tunnel and comparing with the claims.
 //! - [`rental`]: starting and stopping rentals (provision, wipe).
-//! - [`device_cmd`], [`rental_cmd`], [`cli`]: the command line.
+//! - [`device_cmd`], [`rental_cmd`], [`admin_cmd`], [`cli`]: the command line.
 //! - [`token`], [`host_key`], [`private_file`], [`port_pool`], [`time`], [`shutdown`], [`accept`]: small
 //!   pieces named for what they own.
 
 pub mod accept;
+pub mod accounts;
+pub mod admin_cmd;
 pub mod api;
 pub mod broker;
 pub mod cli;

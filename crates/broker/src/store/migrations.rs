@@ -8,6 +8,7 @@ use rusqlite::Connection;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_devices.sql"),
     include_str!("../../migrations/0002_sandboxes.sql"),
+    include_str!("../../migrations/0003_accounts.sql"),
 ];
 
 pub fn apply(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -1,15 +1,17 @@
 //! The broker's persistent state: devices, their public ports, their SSH keys,
-//! retired tokens, sandboxes, verifications and rentals, in one SQLite file
-//! in the data directory.
+//! retired tokens, sandboxes, verifications, rentals, accounts and sessions,
+//! in one SQLite file in the data directory.
 //!
 //! Every method is one transaction, so a crash leaves either all of a change or
 //! none of it. Methods are synchronous (SQLite answers in microseconds); async
 //! code calls them through [`Store::blocking`] so a slow disk never stalls the
 //! tunnel's event loop.
 
+mod accounts;
 mod migrations;
 mod sandboxes;
 
+pub use accounts::{SessionRecord, UserRecord};
 pub use sandboxes::{RentalRecord, RentalState, VerificationRecord};
 
 use std::path::Path;
@@ -29,6 +31,8 @@ pub enum StoreError {
     NameTaken(DeviceName),
     #[error("no device named {0}")]
     NoSuchDevice(DeviceName),
+    #[error("an account with this email address already exists")]
+    EmailTaken,
     #[error("the device port pool {0} has no three free ports left")]
     PoolExhausted(PortPool),
     #[error("database error: {0}")]

@@ -1,0 +1,197 @@
+//! Accounts and sessions in the store.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{Store, StoreError};
+use crate::time::UnixTime;
+
+/// An account as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: i64,
+    pub email: String,
+    pub password_hash: String,
+    pub is_admin: bool,
+    pub created_at: i64,
+    pub suspended_at: Option<i64>,
+    pub failed_logins: i64,
+    pub locked_until: Option<i64>,
+}
+
+/// A session as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub user_id: i64,
+    pub csrf: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+}
+
+const USER_COLUMNS: &str =
+    "id, email, password_hash, is_admin, created_at, suspended_at, failed_logins, locked_until";
+
+fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
+    Ok(UserRecord {
+        id: r.get(0)?,
+        email: r.get(1)?,
+        password_hash: r.get(2)?,
+        is_admin: r.get(3)?,
+        created_at: r.get(4)?,
+        suspended_at: r.get(5)?,
+        failed_logins: r.get(6)?,
+        locked_until: r.get(7)?,
+    })
+}
+
+impl Store {
+    /// Adds an account; `email` must already be normalized.
+    pub fn add_user(
+        &self,
+        email: &str,
+        password_hash: &str,
+        is_admin: bool,
+        now: UnixTime,
+    ) -> Result<UserRecord, StoreError> {
+        let conn = self.conn();
+        let inserted = conn.execute(
+            "INSERT INTO users (email, password_hash, is_admin, created_at, password_changed_at)
+             VALUES (?1, ?2, ?3, ?4, ?4)",
+            params![email, password_hash, is_admin, now.0],
+        );
+        match inserted {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                return Err(StoreError::EmailTaken);
+            }
+            other => other?,
+        };
+        Ok(conn.query_row(
+            &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"),
+            [conn.last_insert_rowid()],
+            user_row,
+        )?)
+    }
+
+    pub fn user(&self, id: i64) -> Result<Option<UserRecord>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"),
+                [id],
+                user_row,
+            )
+            .optional()?)
+    }
+
+    pub fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?1"),
+                [email],
+                user_row,
+            )
+            .optional()?)
+    }
+
+    /// Records the count of failed sign-ins and the lock they earned (a
+    /// count of 0 and no lock after a success).
+    pub fn record_failed_login(
+        &self,
+        user_id: i64,
+        failures: i64,
+        locked_until: Option<i64>,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE users SET failed_logins = ?2, locked_until = ?3 WHERE id = ?1",
+            params![user_id, failures, locked_until],
+        )?;
+        Ok(())
+    }
+
+    pub fn add_session(
+        &self,
+        id_hash: &str,
+        user_id: i64,
+        csrf: &str,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO sessions (id_hash, user_id, csrf, created_at, last_seen_at)
+             VALUES (?1, ?2, ?3, ?4, ?4)",
+            params![id_hash, user_id, csrf, now.0],
+        )?;
+        Ok(())
+    }
+
+    /// The session and its account.
+    pub fn session(
+        &self,
+        id_hash: &str,
+    ) -> Result<Option<(SessionRecord, UserRecord)>, StoreError> {
+        let conn = self.conn();
+        let session = conn
+            .query_row(
+                "SELECT user_id, csrf, created_at, last_seen_at FROM sessions WHERE id_hash = ?1",
+                [id_hash],
+                |r| {
+                    Ok(SessionRecord {
+                        user_id: r.get(0)?,
+                        csrf: r.get(1)?,
+                        created_at: r.get(2)?,
+                        last_seen_at: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?;
+        let Some(session) = session else {
+            return Ok(None);
+        };
+        let user = conn.query_row(
+            &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"),
+            [session.user_id],
+            user_row,
+        )?;
+        Ok(Some((session, user)))
+    }
+
+    pub fn touch_session(&self, id_hash: &str, now: UnixTime) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE sessions SET last_seen_at = ?2 WHERE id_hash = ?1",
+            params![id_hash, now.0],
+        )?;
+        Ok(())
+    }
+
+    pub fn remove_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        self.conn()
+            .execute("DELETE FROM sessions WHERE id_hash = ?1", [id_hash])?;
+        Ok(())
+    }
+
+    /// Sets a new password hash and ends every session of the account but
+    /// `keep` (the one that made the change), in one transaction.
+    pub fn set_password(
+        &self,
+        user_id: i64,
+        password_hash: &str,
+        keep: Option<&str>,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE users SET password_hash = ?2, password_changed_at = ?3,
+                 failed_logins = 0, locked_until = NULL
+             WHERE id = ?1",
+            params![user_id, password_hash, now.0],
+        )?;
+        tx.execute(
+            "DELETE FROM sessions WHERE user_id = ?1 AND id_hash IS NOT ?2",
+            params![user_id, keep],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+}
