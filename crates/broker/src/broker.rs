@@ -31,6 +31,8 @@ pub struct Shared {
     pub host_key_fingerprint: String,
     /// The tunnel endpoint's actual port.
     pub ssh_port: u16,
+    /// Rate limits of the web pages' sign-in and sign-up.
+    pub web_limits: crate::web::Limits,
 }
 
 /// The broker's listeners, bound before start.
@@ -109,6 +111,7 @@ impl Broker {
         let shared = Arc::new(Shared {
             host_key_fingerprint: host_key::fingerprint(&host_key),
             ssh_port: addresses.ssh.port(),
+            web_limits: crate::web::Limits::default(),
             settings,
             store,
             registry,

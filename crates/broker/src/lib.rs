@@ -8,6 +8,7 @@
 //! - [`store`]: SQLite persistence of devices, ports, keys, retired tokens,
 //!   sandboxes, verifications and rentals.
 //! - [`api`]: the HTTP API; the agents' handshake (`POST /api/v1/connect`).
+//! - [`web`]: the web pages for people: marketplace, sign-up, sign-in, account.
 //! - [`tunnel`]: the SSH endpoint devices connect to; grants only forwards of
 //!   the device's own services and the control subsystem.
 //! - [`registry`]: live sessions in memory: which device is connected and
@@ -51,3 +52,4 @@ pub mod time;
 pub mod token;
 pub mod tunnel;
 pub mod verify;
+pub mod web;

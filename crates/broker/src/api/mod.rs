@@ -1,5 +1,6 @@
-//! The broker's HTTP API. For now it carries the agents' handshake
-//! (`POST /api/v1/connect`, see [`connect`]) and a health check.
+//! The broker's HTTP listener: the agents' handshake (`POST
+//! /api/v1/connect`, see [`connect`]), a device's own status, a health
+//! check, and the web pages ([`crate::web`]).
 //!
 //! Every failure is a JSON [`ApiError`] with a machine-readable code and a
 //! sentence for a person; details of internal errors go to the log only.
@@ -104,6 +105,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route(CONNECT_PATH, post(connect::connect))
         .route(STATUS_PATH, get(status::status))
         .route("/healthz", get(|| async { "ok\n" }))
+        .merge(crate::web::routes())
         .with_state(shared)
 }
 
@@ -120,7 +122,11 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdown: Shu
         let Some(permit) = gate.admit(peer.ip()) else {
             continue;
         };
-        let service = TowerToHyperService::new(app.clone());
+        // Handlers that rate-limit by address read it from here.
+        let service = TowerToHyperService::new(
+            app.clone()
+                .layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+        );
         tokio::spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())

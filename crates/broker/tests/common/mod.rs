@@ -9,6 +9,7 @@ pub mod openssh;
 pub mod ports;
 pub mod sandbox;
 pub mod services;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

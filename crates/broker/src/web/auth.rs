@@ -1,0 +1,385 @@
+//! Sign-up, sign-in, sign-out and the account page (password change).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::layout::{Flash, page};
+use super::{
+    anonymous_csrf, check_anonymous_csrf, check_session_csrf, clear_session_cookie,
+    current_session, html_response, see_other, session_cookie,
+};
+use crate::accounts::{self, AccountError, password};
+use crate::broker::Shared;
+use crate::time::UnixTime;
+
+#[derive(Deserialize)]
+pub struct SignUpForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    password_again: String,
+}
+
+#[derive(Deserialize)]
+pub struct SignInForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    current: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    password_again: String,
+}
+
+fn signup_form(csrf: &str, email: &str) -> Markup {
+    html! {
+        h1 { "Create an account" }
+        p { "One account rents devices and registers your own." }
+        form.stack method="post" action="/signup" {
+            input type="hidden" name="csrf" value=(csrf);
+            label { "Email address"
+                input type="email" name="email" value=(email) required autocomplete="email" maxlength="254";
+            }
+            label { "Password"
+                span.hint { (password::MIN_LEN) " to " (password::MAX_LEN) " characters; common passwords are refused." }
+                input type="password" name="password" required autocomplete="new-password"
+                    minlength=(password::MIN_LEN) maxlength=(password::MAX_LEN);
+            }
+            label { "Password again"
+                input type="password" name="password_again" required autocomplete="new-password"
+                    minlength=(password::MIN_LEN) maxlength=(password::MAX_LEN);
+            }
+            button type="submit" { "Create account" }
+        }
+        p { "Already have an account? " a href="/signin" { "Sign in" } "." }
+    }
+}
+
+fn signin_form(csrf: &str, email: &str) -> Markup {
+    html! {
+        h1 { "Sign in" }
+        form.stack method="post" action="/signin" {
+            input type="hidden" name="csrf" value=(csrf);
+            label { "Email address"
+                input type="email" name="email" value=(email) required autocomplete="username" maxlength="254";
+            }
+            label { "Password"
+                input type="password" name="password" required autocomplete="current-password" maxlength=(password::MAX_LEN);
+            }
+            button type="submit" { "Sign in" }
+        }
+        p { "No account yet? " a href="/signup" { "Create one" } "." }
+    }
+}
+
+/// A signed-out form page, with the CSRF cookie set if the browser lacks it.
+fn anonymous_page(
+    shared: &Shared,
+    headers: &HeaderMap,
+    status: StatusCode,
+    title: &str,
+    flash: Option<Flash>,
+    form: impl FnOnce(&str) -> Markup,
+) -> Response {
+    let (csrf, set_cookie) = anonymous_csrf(shared, headers);
+    let mut response = html_response(status, page(title, None, flash, form(&csrf)));
+    if let Some(c) = set_cookie {
+        response.headers_mut().append(header::SET_COOKIE, c);
+    }
+    response
+}
+
+pub async fn signup_page(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if current_session(&shared, &headers).await.is_some() {
+        return see_other("/account");
+    }
+    anonymous_page(&shared, &headers, StatusCode::OK, "Sign up", None, |c| {
+        signup_form(c, "")
+    })
+}
+
+pub async fn signin_page(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if current_session(&shared, &headers).await.is_some() {
+        return see_other("/account");
+    }
+    anonymous_page(&shared, &headers, StatusCode::OK, "Sign in", None, |c| {
+        signin_form(c, "")
+    })
+}
+
+fn signed_in(shared: &Shared, token: &str, to: &'static str) -> Response {
+    let mut response = see_other(to);
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, session_cookie(shared, token));
+    response
+}
+
+pub async fn signup(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<SignUpForm>,
+) -> Response {
+    if let Err(refused) = check_anonymous_csrf(&headers, &form.csrf) {
+        return refused.into_response();
+    }
+    let again = |status, message: String| {
+        anonymous_page(
+            &shared,
+            &headers,
+            status,
+            "Sign up",
+            Some(Flash::Error(message)),
+            |c| signup_form(c, &form.email),
+        )
+    };
+    if let Err(wait) = shared.web_limits.sign_up.check(peer.ip(), UnixTime::now()) {
+        return again(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("Too many accounts created from your address; try again in {wait} s."),
+        );
+    }
+    if form.password != form.password_again {
+        return again(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "The two passwords differ.".into(),
+        );
+    }
+    let (email, pass) = (form.email.clone(), form.password.clone());
+    let result = shared
+        .store
+        .blocking(move |s| {
+            let now = UnixTime::now();
+            accounts::create(s, &email, &pass, false, now)?;
+            accounts::sign_in(s, &email, &pass, now)
+        })
+        .await;
+    match result {
+        Ok(session) => {
+            tracing::info!(user = session.user.id, "account created");
+            signed_in(&shared, &session.token, "/")
+        }
+        Err(
+            e @ (AccountError::BadEmail(_)
+            | AccountError::EmailTaken
+            | AccountError::WeakPassword(_)),
+        ) => again(StatusCode::UNPROCESSABLE_ENTITY, sentence(&e)),
+        Err(e) => {
+            tracing::error!(error = %e, "sign-up failed");
+            again(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The broker could not create the account; try again later.".into(),
+            )
+        }
+    }
+}
+
+/// An error as a sentence for the page.
+fn sentence(e: &AccountError) -> String {
+    let text = e.to_string();
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str()),
+        None => text,
+    }
+}
+
+pub async fn signin(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<SignInForm>,
+) -> Response {
+    if let Err(refused) = check_anonymous_csrf(&headers, &form.csrf) {
+        return refused.into_response();
+    }
+    let again = |status, message: String| {
+        anonymous_page(
+            &shared,
+            &headers,
+            status,
+            "Sign in",
+            Some(Flash::Error(message)),
+            |c| signin_form(c, &form.email),
+        )
+    };
+    if let Err(wait) = shared.web_limits.sign_in.check(peer.ip(), UnixTime::now()) {
+        return again(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("Too many sign-in attempts from your address; try again in {wait} s."),
+        );
+    }
+    let (email, pass) = (form.email.clone(), form.password.clone());
+    let result = shared
+        .store
+        .blocking(move |s| accounts::sign_in(s, &email, &pass, UnixTime::now()))
+        .await;
+    match result {
+        Ok(session) => signed_in(&shared, &session.token, "/"),
+        Err(e @ AccountError::Locked(_)) => again(StatusCode::TOO_MANY_REQUESTS, sentence(&e)),
+        Err(e @ (AccountError::BadCredentials | AccountError::Suspended)) => {
+            again(StatusCode::UNAUTHORIZED, sentence(&e))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "sign-in failed");
+            again(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The broker could not sign you in; try again later.".into(),
+            )
+        }
+    }
+}
+
+pub async fn signout(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Some((session, token)) = current_session(&shared, &headers).await {
+        if let Err(refused) = check_session_csrf(&headers, &session, &form.csrf) {
+            return refused.into_response();
+        }
+        if let Err(e) = shared
+            .store
+            .blocking(move |s| accounts::sign_out(s, &token))
+            .await
+        {
+            tracing::error!(error = %e, "sign-out failed");
+        }
+    }
+    let mut response = see_other("/");
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, clear_session_cookie(&shared));
+    response
+}
+
+fn account_content(session: &crate::accounts::Session) -> Markup {
+    html! {
+        h1 { "Your account" }
+        p { "Signed in as " strong { (session.user.email) }
+            @if session.user.is_admin { " (administrator)" } "." }
+        h2 { "Change password" }
+        form.stack method="post" action="/account/password" {
+            input type="hidden" name="csrf" value=(session.csrf);
+            label { "Current password"
+                input type="password" name="current" required autocomplete="current-password" maxlength=(password::MAX_LEN);
+            }
+            label { "New password"
+                span.hint { "Signs out every other browser of this account." }
+                input type="password" name="password" required autocomplete="new-password"
+                    minlength=(password::MIN_LEN) maxlength=(password::MAX_LEN);
+            }
+            label { "New password again"
+                input type="password" name="password_again" required autocomplete="new-password"
+                    minlength=(password::MIN_LEN) maxlength=(password::MAX_LEN);
+            }
+            button type="submit" { "Change password" }
+        }
+    }
+}
+
+pub async fn account_page(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    match current_session(&shared, &headers).await {
+        Some((session, _)) => html_response(
+            StatusCode::OK,
+            page("Account", Some(&session), None, account_content(&session)),
+        ),
+        None => see_other("/signin"),
+    }
+}
+
+pub async fn change_password(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Form(form): Form<PasswordForm>,
+) -> Response {
+    let Some((session, token)) = current_session(&shared, &headers).await else {
+        return see_other("/signin");
+    };
+    if let Err(refused) = check_session_csrf(&headers, &session, &form.csrf) {
+        return refused.into_response();
+    }
+    let show = |status, flash| {
+        html_response(
+            status,
+            page(
+                "Account",
+                Some(&session),
+                Some(flash),
+                account_content(&session),
+            ),
+        )
+    };
+    if form.password != form.password_again {
+        return show(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Flash::Error("The two new passwords differ.".into()),
+        );
+    }
+    let user = session.user.id;
+    let result = shared
+        .store
+        .blocking(move |s| {
+            accounts::change_password(
+                s,
+                user,
+                Some(&token),
+                &form.current,
+                &form.password,
+                UnixTime::now(),
+            )
+        })
+        .await;
+    match result {
+        Ok(()) => show(
+            StatusCode::OK,
+            Flash::Ok(
+                "Password changed; every other browser of this account is signed out.".into(),
+            ),
+        ),
+        Err(AccountError::BadCredentials) => show(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Flash::Error("The current password is wrong.".into()),
+        ),
+        Err(e @ AccountError::WeakPassword(_)) => {
+            show(StatusCode::UNPROCESSABLE_ENTITY, Flash::Error(sentence(&e)))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "password change failed");
+            show(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Flash::Error("The broker could not change the password; try again later.".into()),
+            )
+        }
+    }
+}

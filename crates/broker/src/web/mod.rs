@@ -1,0 +1,278 @@
+//! The web interface: server-rendered pages for people, on the broker's
+//! HTTP listener beside the API.
+//!
+//! - [`layout`]: the page frame and stylesheet.
+//! - [`auth`]: sign-up, sign-in, sign-out, the account page.
+//! - [`market`]: the marketplace.
+//! - [`limit`]: per-address rate limits.
+//!
+//! Every form carries an anti-CSRF token: the session's own once signed in,
+//! otherwise a random one that must match a `SameSite=Strict` cookie. A POST
+//! whose `Origin` names another site is refused as well. The session cookie
+//! is `HttpOnly`, `SameSite=Lax`, and `Secure` when the broker's public URL
+//! is https.
+
+pub mod auth;
+pub mod layout;
+pub mod limit;
+pub mod market;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use maud::Markup;
+use rand::RngExt;
+
+use crate::accounts::{self, ABSOLUTE_TIMEOUT_SECS, Session};
+use crate::broker::Shared;
+use crate::time::UnixTime;
+use limit::RateLimit;
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "rpb_session";
+/// Name of the cookie that pairs with the CSRF field of signed-out forms.
+pub const CSRF_COOKIE: &str = "rpb_csrf";
+
+/// Rate limits per address.
+pub struct Limits {
+    pub sign_in: RateLimit,
+    pub sign_up: RateLimit,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            // Per account, sign-ins are throttled too (see `accounts`).
+            sign_in: RateLimit::new("sign-in", 20, 300),
+            sign_up: RateLimit::new("sign-up", 10, 3600),
+        }
+    }
+}
+
+pub fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/", get(market::home))
+        .route("/signup", get(auth::signup_page).post(auth::signup))
+        .route("/signin", get(auth::signin_page).post(auth::signin))
+        .route("/signout", post(auth::signout))
+        .route("/account", get(auth::account_page))
+        .route("/account/password", post(auth::change_password))
+}
+
+/// The value of cookie `name` in the request.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+}
+
+fn secure(shared: &Shared) -> &'static str {
+    if shared.settings.public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    }
+}
+
+/// The `Set-Cookie` value that gives the browser its session.
+pub fn session_cookie(shared: &Shared, token: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={ABSOLUTE_TIMEOUT_SECS}{}",
+        secure(shared)
+    ))
+    .expect("a valid cookie")
+}
+
+/// The `Set-Cookie` value that removes the session cookie.
+pub fn clear_session_cookie(shared: &Shared) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}",
+        secure(shared)
+    ))
+    .expect("a valid cookie")
+}
+
+/// The CSRF token of a signed-out form: the one the browser already has, or
+/// a new one with the cookie that sets it.
+pub fn anonymous_csrf(shared: &Shared, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+    if let Some(existing) = cookie(headers, CSRF_COOKIE) {
+        return (existing, None);
+    }
+    let token = hex::encode(rand::rng().random::<[u8; 16]>());
+    let cookie = HeaderValue::from_str(&format!(
+        "{CSRF_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{}",
+        secure(shared)
+    ))
+    .expect("a valid cookie");
+    (token, Some(cookie))
+}
+
+/// Compares two secrets in time that does not depend on where they differ.
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// Whether a POST comes from a page of this site: its `Origin`, when sent,
+/// names the host the request was sent to.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    origin
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host))
+}
+
+/// A form refused for its anti-CSRF token or origin.
+#[derive(Debug)]
+pub struct CsrfRefused;
+
+impl IntoResponse for CsrfRefused {
+    fn into_response(self) -> Response {
+        csrf_refused()
+    }
+}
+
+/// Checks a signed-out form's CSRF field against its cookie.
+pub fn check_anonymous_csrf(headers: &HeaderMap, field: &str) -> Result<(), CsrfRefused> {
+    let ok = same_origin(headers)
+        && cookie(headers, CSRF_COOKIE).is_some_and(|c| same_secret(&c, field));
+    if ok { Ok(()) } else { Err(CsrfRefused) }
+}
+
+/// Checks a signed-in form's CSRF field against the session's token.
+pub fn check_session_csrf(
+    headers: &HeaderMap,
+    session: &Session,
+    field: &str,
+) -> Result<(), CsrfRefused> {
+    if same_origin(headers) && same_secret(&session.csrf, field) {
+        Ok(())
+    } else {
+        Err(CsrfRefused)
+    }
+}
+
+fn csrf_refused() -> Response {
+    tracing::info!("form refused: missing or wrong anti-CSRF token, or another site's origin");
+    html_response(
+        StatusCode::FORBIDDEN,
+        layout::page(
+            "Refused",
+            None,
+            Some(layout::Flash::Error(
+                "This form was not sent from this site's page, or the page is too old. Go back, reload the page and try again.".into(),
+            )),
+            maud::html! {},
+        ),
+    )
+}
+
+/// The signed-in session of this request, with its token.
+pub async fn current_session(
+    shared: &Arc<Shared>,
+    headers: &HeaderMap,
+) -> Option<(Session, String)> {
+    let token = cookie(headers, SESSION_COOKIE)?;
+    let lookup = token.clone();
+    let session = shared
+        .store
+        .blocking(move |s| accounts::session(s, &lookup, UnixTime::now()))
+        .await;
+    match session {
+        Ok(Some(s)) => Some((s, token)),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "session lookup failed");
+            None
+        }
+    }
+}
+
+/// An HTML response that is never cached and never framed.
+pub fn html_response(status: StatusCode, markup: Markup) -> Response {
+    let mut response = (status, markup).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    response
+}
+
+/// A redirect after a successful form (303, so a reload does not resend it).
+pub fn see_other(to: &'static str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    response
+        .headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_static(to));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_cookies_and_compares_secrets() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; rpb_session=abc; b=2"),
+        );
+        assert_eq!(cookie(&h, SESSION_COOKIE).as_deref(), Some("abc"));
+        assert_eq!(cookie(&h, "missing"), None);
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abc", "abd"));
+        assert!(!same_secret("abc", "ab"));
+    }
+
+    #[test]
+    fn origin_must_match_the_host() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8000"));
+        assert!(
+            same_origin(&h),
+            "no Origin: a same-site form in older browsers"
+        );
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:8000"),
+        );
+        assert!(same_origin(&h));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
+        assert!(!same_origin(&h));
+    }
+}

@@ -1,0 +1,111 @@
+//! A cookie-keeping client for the web pages: GET and form POSTs over the
+//! plain HTTP client, redirects not followed (tests check them).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::http::{Response, read_response};
+
+pub struct WebClient {
+    pub addr: SocketAddr,
+    pub cookies: BTreeMap<String, String>,
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl WebClient {
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            cookies: BTreeMap::new(),
+        }
+    }
+
+    async fn send(&mut self, head: String, body: &[u8]) -> Response {
+        let mut s = TcpStream::connect(self.addr).await.unwrap();
+        let cookie = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut request = head;
+        if !cookie.is_empty() {
+            request.push_str(&format!("Cookie: {cookie}\r\n"));
+        }
+        request.push_str("Connection: close\r\n\r\n");
+        s.write_all(request.as_bytes()).await.unwrap();
+        s.write_all(body).await.unwrap();
+        let response = read_response(&mut s).await.unwrap();
+        for (k, v) in &response.headers {
+            if k == "set-cookie" {
+                let pair = v.split(';').next().unwrap_or_default();
+                if let Some((name, value)) = pair.split_once('=') {
+                    if value.is_empty() || v.contains("Max-Age=0") {
+                        self.cookies.remove(name);
+                    } else {
+                        self.cookies.insert(name.to_string(), value.to_string());
+                    }
+                }
+            }
+        }
+        response
+    }
+
+    pub async fn get(&mut self, path: &str) -> Response {
+        let head = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n", self.addr);
+        self.send(head, b"").await
+    }
+
+    /// POSTs a form; `extra_headers` like `Origin: …` go into the head.
+    pub async fn post_with(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+        extra_headers: &str,
+    ) -> Response {
+        let body = fields
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n{extra_headers}",
+            self.addr,
+            body.len()
+        );
+        self.send(head, body.as_bytes()).await
+    }
+
+    pub async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Response {
+        self.post_with(path, fields, "").await
+    }
+}
+
+/// The value of the hidden `csrf` field in a page.
+pub fn csrf_of(page: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = page.find(marker).expect("a csrf field") + marker.len();
+    let end = page[start..].find('"').unwrap() + start;
+    page[start..end].to_string()
+}
+
+/// The value of header `name` (lowercase).
+pub fn header<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
+    r.headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}

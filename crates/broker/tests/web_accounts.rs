@@ -1,0 +1,295 @@
+//! The web pages' accounts over plain HTTP against a real broker: sign-up,
+//! sign-in, sign-out, password change; CSRF, cookies, escaping, throttling
+//! and expiry as an attacker would probe them.
+
+mod common;
+
+use common::TestBroker;
+use common::web::{WebClient, csrf_of, header};
+
+const PASSWORD: &str = "vq7-Lmz2-pk9w";
+
+/// Signs up `email` from a fresh client; returns it signed in.
+async fn sign_up(broker: &TestBroker, email: &str) -> WebClient {
+    let mut c = WebClient::new(broker.api);
+    let form = c.get("/signup").await;
+    assert_eq!(form.status, 200);
+    let csrf = csrf_of(&form.body);
+    let r = c
+        .post(
+            "/signup",
+            &[
+                ("csrf", &csrf),
+                ("email", email),
+                ("password", PASSWORD),
+                ("password_again", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(c.cookies.contains_key("rpb_session"));
+    c
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_up_sign_out_sign_in_and_change_password() {
+    let broker = TestBroker::start(1).await;
+    let mut c = sign_up(&broker, "Alice@Example.org").await;
+    let home = c.get("/").await;
+    assert!(
+        home.body.contains("alice@example.org"),
+        "signed in: {}",
+        home.body
+    );
+    assert!(home.body.contains("No devices are listed yet"));
+
+    // The session cookie is HttpOnly and SameSite, and pages are not cached
+    // or framed.
+    let mut fresh = WebClient::new(broker.api);
+    let form = fresh.get("/signin").await;
+    let csrf = csrf_of(&form.body);
+    let r = fresh
+        .post(
+            "/signin",
+            &[
+                ("csrf", &csrf),
+                ("email", "alice@example.org"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let set = header(&r, "set-cookie").unwrap();
+    assert!(set.starts_with("rpb_session="), "{set}");
+    for flag in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(set.contains(flag), "{set}");
+    }
+    assert_ne!(
+        fresh.cookies["rpb_session"], c.cookies["rpb_session"],
+        "a new session id at every sign-in"
+    );
+    let page = fresh.get("/account").await;
+    assert_eq!(header(&page, "cache-control"), Some("no-store"));
+    assert_eq!(header(&page, "x-frame-options"), Some("DENY"));
+    assert!(
+        header(&page, "content-security-policy")
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+
+    // Password change keeps this browser and signs out the other.
+    let csrf = csrf_of(&page.body);
+    let r = fresh
+        .post(
+            "/account/password",
+            &[
+                ("csrf", &csrf),
+                ("current", PASSWORD),
+                ("password", "new-Pass-4471"),
+                ("password_again", "new-Pass-4471"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("Password changed"));
+    assert_eq!(fresh.get("/account").await.status, 200);
+    let other = c.get("/account").await;
+    assert_eq!(other.status, 303, "the other browser is signed out");
+    assert_eq!(header(&other, "location"), Some("/signin"));
+
+    // Sign out ends the session on the server, not just in the browser.
+    let stolen = fresh.cookies["rpb_session"].clone();
+    let page = fresh.get("/account").await;
+    let r = fresh
+        .post("/signout", &[("csrf", &csrf_of(&page.body))])
+        .await;
+    assert_eq!(r.status, 303);
+    let mut replay = WebClient::new(broker.api);
+    replay.cookies.insert("rpb_session".into(), stolen);
+    assert_eq!(replay.get("/account").await.status, 303);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forms_without_the_right_csrf_token_or_from_another_site_are_refused() {
+    let broker = TestBroker::start(1).await;
+    let mut c = sign_up(&broker, "bob@example.org").await;
+    let page = c.get("/account").await;
+    let csrf = csrf_of(&page.body);
+    let change = |token: &str| {
+        vec![
+            ("csrf".to_string(), token.to_string()),
+            ("current".to_string(), PASSWORD.to_string()),
+            ("password".to_string(), "evil-Pass-9921".to_string()),
+            ("password_again".to_string(), "evil-Pass-9921".to_string()),
+        ]
+    };
+    for token in ["", "0000", &csrf[..csrf.len() - 1]] {
+        let fields = change(token);
+        let fields: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let r = c.post("/account/password", &fields).await;
+        assert_eq!(r.status, 403, "token {token:?}");
+    }
+    let fields = change(&csrf);
+    let fields: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let r = c
+        .post_with(
+            "/account/password",
+            &fields,
+            "Origin: https://evil.example\r\n",
+        )
+        .await;
+    assert_eq!(r.status, 403, "another site's origin");
+    // None of that changed the password.
+    let mut again = WebClient::new(broker.api);
+    let form = again.get("/signin").await;
+    let r = again
+        .post(
+            "/signin",
+            &[
+                ("csrf", &csrf_of(&form.body)),
+                ("email", "bob@example.org"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+
+    // Signed-out forms need the token that matches their cookie.
+    let mut anon = WebClient::new(broker.api);
+    let r = anon
+        .post(
+            "/signup",
+            &[
+                ("csrf", "forged"),
+                ("email", "mallory@example.org"),
+                ("password", PASSWORD),
+                ("password_again", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 403);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_up_explains_its_refusals_and_escapes_what_it_echoes() {
+    let broker = TestBroker::start(1).await;
+    let mut c = WebClient::new(broker.api);
+    let form = c.get("/signup").await;
+    let csrf = csrf_of(&form.body);
+    let attempt = |email: &'static str, p1: &'static str, p2: &'static str| {
+        [
+            ("csrf", csrf.clone()),
+            ("email", email.into()),
+            ("password", p1.into()),
+            ("password_again", p2.into()),
+        ]
+    };
+    for (fields, expect) in [
+        (
+            attempt("carol@example.org", "password1", "password1"),
+            "among the first that attackers try",
+        ),
+        (attempt("carol@example.org", "short", "short"), "at least 8"),
+        (
+            attempt("carol@example.org", PASSWORD, "different-Pass-1"),
+            "The two passwords differ",
+        ),
+        (
+            attempt("<script>alert(1)</script>", PASSWORD, PASSWORD),
+            "Not a usable email address",
+        ),
+    ] {
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = c.post("/signup", &fields).await;
+        assert_eq!(r.status, 422, "{expect}");
+        assert!(r.body.contains(expect), "{expect}: {}", r.body);
+        assert!(
+            !r.body.contains("<script>alert(1)"),
+            "echoed input is escaped"
+        );
+        assert!(!c.cookies.contains_key("rpb_session"));
+    }
+    sign_up(&broker, "dave@example.org").await;
+    let taken = {
+        let fields = attempt("DAVE@example.org", PASSWORD, PASSWORD);
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        c.post("/signup", &fields).await
+    };
+    assert_eq!(taken.status, 422);
+    assert!(taken.body.contains("already exists"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guessing_a_password_is_slowed_then_blocked() {
+    let broker = TestBroker::start(1).await;
+    sign_up(&broker, "erin@example.org").await;
+    let mut c = WebClient::new(broker.api);
+    let form = c.get("/signin").await;
+    let csrf = csrf_of(&form.body);
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        let guess = format!("guess-{i}-password");
+        let r = c
+            .post(
+                "/signin",
+                &[
+                    ("csrf", &csrf),
+                    ("email", "erin@example.org"),
+                    ("password", &guess),
+                ],
+            )
+            .await;
+        statuses.push(r.status);
+    }
+    assert_eq!(&statuses[..5], &[401; 5], "{statuses:?}");
+    assert!(statuses[5..].iter().all(|&s| s == 429), "{statuses:?}");
+    // Locked: even the right password waits now.
+    let r = c
+        .post(
+            "/signin",
+            &[
+                ("csrf", &csrf),
+                ("email", "erin@example.org"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 429);
+    assert!(r.body.contains("try again in"), "{}", r.body);
+    // An unknown address gets the same answer as a wrong password.
+    let r = c
+        .post(
+            "/signin",
+            &[
+                ("csrf", &csrf),
+                ("email", "nobody@example.org"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    assert!(r.body.contains("Wrong email address or password"));
+    // From one address, many accounts cannot be tried without limit either.
+    let mut limited = false;
+    for i in 0..30 {
+        let email = format!("user{i}@example.org");
+        let r = c
+            .post(
+                "/signin",
+                &[("csrf", &csrf), ("email", &email), ("password", PASSWORD)],
+            )
+            .await;
+        if r.status == 429 {
+            assert!(r.body.contains("from your address"));
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "the per-address limit applies");
+}
