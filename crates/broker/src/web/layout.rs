@@ -15,6 +15,7 @@ header { display: flex; flex-wrap: wrap; gap: .5rem 1.5rem; align-items: center;
 header .brand { font-weight: 700; text-decoration: none; color: inherit; }
 header nav { display: flex; flex-wrap: wrap; gap: 1rem; align-items: center; flex: 1; }
 header nav .right { margin-left: auto; display: flex; gap: 1rem; align-items: center; }
+header nav a, header nav button { white-space: nowrap; }
 main { max-width: 52rem; margin: 0 auto; padding: 1rem; }
 a { color: var(--accent); }
 form.stack { display: grid; gap: .75rem; max-width: 26rem; }

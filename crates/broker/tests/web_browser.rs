@@ -1,0 +1,88 @@
+//! The account pages in a real browser (headless chromium through
+//! WebDriver): two people sign up, sign out, sign in, change a password; the
+//! pages read on a phone-sized screen. A screenshot of each page goes to
+//! `target/screenshots/`.
+
+mod common;
+
+use common::TestBroker;
+use common::browser::Browser;
+
+const PASSWORD: &str = "vq7-Lmz2-pk9w";
+const NEW_PASSWORD: &str = "new-Pass-4471";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_people_sign_up_sign_in_and_change_a_password_in_a_browser() {
+    let broker = TestBroker::start(1).await;
+    let base = format!("http://{}", broker.api);
+    let mut b = Browser::start("accounts").await;
+
+    b.goto(&format!("{base}/")).await;
+    b.wait_text("No devices are listed yet").await;
+    b.shot("marketplace-signed-out").await;
+    b.click("Sign up").await;
+    b.wait_text("Create an account").await;
+    b.shot("sign-up").await;
+
+    // A refused password is explained, and the email typed stays.
+    b.fill("email", "owner@example.org").await;
+    b.fill("password", "password1").await;
+    b.fill("password_again", "password1").await;
+    b.click("Create account").await;
+    b.wait_text("among the first that attackers try").await;
+    b.shot("sign-up-weak-password").await;
+
+    b.fill("password", PASSWORD).await;
+    b.fill("password_again", PASSWORD).await;
+    b.click("Create account").await;
+    let text = b.wait_text("owner@example.org").await;
+    assert!(text.contains("Sign out"), "{text}");
+    assert_eq!(b.path().await, "/");
+    b.shot("marketplace-signed-in").await;
+
+    b.click("owner@example.org").await;
+    b.wait_text("Change password").await;
+    b.fill("current", PASSWORD).await;
+    b.fill("password", NEW_PASSWORD).await;
+    b.fill("password_again", NEW_PASSWORD).await;
+    b.click("Change password").await;
+    b.wait_text("Password changed").await;
+    b.shot("password-changed").await;
+
+    b.click("Sign out").await;
+    b.wait_text("Sign in").await;
+    assert!(!b.text().await.contains("owner@example.org"));
+    b.click("Sign in").await;
+    b.fill("email", "owner@example.org").await;
+    b.fill("password", PASSWORD).await;
+    b.click("Sign in").await;
+    b.wait_text("Wrong email address or password").await;
+    b.shot("sign-in-old-password").await;
+    b.fill("password", NEW_PASSWORD).await;
+    b.click("Sign in").await;
+    b.wait_text("owner@example.org").await;
+    b.shot("signed-in-again").await;
+
+    // A second person, in a separate browser, has an account of their own.
+    let mut other = Browser::start("accounts-second-person").await;
+    other.goto(&format!("{base}/signup")).await;
+    other.fill("email", "renter@example.org").await;
+    other.fill("password", PASSWORD).await;
+    other.fill("password_again", PASSWORD).await;
+    other.click("Create account").await;
+    let text = other.wait_text("renter@example.org").await;
+    assert!(!text.contains("owner@example.org"));
+    other.shot("second-person-signed-in").await;
+
+    // Readable on a phone: no sideways scrolling.
+    b.resize(390, 844).await;
+    for path in ["/", "/account", "/signin"] {
+        b.goto(&format!("{base}{path}")).await;
+        assert!(
+            !b.overflows_horizontally().await,
+            "{path} scrolls sideways on a phone"
+        );
+    }
+    b.goto(&format!("{base}/account")).await;
+    b.shot("account-on-a-phone").await;
+}
