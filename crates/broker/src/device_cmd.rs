@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use rpibroker_wire::agent_config::{AgentConfig, SandboxConfig, Targets, Token};
+use rpibroker_wire::agent_config::AgentConfig;
 use rpibroker_wire::verification::Figures;
 use rpibroker_wire::{DeviceName, Service};
 use russh::keys::{HashAlg, PublicKey};
@@ -16,7 +16,7 @@ use crate::cli::DeviceCommand;
 use crate::settings::Settings;
 use crate::store::{DeviceRecord, Store, StoreError};
 use crate::time::UnixTime;
-use crate::{host_key, notify, presence, private_file, token};
+use crate::{enroll, host_key, notify, presence, private_file, token};
 
 pub async fn run(settings: &Settings, command: DeviceCommand) -> anyhow::Result<()> {
     create_private_dir(&settings.data_dir)?;
@@ -149,22 +149,11 @@ impl Enrollment {
         sandbox: bool,
     ) -> anyhow::Result<Self> {
         let key = host_key::load_or_create(&settings.data_dir)?;
-        let ssh_port = settings.ssh_listen.port();
+        let fingerprint = host_key::fingerprint(&key);
         Ok(Self {
             device: name.clone(),
-            agent_config: AgentConfig {
-                broker_url: settings.public_url.clone(),
-                device: name.clone(),
-                token: Token(token.clone()),
-                host_key_fingerprint: Some(host_key::fingerprint(&key)),
-                targets: Targets::default(),
-                key_file: None,
-                sandbox: sandbox.then(SandboxConfig::default),
-            },
-            openssh_command: format!(
-                "ssh -N -p {ssh_port} -R 22:localhost:22 -R 80:localhost:80 -R 443:localhost:443 {name}@{}",
-                settings.tunnel_host
-            ),
+            agent_config: enroll::agent_config(settings, &fingerprint, name, &token, sandbox),
+            openssh_command: enroll::openssh_command(settings, name),
             token,
         })
     }

@@ -23,6 +23,7 @@
 //! - [`verify`]: measuring a sandbox through the tunnel and comparing with the claims.
 //! - [`rental`]: starting and stopping rentals (provision, wipe).
 //! - [`device_cmd`], [`rental_cmd`], [`admin_cmd`], [`cli`]: the command line.
+//! - [`enroll`]: a new device's agent config and start commands.
 //! - [`token`], [`host_key`], [`private_file`], [`port_pool`], [`time`], [`shutdown`], [`accept`]: small
 //!   pieces named for what they own.
 
@@ -35,6 +36,7 @@ pub mod cli;
 pub mod control;
 pub mod device_cmd;
 pub mod edge;
+pub mod enroll;
 pub mod gate;
 pub mod host_key;
 pub mod notify;

@@ -293,3 +293,78 @@ async fn guessing_a_password_is_slowed_then_blocked() {
     }
     assert!(limited, "the per-address limit applies");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn owners_register_devices_and_see_only_their_own() {
+    let broker = TestBroker::start(1).await;
+    let mut alice = sign_up(&broker, "alice@example.org").await;
+    let mut bob = sign_up(&broker, "bob@example.org").await;
+
+    let list = alice.get("/devices").await;
+    assert_eq!(list.status, 200);
+    assert!(list.body.contains("No devices yet"));
+    let r = alice
+        .post(
+            "/devices",
+            &[("csrf", &csrf_of(&list.body)), ("name", "alice-pi")],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    // The token is shown once, with a ready agent config for a sandbox.
+    let token_at = r.body.find("rpb_").expect("the token is shown");
+    let token = &r.body[token_at..token_at + 68];
+    assert!(
+        token.bytes().skip(4).all(|b| b.is_ascii_hexdigit()),
+        "{token}"
+    );
+    assert!(r.body.contains("&quot;sandbox&quot;"), "{}", r.body);
+    assert!(r.body.contains("download=\"device.json\""));
+    let again = alice.get("/devices").await;
+    assert!(again.body.contains("alice-pi"));
+    assert!(again.body.contains("never connected"));
+    assert!(!again.body.contains(token), "the token is not shown again");
+
+    // The device exists for the broker, and the token shown is its token.
+    let mut s = tokio::net::TcpStream::connect(broker.api).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut s,
+        format!("GET /api/v1/device HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let status = common::http::read_response(&mut s).await.unwrap();
+    assert_eq!(status.status, 200, "{}", status.body);
+    assert!(
+        status.body.contains("\"name\":\"alice-pi\""),
+        "{}",
+        status.body
+    );
+
+    // Bob sees none of it, cannot take the name, and names are checked.
+    let bobs = bob.get("/devices").await;
+    assert!(!bobs.body.contains("alice-pi"));
+    let csrf = csrf_of(&bobs.body);
+    let taken = bob
+        .post("/devices", &[("csrf", &csrf), ("name", "alice-pi")])
+        .await;
+    assert_eq!(taken.status, 422);
+    assert!(taken.body.contains("is taken"));
+    let bad = bob
+        .post("/devices", &[("csrf", &csrf), ("name", "<b>pi</b>")])
+        .await;
+    assert_eq!(bad.status, 422);
+    assert!(!bad.body.contains("<b>pi</b>"), "escaped");
+    assert!(bad.body.contains("&lt;b&gt;pi&lt;/b&gt;"));
+    // Without the session's token, nothing is registered.
+    let forged = bob
+        .post("/devices", &[("csrf", "x"), ("name", "bob-pi")])
+        .await;
+    assert_eq!(forged.status, 403);
+    assert!(!broker.list().iter().any(|d| d["name"] == "bob-pi"));
+    // Signed out, the page asks to sign in.
+    let mut anon = WebClient::new(broker.api);
+    let r = anon.get("/devices").await;
+    assert_eq!(r.status, 303);
+    assert_eq!(header(&r, "location"), Some("/signin"));
+}

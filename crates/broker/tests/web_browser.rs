@@ -1,6 +1,7 @@
 //! The account pages in a real browser (headless chromium through
-//! WebDriver): two people sign up, sign out, sign in, change a password; the
-//! pages read on a phone-sized screen. A screenshot of each page goes to
+//! WebDriver): two people sign up, sign out, sign in, change a password, and
+//! one registers a device the other does not see; the pages read on a
+//! phone-sized screen. A screenshot of each page goes to
 //! `target/screenshots/`.
 
 mod common;
@@ -63,6 +64,22 @@ async fn two_people_sign_up_sign_in_and_change_a_password_in_a_browser() {
     b.wait_text("owner@example.org").await;
     b.shot("signed-in-again").await;
 
+    // The owner registers a device and gets its token and config once.
+    b.click("My devices").await;
+    b.wait_text("No devices yet").await;
+    b.shot("my-devices-empty").await;
+    b.fill("name", "owners-pi").await;
+    b.click("Register device").await;
+    let text = b.wait_text("Save its token now").await;
+    assert!(text.contains("rpb_"), "{text}");
+    assert!(text.contains("Download device.json"));
+    b.shot("device-registered").await;
+    b.click("Back to my devices").await;
+    let text = b.wait_text("owners-pi").await;
+    assert!(text.contains("never connected"), "{text}");
+    assert!(!text.contains("rpb_"), "the token is shown only once");
+    b.shot("my-devices").await;
+
     // A second person, in a separate browser, has an account of their own.
     let mut other = Browser::start("accounts-second-person").await;
     other.goto(&format!("{base}/signup")).await;
@@ -73,10 +90,16 @@ async fn two_people_sign_up_sign_in_and_change_a_password_in_a_browser() {
     let text = other.wait_text("renter@example.org").await;
     assert!(!text.contains("owner@example.org"));
     other.shot("second-person-signed-in").await;
+    other.click("My devices").await;
+    let text = other.wait_text("No devices yet").await;
+    assert!(
+        !text.contains("owners-pi"),
+        "one owner's devices are not another's"
+    );
 
     // Readable on a phone: no sideways scrolling.
     b.resize(390, 844).await;
-    for path in ["/", "/account", "/signin"] {
+    for path in ["/", "/account", "/devices", "/signin"] {
         b.goto(&format!("{base}{path}")).await;
         assert!(
             !b.overflows_horizontally().await,

@@ -9,6 +9,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_devices.sql"),
     include_str!("../../migrations/0002_sandboxes.sql"),
     include_str!("../../migrations/0003_accounts.sql"),
+    include_str!("../../migrations/0004_device_owners.sql"),
 ];
 
 pub fn apply(conn: &mut Connection) -> rusqlite::Result<()> {

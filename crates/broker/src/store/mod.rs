@@ -56,6 +56,8 @@ pub struct DeviceRecord {
     pub last_connect: Option<UnixTime>,
     pub online_since: Option<UnixTime>,
     pub last_seen: Option<UnixTime>,
+    /// The account that registered it; `None` for the operator's devices.
+    pub owner_id: Option<i64>,
 }
 
 impl DeviceRecord {
@@ -123,7 +125,7 @@ pub struct Store {
 }
 
 const DEVICE_COLUMNS: &str =
-    "id, name, created_at, hardware, last_connect, online_since, last_seen";
+    "id, name, created_at, hardware, last_connect, online_since, last_seen, owner_id";
 
 impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema
@@ -185,11 +187,49 @@ impl Store {
         owner_key: Option<(&str, &str)>,
         now: UnixTime,
     ) -> Result<DeviceRecord, StoreError> {
+        self.insert_device(name, token_hash, owner_key, None, now)
+    }
+
+    /// Adds a device that belongs to account `owner_id`.
+    pub fn add_owned_device(
+        &self,
+        name: &DeviceName,
+        token_hash: &str,
+        owner_id: i64,
+        now: UnixTime,
+    ) -> Result<DeviceRecord, StoreError> {
+        self.insert_device(name, token_hash, None, Some(owner_id), now)
+    }
+
+    /// The devices that belong to account `owner_id`, by name.
+    pub fn devices_of_owner(&self, owner_id: i64) -> Result<Vec<DeviceRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE owner_id = ?1 ORDER BY name"
+        ))?;
+        let rows = stmt.query_map([owner_id], device_from_row)?;
+        let mut devices = Vec::new();
+        for row in rows {
+            let mut d = row?;
+            d.ports = ports_of(&conn, d.id)?;
+            devices.push(d);
+        }
+        Ok(devices)
+    }
+
+    fn insert_device(
+        &self,
+        name: &DeviceName,
+        token_hash: &str,
+        owner_key: Option<(&str, &str)>,
+        owner_id: Option<i64>,
+        now: UnixTime,
+    ) -> Result<DeviceRecord, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let inserted = tx.execute(
-            "INSERT INTO devices (name, token_hash, created_at) VALUES (?1, ?2, ?3)",
-            params![name.as_str(), token_hash, now.0],
+            "INSERT INTO devices (name, token_hash, created_at, owner_id) VALUES (?1, ?2, ?3, ?4)",
+            params![name.as_str(), token_hash, now.0, owner_id],
         );
         match inserted {
             Err(rusqlite::Error::SqliteFailure(e, _))
@@ -436,6 +476,7 @@ fn device_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
         last_connect: r.get::<_, Option<i64>>(4)?.map(UnixTime),
         online_since: r.get::<_, Option<i64>>(5)?.map(UnixTime),
         last_seen: r.get::<_, Option<i64>>(6)?.map(UnixTime),
+        owner_id: r.get(7)?,
     })
 }
 

@@ -27,6 +27,11 @@ button.link { background: none; color: var(--accent); padding: 0; text-decoratio
 .flash { padding: .75rem 1rem; border-radius: .375rem; margin-bottom: 1rem; }
 .flash.error { background: #fee2e2; color: var(--bad); }
 .flash.ok { background: #dcfce7; color: var(--ok); }
+.table-wrap { overflow-x: auto; margin-bottom: 1.5rem; }
+table { width: 100%; border-collapse: collapse; }
+th, td { text-align: left; padding: .5rem; border-bottom: 1px solid #8884; vertical-align: top; }
+pre { overflow-x: auto; padding: .75rem; background: #8881; border-radius: .375rem; }
+code { word-break: break-all; }
 .empty { padding: 2rem 1rem; text-align: center; color: var(--muted); border: 1px dashed #8886; border-radius: .5rem; }
 footer { color: var(--muted); font-size: .85rem; text-align: center; padding: 2rem 1rem; }
 "#;
@@ -59,6 +64,7 @@ pub fn page(
                     a.brand href="/" { "rpibroker" }
                     nav aria-label="main" {
                         a href="/" { "Marketplace" }
+                        @if session.is_some() { a href="/devices" { "My devices" } }
                         div.right {
                             @match session {
                                 Some(s) => {

@@ -4,6 +4,7 @@
 //! - [`layout`]: the page frame and stylesheet.
 //! - [`auth`]: sign-up, sign-in, sign-out, the account page.
 //! - [`market`]: the marketplace.
+//! - [`devices`]: the owner's devices and device registration.
 //! - [`limit`]: per-address rate limits.
 //!
 //! Every form carries an anti-CSRF token: the session's own once signed in,
@@ -13,6 +14,7 @@
 //! is https.
 
 pub mod auth;
+pub mod devices;
 pub mod layout;
 pub mod limit;
 pub mod market;
@@ -60,6 +62,7 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/signout", post(auth::signout))
         .route("/account", get(auth::account_page))
         .route("/account/password", post(auth::change_password))
+        .route("/devices", get(devices::list).post(devices::register))
 }
 
 /// The value of cookie `name` in the request.

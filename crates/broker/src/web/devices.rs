@@ -1,0 +1,239 @@
+//! The owner's pages: my devices, and registering a device (seed step 1),
+//! whose token and agent config are shown once.
+
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use maud::{Markup, html};
+use rpibroker_wire::{DeviceName, DeviceStatus};
+use serde::Deserialize;
+
+use super::layout::{Flash, page};
+use super::{check_session_csrf, current_session, html_response, see_other};
+use crate::accounts::Session;
+use crate::broker::Shared;
+use crate::store::StoreError;
+use crate::time::UnixTime;
+use crate::{enroll, token};
+
+#[derive(Deserialize)]
+pub struct RegisterForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+}
+
+fn register_form(session: &Session, name: &str) -> Markup {
+    html! {
+        h2 { "Register a device" }
+        form.stack method="post" action="/devices" {
+            input type="hidden" name="csrf" value=(session.csrf);
+            label { "Device name"
+                span.hint { "Lowercase letters, digits and -, at most "
+                    (rpibroker_wire::device_name::MAX_LEN) " characters; it becomes the device's web address." }
+                input type="text" name="name" value=(name) required maxlength="63"
+                    pattern="[a-z0-9]([a-z0-9-]*[a-z0-9])?" autocomplete="off";
+            }
+            button type="submit" { "Register device" }
+        }
+    }
+}
+
+fn device_rows(devices: &[DeviceStatus]) -> Markup {
+    html! {
+        @if devices.is_empty() {
+            div.empty { p { "No devices yet. Register your first one below." } }
+        } @else {
+            div.table-wrap { table {
+                thead { tr { th { "Device" } th { "State" } th { "Sandbox" } th { "Verified" } } }
+                tbody {
+                    @for d in devices {
+                        tr {
+                            td { strong { (d.name) } br; span.hint { (d.subdomain) } }
+                            td { @if d.online { "online" } @else if d.last_handshake.is_some() { "offline" } @else { "never connected" } }
+                            td { (d.sandbox.as_ref().map_or("unknown", |s| s.state.as_str())) }
+                            td { (d.verification.as_ref().map_or("not yet", |v| v.verdict.as_str())) }
+                        }
+                    }
+                }
+            } }
+        }
+    }
+}
+
+async fn my_devices(
+    shared: &Arc<Shared>,
+    session: &Session,
+) -> Result<Vec<DeviceStatus>, StoreError> {
+    let (owner, domain) = (session.user.id, shared.settings.domain.clone());
+    let registry = shared.registry.clone();
+    shared
+        .store
+        .blocking(move |s| {
+            s.devices_of_owner(owner)?
+                .into_iter()
+                .map(|d| {
+                    let online = registry.is_online(&d.name);
+                    s.full_status(d, &domain, online)
+                })
+                .collect()
+        })
+        .await
+}
+
+fn devices_page(
+    session: &Session,
+    devices: &[DeviceStatus],
+    flash: Option<Flash>,
+    name: &str,
+) -> Markup {
+    page(
+        "My devices",
+        Some(session),
+        flash,
+        html! {
+            h1 { "My devices" }
+            (device_rows(devices))
+            (register_form(session, name))
+        },
+    )
+}
+
+pub async fn list(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let Some((session, _)) = current_session(&shared, &headers).await else {
+        return see_other("/signin");
+    };
+    match my_devices(&shared, &session).await {
+        Ok(devices) => html_response(StatusCode::OK, devices_page(&session, &devices, None, "")),
+        Err(e) => {
+            tracing::error!(error = %e, "listing devices failed");
+            html_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                page(
+                    "My devices",
+                    Some(&session),
+                    Some(Flash::Error(
+                        "The broker could not list your devices; try again later.".into(),
+                    )),
+                    html! {},
+                ),
+            )
+        }
+    }
+}
+
+pub async fn register(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Form(form): Form<RegisterForm>,
+) -> Response {
+    let Some((session, _)) = current_session(&shared, &headers).await else {
+        return see_other("/signin");
+    };
+    if let Err(refused) = check_session_csrf(&headers, &session, &form.csrf) {
+        return refused.into_response();
+    }
+    let refuse = |message: String| async {
+        let devices = my_devices(&shared, &session).await.unwrap_or_default();
+        html_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            devices_page(&session, &devices, Some(Flash::Error(message)), &form.name),
+        )
+    };
+    let name = match DeviceName::parse(form.name.trim()) {
+        Ok(n) => n,
+        Err(e) => return refuse(format!("{e}.")).await,
+    };
+    let device_token = token::generate();
+    let (owner, hash, device) = (session.user.id, token::hash(&device_token), name.clone());
+    let added = shared
+        .store
+        .blocking(move |s| s.add_owned_device(&device, &hash, owner, UnixTime::now()))
+        .await;
+    match added {
+        Ok(_) => {}
+        Err(StoreError::NameTaken(_)) => {
+            return refuse(format!("The name {name} is taken; pick another.")).await;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "registering a device failed");
+            return refuse("The broker could not register the device; try again later.".into())
+                .await;
+        }
+    }
+    tracing::info!(device = %name, owner = session.user.id, "device registered");
+    let config = enroll::agent_config(
+        &shared.settings,
+        &shared.host_key_fingerprint,
+        &name,
+        &device_token,
+        true,
+    );
+    let json = serde_json::to_string_pretty(&config).unwrap_or_default();
+    let download = format!(
+        "data:application/json;base64,{}",
+        base64_encode(json.as_bytes())
+    );
+    html_response(
+        StatusCode::CREATED,
+        page(
+            "Device registered",
+            Some(&session),
+            Some(Flash::Ok(format!("Device {name} is registered."))),
+            html! {
+                h1 { "Set up " (name) }
+                p { strong { "Save its token now: it is shown only this once." }
+                    " The broker keeps only a hash of it." }
+                p { "Device token: " code data-testid="device-token" { (device_token) } }
+                h2 { "1. The agent config" }
+                p { a download="device.json" href=(download) { "Download device.json" }
+                    " or copy it:" }
+                pre data-testid="agent-config" { (json) }
+                h2 { "2. On the device" }
+                p { "With Docker installed, build the sandbox image and start the agent (as root, or a member of the docker group):" }
+                pre { "sandbox/build-image.sh\nrpibroker-agent --config device.json" }
+                p { "It connects to this broker, starts the sandbox renters get, and the broker verifies its hardware. Or, to reach your own services without a sandbox, remove the \"sandbox\" section; a stock OpenSSH client works too (the token is the password):" }
+                pre { (enroll::openssh_command(&shared.settings, &name)) }
+                p { a href="/devices" { "Back to my devices" } }
+            },
+        ),
+    )
+}
+
+/// Standard base64, for the config's download link.
+fn base64_encode(bytes: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_the_standard() {
+        assert_eq!(super::base64_encode(b""), "");
+        assert_eq!(super::base64_encode(b"f"), "Zg==");
+        assert_eq!(super::base64_encode(b"fo"), "Zm8=");
+        assert_eq!(super::base64_encode(b"foo"), "Zm9v");
+        assert_eq!(super::base64_encode(b"foobar"), "Zm9vYmFy");
+    }
+}
