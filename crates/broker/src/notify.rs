@@ -122,10 +122,12 @@ async fn handle(stream: UnixStream, shared: Arc<Shared>) -> std::io::Result<()> 
 
 async fn local_request(shared: &Arc<Shared>, request: LocalRequest) -> serde_json::Value {
     let result = match request {
-        LocalRequest::RentalStart { device, ssh_keys } => rental::start(shared, &device, ssh_keys)
-            .await
-            .map(|s| serde_json::to_value(s).unwrap_or_default())
-            .map_err(|e| e.to_string()),
+        LocalRequest::RentalStart { device, ssh_keys } => {
+            rental::start(shared, &device, ssh_keys, None)
+                .await
+                .map(|s| serde_json::to_value(s).unwrap_or_default())
+                .map_err(|e| e.to_string())
+        }
         LocalRequest::RentalStop { device } => rental::stop(shared, &device)
             .await
             .map(|r| serde_json::json!({ "rental": r.id, "device": device }))

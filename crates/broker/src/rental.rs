@@ -85,6 +85,7 @@ pub async fn start(
     shared: &Arc<Shared>,
     device: &DeviceName,
     ssh_keys: Vec<String>,
+    renter_id: Option<i64>,
 ) -> Result<Started, RentalError> {
     if ssh_keys.len() > MAX_SSH_KEYS {
         return Err(RentalError::BadKey(format!(
@@ -102,13 +103,19 @@ pub async fn start(
         .control(device)
         .ok_or_else(|| RentalError::Device(device.clone(), unreachable(shared, device)))?;
     let _ops = link.ops.lock().await;
+    let new_id = new_rental_id();
     let rental = {
-        let (new_id, keys) = (new_rental_id(), ssh_keys.clone());
+        let (new_id, keys) = (new_id.clone(), ssh_keys.clone());
         shared
             .store
-            .blocking(move |s| s.begin_rental(id, &new_id, &keys, UnixTime::now()))
+            .blocking(move |s| s.begin_rental(id, &new_id, &keys, renter_id, UnixTime::now()))
             .await?
     };
+    // An open rental of someone else (a renter racing for the same device,
+    // or one being set up) is theirs: never hand out its credentials.
+    if rental.id != new_id && rental.renter_id != renter_id {
+        return Err(RentalError::AlreadyRented(device.clone(), rental.id));
+    }
     match rental.state {
         RentalState::Active => {
             return Err(RentalError::AlreadyRented(device.clone(), rental.id));

@@ -29,6 +29,12 @@ pub struct DeviceStatus {
     pub last_handshake: Option<i64>,
     /// What the agent reported at its last handshake (claimed, not verified).
     pub hardware: Option<HardwareReport>,
+    /// Offered on the marketplace.
+    #[serde(default)]
+    pub listed: bool,
+    /// Price per hour, in minor units of the broker's currency.
+    #[serde(default)]
+    pub hourly_rate: Option<i64>,
     /// What a renter of the sandbox gets according to the claims: the
     /// machine's figures capped by the sandbox's limits.
     #[serde(default)]

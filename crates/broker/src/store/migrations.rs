@@ -10,6 +10,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_sandboxes.sql"),
     include_str!("../../migrations/0003_accounts.sql"),
     include_str!("../../migrations/0004_device_owners.sql"),
+    include_str!("../../migrations/0005_listings.sql"),
 ];
 
 pub fn apply(conn: &mut Connection) -> rusqlite::Result<()> {

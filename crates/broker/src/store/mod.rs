@@ -58,6 +58,10 @@ pub struct DeviceRecord {
     pub last_seen: Option<UnixTime>,
     /// The account that registered it; `None` for the operator's devices.
     pub owner_id: Option<i64>,
+    /// Offered on the marketplace.
+    pub listed: bool,
+    /// Price per hour in minor units (cents).
+    pub hourly_rate: Option<i64>,
 }
 
 impl DeviceRecord {
@@ -76,6 +80,8 @@ impl DeviceRecord {
             last_handshake: self.last_connect.map(|t| t.0),
             claimed: self.hardware.as_ref().map(crate::verify::claimed),
             hardware: self.hardware,
+            listed: self.listed,
+            hourly_rate: self.hourly_rate,
             sandbox: None,
             verification: None,
             rental: None,
@@ -124,8 +130,7 @@ pub struct Store {
     conn: Arc<Mutex<Connection>>,
 }
 
-const DEVICE_COLUMNS: &str =
-    "id, name, created_at, hardware, last_connect, online_since, last_seen, owner_id";
+const DEVICE_COLUMNS: &str = "id, name, created_at, hardware, last_connect, online_since, last_seen, owner_id, listed, hourly_rate";
 
 impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema
@@ -201,13 +206,35 @@ impl Store {
         self.insert_device(name, token_hash, None, Some(owner_id), now)
     }
 
-    /// The devices that belong to account `owner_id`, by name.
-    pub fn devices_of_owner(&self, owner_id: i64) -> Result<Vec<DeviceRecord>, StoreError> {
+    /// Lists or unlists a device, with its hourly rate.
+    pub fn set_listing(
+        &self,
+        device_id: i64,
+        listed: bool,
+        hourly_rate: Option<i64>,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE devices SET listed = ?2, hourly_rate = ?3 WHERE id = ?1",
+            params![device_id, listed, hourly_rate],
+        )?;
+        Ok(())
+    }
+
+    /// The devices on the marketplace, by name.
+    pub fn listed_devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
+        self.devices_where("listed = 1", [])
+    }
+
+    fn devices_where(
+        &self,
+        condition: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<DeviceRecord>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
-            "SELECT {DEVICE_COLUMNS} FROM devices WHERE owner_id = ?1 ORDER BY name"
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE {condition} ORDER BY name"
         ))?;
-        let rows = stmt.query_map([owner_id], device_from_row)?;
+        let rows = stmt.query_map(params, device_from_row)?;
         let mut devices = Vec::new();
         for row in rows {
             let mut d = row?;
@@ -215,6 +242,11 @@ impl Store {
             devices.push(d);
         }
         Ok(devices)
+    }
+
+    /// The devices that belong to account `owner_id`, by name.
+    pub fn devices_of_owner(&self, owner_id: i64) -> Result<Vec<DeviceRecord>, StoreError> {
+        self.devices_where("owner_id = ?1", [owner_id])
     }
 
     fn insert_device(
@@ -477,6 +509,8 @@ fn device_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
         online_since: r.get::<_, Option<i64>>(5)?.map(UnixTime),
         last_seen: r.get::<_, Option<i64>>(6)?.map(UnixTime),
         owner_id: r.get(7)?,
+        listed: r.get(8)?,
+        hourly_rate: r.get(9)?,
     })
 }
 

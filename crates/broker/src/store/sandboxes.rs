@@ -74,6 +74,8 @@ pub struct RentalRecord {
     pub ssh_keys: Vec<String>,
     pub started_at: i64,
     pub ended_at: Option<i64>,
+    /// The account that rents; `None` when the operator started it.
+    pub renter_id: Option<i64>,
 }
 
 impl RentalRecord {
@@ -102,10 +104,12 @@ fn rental_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RentalRecord> {
         ssh_keys: serde_json::from_str(&keys).unwrap_or_default(),
         started_at: r.get(5)?,
         ended_at: r.get(6)?,
+        renter_id: r.get(7)?,
     })
 }
 
-const RENTAL_COLUMNS: &str = "id, device_id, state, username, ssh_keys, started_at, ended_at";
+const RENTAL_COLUMNS: &str =
+    "id, device_id, state, username, ssh_keys, started_at, ended_at, renter_id";
 
 impl Store {
     pub fn set_sandbox(
@@ -207,6 +211,7 @@ impl Store {
         device_id: i64,
         id: &RentalId,
         ssh_keys: &[String],
+        renter_id: Option<i64>,
         now: UnixTime,
     ) -> Result<RentalRecord, StoreError> {
         let mut conn = self.conn();
@@ -225,9 +230,9 @@ impl Store {
         }
         let keys = serde_json::to_string(ssh_keys).unwrap_or_else(|_| "[]".into());
         tx.execute(
-            "INSERT INTO rentals (id, device_id, state, ssh_keys, started_at)
-             VALUES (?1, ?2, 'provisioning', ?3, ?4)",
-            params![id.as_str(), device_id, keys, now.0],
+            "INSERT INTO rentals (id, device_id, state, ssh_keys, started_at, renter_id)
+             VALUES (?1, ?2, 'provisioning', ?3, ?4, ?5)",
+            params![id.as_str(), device_id, keys, now.0, renter_id],
         )?;
         let record = tx.query_row(
             &format!("SELECT {RENTAL_COLUMNS} FROM rentals WHERE id = ?1"),
@@ -240,6 +245,39 @@ impl Store {
 
     /// Marks a provisioning rental active; false if it is no longer
     /// provisioning (it was stopped meanwhile).
+    /// The rentals of account `renter_id` with their device's name, newest
+    /// first (the latest 50).
+    pub fn rentals_of_renter(
+        &self,
+        renter_id: i64,
+    ) -> Result<Vec<(String, RentalRecord)>, StoreError> {
+        let conn = self.conn();
+        let columns = RENTAL_COLUMNS
+            .split(", ")
+            .map(|c| format!("r.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {columns}, d.name FROM rentals r JOIN devices d ON d.id = r.device_id
+             WHERE r.renter_id = ?1 ORDER BY r.started_at DESC, r.rowid DESC LIMIT 50"
+        ))?;
+        let rows = stmt.query_map([renter_id], |r| {
+            Ok((r.get::<_, String>(8)?, rental_row(r)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn rental(&self, id: &RentalId) -> Result<Option<RentalRecord>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {RENTAL_COLUMNS} FROM rentals WHERE id = ?1"),
+                [id.as_str()],
+                rental_row,
+            )
+            .optional()?)
+    }
+
     pub fn set_rental_active(&self, id: &RentalId, username: &str) -> Result<bool, StoreError> {
         let changed = self.conn().execute(
             "UPDATE rentals SET state = 'active', username = ?2 WHERE id = ?1 AND state = 'provisioning'",
@@ -284,9 +322,13 @@ mod tests {
         let (_dir, store, device) = store_with_device();
         let a = RentalId::parse("a").unwrap();
         let b = RentalId::parse("b").unwrap();
-        let first = store.begin_rental(device, &a, &[], UnixTime(2)).unwrap();
+        let first = store
+            .begin_rental(device, &a, &[], None, UnixTime(2))
+            .unwrap();
         assert_eq!(first.state, RentalState::Provisioning);
-        let again = store.begin_rental(device, &b, &[], UnixTime(3)).unwrap();
+        let again = store
+            .begin_rental(device, &b, &[], None, UnixTime(3))
+            .unwrap();
         assert_eq!(again.id, a, "an open rental is returned, not replaced");
         assert!(store.set_rental_active(&a, "ruser").unwrap());
         store.set_rental_ending(&a).unwrap();
@@ -296,7 +338,9 @@ mod tests {
         );
         store.end_rental(&a, UnixTime(4)).unwrap();
         assert!(store.open_rental(device).unwrap().is_none());
-        let next = store.begin_rental(device, &b, &[], UnixTime(5)).unwrap();
+        let next = store
+            .begin_rental(device, &b, &[], None, UnixTime(5))
+            .unwrap();
         assert_eq!(next.id, b);
     }
 

@@ -20,6 +20,18 @@ use crate::time::UnixTime;
 use crate::{enroll, token};
 
 #[derive(Deserialize)]
+pub struct ListingForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    listed: Option<String>,
+    #[serde(default)]
+    rate: String,
+}
+
+#[derive(Deserialize)]
 pub struct RegisterForm {
     #[serde(default)]
     csrf: String,
@@ -43,13 +55,49 @@ fn register_form(session: &Session, name: &str) -> Markup {
     }
 }
 
-fn device_rows(devices: &[DeviceStatus]) -> Markup {
+/// Parses a price like `1.25` or `2` into minor units (cents), exactly.
+pub fn parse_price(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || !(frac.is_empty() || (digits(frac) && frac.len() <= 2)) || whole.len() > 6
+    {
+        return Err(format!(
+            "{text:?} is not a price per hour like 0.50 or 2 (at most two decimals)"
+        ));
+    }
+    let whole: i64 = whole.parse().map_err(|_| "price too large".to_string())?;
+    let cents: i64 = format!("{frac:0<2}").parse().unwrap_or(0);
+    Ok(whole * 100 + cents)
+}
+
+/// A price in minor units, as people write it.
+pub fn show_price(cents: i64) -> String {
+    format!("{}.{:02}", cents / 100, cents % 100)
+}
+
+fn listing_form(session: &Session, d: &DeviceStatus) -> Markup {
+    html! {
+        form.inline method="post" action="/devices/listing" {
+            input type="hidden" name="csrf" value=(session.csrf);
+            input type="hidden" name="name" value=(d.name);
+            label.check { input type="checkbox" name="listed" value="on" checked[d.listed]; " listed" }
+            label.inline { "per hour "
+                input type="text" name="rate" inputmode="decimal" size="6" required
+                    value=(d.hourly_rate.map(show_price).unwrap_or_default()) aria-label={ "hourly rate of " (d.name) };
+            }
+            button type="submit" { "Save" }
+        }
+    }
+}
+
+fn device_rows(session: &Session, devices: &[DeviceStatus]) -> Markup {
     html! {
         @if devices.is_empty() {
             div.empty { p { "No devices yet. Register your first one below." } }
         } @else {
             div.table-wrap { table {
-                thead { tr { th { "Device" } th { "State" } th { "Sandbox" } th { "Verified" } } }
+                thead { tr { th { "Device" } th { "State" } th { "Sandbox" } th { "Verified" } th { "Marketplace" } } }
                 tbody {
                     @for d in devices {
                         tr {
@@ -57,6 +105,7 @@ fn device_rows(devices: &[DeviceStatus]) -> Markup {
                             td { @if d.online { "online" } @else if d.last_handshake.is_some() { "offline" } @else { "never connected" } }
                             td { (d.sandbox.as_ref().map_or("unknown", |s| s.state.as_str())) }
                             td { (d.verification.as_ref().map_or("not yet", |v| v.verdict.as_str())) }
+                            td { (listing_form(session, d)) }
                         }
                     }
                 }
@@ -97,7 +146,7 @@ fn devices_page(
         flash,
         html! {
             h1 { "My devices" }
-            (device_rows(devices))
+            (device_rows(session, devices))
             (register_form(session, name))
         },
     )
@@ -204,6 +253,83 @@ pub async fn register(
     )
 }
 
+/// Lists or unlists one of the owner's devices, with its hourly rate.
+pub async fn set_listing(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Form(form): Form<ListingForm>,
+) -> Response {
+    let Some((session, _)) = current_session(&shared, &headers).await else {
+        return see_other("/signin");
+    };
+    if let Err(refused) = check_session_csrf(&headers, &session, &form.csrf) {
+        return refused.into_response();
+    }
+    let (shared_ref, session_ref) = (&shared, &session);
+    let show = move |status, flash| async move {
+        let devices = my_devices(shared_ref, session_ref)
+            .await
+            .unwrap_or_default();
+        html_response(status, devices_page(session_ref, &devices, Some(flash), ""))
+    };
+    let rate = match parse_price(&form.rate) {
+        Ok(r) => r,
+        Err(e) => {
+            return show(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Flash::Error(format!("The price {e}.")),
+            )
+            .await;
+        }
+    };
+    let listed = form.listed.is_some();
+    let owner = session.user.id;
+    let name = DeviceName::parse(&form.name).ok();
+    let updated = shared
+        .store
+        .blocking(move |s| -> Result<bool, StoreError> {
+            // Only the owner's own device; anything else looks like no device.
+            let Some(d) = name.and_then(|n| s.device(&n).transpose()).transpose()? else {
+                return Ok(false);
+            };
+            if d.owner_id != Some(owner) {
+                return Ok(false);
+            }
+            s.set_listing(d.id, listed, Some(rate))?;
+            Ok(true)
+        })
+        .await;
+    match updated {
+        Ok(true) => {
+            show(
+                StatusCode::OK,
+                Flash::Ok(format!(
+                    "{}: {} at {} per hour.",
+                    form.name,
+                    if listed { "listed" } else { "not listed" },
+                    show_price(rate)
+                )),
+            )
+            .await
+        }
+        Ok(false) => {
+            show(
+                StatusCode::NOT_FOUND,
+                Flash::Error("You have no device by that name.".into()),
+            )
+            .await
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "updating a listing failed");
+            show(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Flash::Error("The broker could not save that; try again later.".into()),
+            )
+            .await
+        }
+    }
+}
+
 /// Standard base64, for the config's download link.
 fn base64_encode(bytes: &[u8]) -> String {
     const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -228,6 +354,18 @@ fn base64_encode(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn prices_parse_exactly() {
+        assert_eq!(super::parse_price("1.25"), Ok(125));
+        assert_eq!(super::parse_price("2"), Ok(200));
+        assert_eq!(super::parse_price("0.5"), Ok(50));
+        assert_eq!(super::parse_price(" 10.05 "), Ok(1005));
+        for bad in ["", "-1", "1.234", "1e3", "abc", "1.", ".5", "9999999"] {
+            assert!(super::parse_price(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(super::show_price(1005), "10.05");
+    }
+
     #[test]
     fn base64_matches_the_standard() {
         assert_eq!(super::base64_encode(b""), "");

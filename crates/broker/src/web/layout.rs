@@ -32,6 +32,8 @@ table { width: 100%; border-collapse: collapse; }
 th, td { text-align: left; padding: .5rem; border-bottom: 1px solid #8884; vertical-align: top; }
 pre { overflow-x: auto; padding: .75rem; background: #8881; border-radius: .375rem; }
 code { word-break: break-all; }
+form.inline { display: flex; flex-wrap: wrap; gap: .5rem; align-items: center; }
+label.check, label.inline { display: inline-flex; gap: .25rem; align-items: center; font-weight: 400; }
 .empty { padding: 2rem 1rem; text-align: center; color: var(--muted); border: 1px dashed #8886; border-radius: .5rem; }
 footer { color: var(--muted); font-size: .85rem; text-align: center; padding: 2rem 1rem; }
 "#;
@@ -64,7 +66,10 @@ pub fn page(
                     a.brand href="/" { "rpibroker" }
                     nav aria-label="main" {
                         a href="/" { "Marketplace" }
-                        @if session.is_some() { a href="/devices" { "My devices" } }
+                        @if session.is_some() {
+                            a href="/devices" { "My devices" }
+                            a href="/rentals" { "My rentals" }
+                        }
                         div.right {
                             @match session {
                                 Some(s) => {

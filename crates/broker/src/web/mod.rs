@@ -63,6 +63,10 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/account", get(auth::account_page))
         .route("/account/password", post(auth::change_password))
         .route("/devices", get(devices::list).post(devices::register))
+        .route("/devices/listing", post(devices::set_listing))
+        .route("/rent", post(market::rent))
+        .route("/rentals", get(market::rentals))
+        .route("/rentals/stop", post(market::stop))
 }
 
 /// The value of cookie `name` in the request.

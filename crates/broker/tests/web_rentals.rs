@@ -1,0 +1,229 @@
+//! The design document's story over the web pages, with a real agent and
+//! sandbox: an owner registers a device and lists it once it is verified; a
+//! renter rents it, logs in with the credentials the page showed, and stops;
+//! two renters racing for one device get exactly one rental.
+
+mod common;
+
+use common::sandbox::{self, Cleanup, RenterLogin, assert_ran, assert_refused, renter_ssh};
+use common::web::{WebClient, csrf_of};
+use common::{Device, TestAgent, TestBroker};
+use serde_json::Value;
+
+const PASSWORD: &str = "vq7-Lmz2-pk9w";
+
+async fn sign_up(broker: &TestBroker, email: &str) -> WebClient {
+    let mut c = WebClient::new(broker.api);
+    let form = c.get("/signup").await;
+    let r = c
+        .post(
+            "/signup",
+            &[
+                ("csrf", &csrf_of(&form.body)),
+                ("email", email),
+                ("password", PASSWORD),
+                ("password_again", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    c
+}
+
+fn unescape(html: &str) -> String {
+    html.replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The text of the element with `data-testid="id"`.
+fn testid(page: &str, id: &str) -> String {
+    let marker = format!("data-testid=\"{id}\">");
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {id} in {page}"))
+        + marker.len();
+    let end = page[start..].find('<').unwrap() + start;
+    unescape(&page[start..end])
+}
+
+/// Registers `name` on the web for `owner`, writes the agent config the page
+/// showed (with the test image and small limits) and starts the agent.
+async fn register_and_start(
+    broker: &TestBroker,
+    owner: &mut WebClient,
+    name: &str,
+) -> (Device, TestAgent) {
+    let list = owner.get("/devices").await;
+    let r = owner
+        .post(
+            "/devices",
+            &[("csrf", &csrf_of(&list.body)), ("name", name)],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let mut config: Value = serde_json::from_str(&testid(&r.body, "agent-config")).unwrap();
+    assert_eq!(config["device"], name);
+    config["sandbox"]["image"] = Value::String(sandbox::image());
+    config["sandbox"]["cpus"] = 1.into();
+    config["sandbox"]["memory_mb"] = 256.into();
+    let path = broker.dir.path().join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    let device = Device {
+        name: name.to_string(),
+        token: config["token"].as_str().unwrap().to_string(),
+        config: path,
+    };
+    let agent = TestAgent::start_as_configured(&device);
+    agent.wait_up(1).await;
+    sandbox::wait_verified_idle(broker, name).await;
+    (device, agent)
+}
+
+async fn list_at(
+    owner: &mut WebClient,
+    name: &str,
+    listed: bool,
+    rate: &str,
+) -> common::http::Response {
+    let page = owner.get("/devices").await;
+    let mut fields = vec![
+        ("csrf", csrf_of(&page.body)),
+        ("name", name.to_string()),
+        ("rate", rate.to_string()),
+    ];
+    if listed {
+        fields.push(("listed", "on".to_string()));
+    }
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    owner.post("/devices/listing", &fields).await
+}
+
+async fn rent(c: &mut WebClient, name: &str) -> common::http::Response {
+    let home = c.get("/").await;
+    c.post("/rent", &[("csrf", &csrf_of(&home.body)), ("name", name)])
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn owner_lists_renter_rents_logs_in_and_stops() {
+    let name = "web-rent";
+    let _cleanup = Cleanup::new(name);
+    let broker = TestBroker::start(1).await;
+    let mut owner = sign_up(&broker, "owner@example.org").await;
+    let mut renter = sign_up(&broker, "renter@example.org").await;
+    let (_device, _agent) = register_and_start(&broker, &mut owner, name).await;
+
+    // Not listed yet: the marketplace does not show it.
+    assert!(!renter.get("/").await.body.contains(name));
+    let bad = list_at(&mut owner, name, true, "1.234").await;
+    assert_eq!(bad.status, 422);
+    assert!(bad.body.contains("at most two decimals"));
+    // Another owner cannot list it.
+    let mut other = sign_up(&broker, "other@example.org").await;
+    assert_eq!(list_at(&mut other, name, true, "0.10").await.status, 404);
+    let ok = list_at(&mut owner, name, true, "0.50").await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert!(ok.body.contains("listed at 0.50 per hour"));
+
+    let market = renter.get("/").await;
+    assert!(
+        market.body.contains(name) && market.body.contains("0.50"),
+        "{}",
+        market.body
+    );
+    assert!(
+        market.body.contains("1.00 cores, 256 MiB memory"),
+        "measured figures shown: {}",
+        market.body
+    );
+
+    let r = rent(&mut renter, name).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let user = testid(&r.body, "username");
+    let password = testid(&r.body, "password");
+    let ssh = testid(&r.body, "ssh-command");
+    let port = broker.port(name, "ssh").port();
+    assert_eq!(ssh, format!("ssh -p {port} {user}@{name}.localhost"));
+    let out = renter_ssh(
+        &broker,
+        name,
+        &user,
+        RenterLogin::Password(&password),
+        "id -un",
+    );
+    assert_eq!(assert_ran(&out, "renter login").trim(), user);
+
+    // Rented: nobody else can rent it, and the renter sees the rental.
+    let market = other.get("/").await;
+    assert!(market.body.contains("rented"), "{}", market.body);
+    assert_eq!(rent(&mut other, name).await.status, 409);
+    let mine = renter.get("/rentals").await;
+    assert!(mine.body.contains(&user) && mine.body.contains("active"));
+    assert!(
+        !mine.body.contains(&password),
+        "the password is shown only once"
+    );
+    // Another person cannot stop it.
+    let theirs = other.get("/rentals").await;
+    let r = other
+        .post(
+            "/rentals/stop",
+            &[("csrf", &csrf_of(&theirs.body)), ("name", name)],
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    assert!(sandbox::show(&broker, name)["rental"]["state"] == "active");
+
+    let r = renter
+        .post(
+            "/rentals/stop",
+            &[("csrf", &csrf_of(&mine.body)), ("name", name)],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("its sandbox was wiped"));
+    assert_refused(
+        &renter_ssh(
+            &broker,
+            name,
+            &user,
+            RenterLogin::Password(&password),
+            "true",
+        ),
+        "the login after the rental",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_renters_racing_for_one_device_get_one_rental() {
+    let name = "web-race";
+    let _cleanup = Cleanup::new(name);
+    let broker = TestBroker::start(1).await;
+    let mut owner = sign_up(&broker, "owner@example.org").await;
+    let (_device, _agent) = register_and_start(&broker, &mut owner, name).await;
+    assert_eq!(list_at(&mut owner, name, true, "1").await.status, 200);
+
+    let mut a = sign_up(&broker, "a@example.org").await;
+    let mut b = sign_up(&broker, "b@example.org").await;
+    let (ha, hb) = (a.get("/").await, b.get("/").await);
+    let (ca, cb) = (csrf_of(&ha.body), csrf_of(&hb.body));
+    let (fa, fb) = (
+        [("csrf", ca.as_str()), ("name", name)],
+        [("csrf", cb.as_str()), ("name", name)],
+    );
+    let (ra, rb) = tokio::join!(a.post("/rent", &fa), b.post("/rent", &fb));
+    let mut statuses = [ra.status, rb.status];
+    statuses.sort();
+    assert_eq!(statuses, [201, 409], "exactly one renter wins");
+    let shown = sandbox::show(&broker, name);
+    assert_eq!(shown["rental"]["state"], "active");
+    let winner = if ra.status == 201 { &ra } else { &rb };
+    assert_eq!(
+        shown["rental"]["username"],
+        testid(&winner.body, "username")
+    );
+    let loser = if ra.status == 201 { &rb } else { &ra };
+    assert!(!loser.body.contains("data-testid=\"password\""));
+}
