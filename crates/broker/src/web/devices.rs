@@ -58,16 +58,19 @@ fn register_form(session: &Session, name: &str) -> Markup {
 /// Parses a price like `1.25` or `2` into minor units (cents), exactly.
 pub fn parse_price(text: &str) -> Result<i64, String> {
     let text = text.trim();
-    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+    let (whole, frac) = match text.split_once('.') {
+        Some((w, f)) => (w, Some(f)),
+        None => (text, None),
+    };
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(whole) || !(frac.is_empty() || (digits(frac) && frac.len() <= 2)) || whole.len() > 6
-    {
+    let frac_ok = frac.is_none_or(|f| digits(f) && f.len() <= 2);
+    if !digits(whole) || !frac_ok || whole.len() > 6 {
         return Err(format!(
             "{text:?} is not a price per hour like 0.50 or 2 (at most two decimals)"
         ));
     }
     let whole: i64 = whole.parse().map_err(|_| "price too large".to_string())?;
-    let cents: i64 = format!("{frac:0<2}").parse().unwrap_or(0);
+    let cents: i64 = format!("{:0<2}", frac.unwrap_or("")).parse().unwrap_or(0);
     Ok(whole * 100 + cents)
 }
 
