@@ -61,6 +61,15 @@ pub struct Started {
     pub https_url: String,
 }
 
+/// The device's address on the edge, with the port unless it is the default.
+fn edge_url(scheme: &str, device: &DeviceName, domain: &str, port: u16, default: u16) -> String {
+    if port == default {
+        format!("{scheme}://{device}.{domain}/")
+    } else {
+        format!("{scheme}://{device}.{domain}:{port}/")
+    }
+}
+
 fn new_rental_id() -> RentalId {
     let bytes: [u8; 8] = rand::rng().random();
     RentalId::parse(&format!("rnt-{}", hex::encode(bytes))).expect("a valid rental id")
@@ -163,8 +172,20 @@ pub async fn start(
         ssh_keys: credentials.ssh_keys,
         ssh_host: format!("{device}.{domain}"),
         ssh_port: ports.map(|p| p.ssh),
-        http_url: format!("http://{device}.{domain}/"),
-        https_url: format!("https://{device}.{domain}/"),
+        http_url: edge_url(
+            "http",
+            device,
+            domain,
+            shared.settings.http_listen.port(),
+            80,
+        ),
+        https_url: edge_url(
+            "https",
+            device,
+            domain,
+            shared.settings.https_listen.port(),
+            443,
+        ),
     })
 }
 

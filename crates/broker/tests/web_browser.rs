@@ -109,3 +109,119 @@ async fn two_people_sign_up_sign_in_and_change_a_password_in_a_browser() {
     b.goto(&format!("{base}/account")).await;
     b.shot("account-on-a-phone").await;
 }
+
+/// The whole story in two browsers, with a real agent and sandbox: the owner
+/// registers a device and lists it once the broker verified it; the renter
+/// rents it, sees the login, logs in with a stock OpenSSH client, and stops.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_owner_lists_a_device_and_a_renter_rents_it_in_a_browser() {
+    use common::sandbox::{self, Cleanup, RenterLogin, assert_ran, assert_refused, renter_ssh};
+    use common::{Device, TestAgent};
+    use fantoccini::Locator;
+
+    let name = "browser-pi";
+    let _cleanup = Cleanup::new(name);
+    let broker = TestBroker::start(1).await;
+    let base = format!("http://{}", broker.api);
+
+    let mut owner = Browser::start("story-owner").await;
+    owner.goto(&format!("{base}/signup")).await;
+    owner.fill("email", "owner@example.org").await;
+    owner.fill("password", PASSWORD).await;
+    owner.fill("password_again", PASSWORD).await;
+    owner.click("Create account").await;
+    owner.wait_text("owner@example.org").await;
+    owner.click("My devices").await;
+    owner.fill("name", name).await;
+    owner.click("Register device").await;
+    owner.wait_text("Save its token now").await;
+    owner.shot("device-registered").await;
+    // The agent runs with the config the page gave.
+    let json = owner
+        .client
+        .find(Locator::Css("[data-testid='agent-config']"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut config: serde_json::Value = serde_json::from_str(&json).unwrap();
+    config["sandbox"]["image"] = sandbox::image().into();
+    config["sandbox"]["memory_mb"] = 256.into();
+    let path = broker.dir.path().join("browser-pi.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    let device = Device {
+        name: name.into(),
+        token: config["token"].as_str().unwrap().into(),
+        config: path,
+    };
+    let agent = TestAgent::start_as_configured(&device);
+    agent.wait_up(1).await;
+    sandbox::wait_verified_idle(&broker, name).await;
+
+    owner.click("Back to my devices").await;
+    owner.wait_text("verified").await;
+    owner.fill("rate", "0.75").await;
+    owner
+        .client
+        .find(Locator::Css("input[name='listed']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    owner.click("Save").await;
+    owner.wait_text("listed at 0.75 per hour").await;
+    owner.shot("device-listed").await;
+
+    let mut renter = Browser::start("story-renter").await;
+    renter.goto(&format!("{base}/signup")).await;
+    renter.fill("email", "renter@example.org").await;
+    renter.fill("password", PASSWORD).await;
+    renter.fill("password_again", PASSWORD).await;
+    renter.click("Create account").await;
+    let market = renter.wait_text(name).await;
+    assert!(market.contains("0.75"), "{market}");
+    renter.shot("marketplace-with-device").await;
+    renter.click("Rent").await;
+    renter.wait_text("Save the password now").await;
+    renter.shot("rental-credentials").await;
+    let read = |id: &'static str| {
+        let client = renter.client.clone();
+        async move {
+            client
+                .find(Locator::Css(&format!("[data-testid='{id}']")))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let (user, password) = (read("username").await, read("password").await);
+    let out = renter_ssh(
+        &broker,
+        name,
+        &user,
+        RenterLogin::Password(&password),
+        "echo in-the-sandbox",
+    );
+    assert_eq!(assert_ran(&out, "renter login").trim(), "in-the-sandbox");
+
+    renter.click("My rentals").await;
+    renter.wait_text("active").await;
+    renter.shot("my-rentals").await;
+    renter.click("Stop").await;
+    renter.wait_text("its sandbox was wiped").await;
+    renter.shot("rental-stopped").await;
+    assert_refused(
+        &renter_ssh(
+            &broker,
+            name,
+            &user,
+            RenterLogin::Password(&password),
+            "true",
+        ),
+        "the login after the rental",
+    );
+}
