@@ -193,6 +193,16 @@ pub async fn start(
 /// The rental is marked ending first, so if the device is offline it is
 /// wiped as soon as it reconnects.
 pub async fn stop(shared: &Arc<Shared>, device: &DeviceName) -> Result<RentalRecord, RentalError> {
+    stop_rental(shared, device, None).await
+}
+
+/// [`stop`], only if the open rental is `expected` (when given): a renter
+/// ends their own rental, never the next one.
+pub async fn stop_rental(
+    shared: &Arc<Shared>,
+    device: &DeviceName,
+    expected: Option<&RentalId>,
+) -> Result<RentalRecord, RentalError> {
     let (id, _) = device_id(shared, device).await?;
     let link = shared.registry.control(device);
     let _ops = match &link {
@@ -200,7 +210,7 @@ pub async fn stop(shared: &Arc<Shared>, device: &DeviceName) -> Result<RentalRec
         None => None,
     };
     let open = shared.store.blocking(move |s| s.open_rental(id)).await?;
-    let Some(rental) = open else {
+    let Some(rental) = open.filter(|r| expected.is_none_or(|e| *e == r.id)) else {
         return Err(RentalError::NotRented(device.clone()));
     };
     {

@@ -160,6 +160,25 @@ async fn forms_without_the_right_csrf_token_or_from_another_site_are_refused() {
         .await;
     assert_eq!(r.status, 303);
 
+    // Every signed-in form refuses a forged token, and changes nothing.
+    for (path, fields) in [
+        ("/rent", vec![("name", "any")]),
+        ("/rentals/stop", vec![("name", "any")]),
+        (
+            "/devices/listing",
+            vec![("name", "any"), ("rate", "1"), ("listed", "on")],
+        ),
+        ("/devices", vec![("name", "forged-pi")]),
+        ("/signout", vec![]),
+    ] {
+        let mut with_token = vec![("csrf", "forged")];
+        with_token.extend(fields);
+        let r = c.post(path, &with_token).await;
+        assert_eq!(r.status, 403, "{path}");
+    }
+    assert_eq!(c.get("/account").await.status, 200, "still signed in");
+    assert!(!broker.list().iter().any(|d| d["name"] == "forged-pi"));
+
     // Signed-out forms need the token that matches their cookie.
     let mut anon = WebClient::new(broker.api);
     let r = anon
@@ -261,7 +280,7 @@ async fn guessing_a_password_is_slowed_then_blocked() {
         )
         .await;
     assert_eq!(r.status, 429);
-    assert!(r.body.contains("try again in"), "{}", r.body);
+    assert!(r.body.contains("try again later"), "{}", r.body);
     // An unknown address gets the same answer as a wrong password.
     let r = c
         .post(

@@ -23,8 +23,10 @@ use crate::token;
 pub const IDLE_TIMEOUT_SECS: i64 = 2 * 3600;
 /// A session is over this long after sign-in, however busy.
 pub const ABSOLUTE_TIMEOUT_SECS: i64 = 7 * 24 * 3600;
-/// Failed sign-ins tolerated before the account is locked for a while.
+/// Failed sign-ins tolerated before the address is locked for a while.
 pub const FREE_FAILURES: i64 = 5;
+/// A day without failures forgets the earlier ones.
+pub const FORGET_FAILURES_SECS: i64 = 24 * 3600;
 /// First lock; it doubles with each further failure, up to [`MAX_LOCK_SECS`].
 pub const FIRST_LOCK_SECS: i64 = 30;
 pub const MAX_LOCK_SECS: i64 = 3600;
@@ -42,8 +44,8 @@ pub enum AccountError {
     /// Deliberately vague: does not say whether the account exists.
     #[error("wrong email address or password")]
     BadCredentials,
-    #[error("too many failed sign-ins; try again in {0} s")]
-    Locked(i64),
+    #[error("too many failed sign-ins for this address; try again later")]
+    Locked,
     #[error("this account is suspended; contact the broker's operator")]
     Suspended,
     #[error(transparent)]
@@ -131,8 +133,52 @@ fn random_token() -> String {
     hex::encode(rand::rng().random::<[u8; 32]>())
 }
 
-/// Signs in: checks the password (taking as long for an unknown address),
-/// throttles repeated failures per account, and makes a new session.
+/// How long a sign-in lock lasts after `failures` failures, if at all.
+fn lock_for(failures: i64) -> Option<i64> {
+    (failures > FREE_FAILURES).then(|| {
+        let doublings = (failures - FREE_FAILURES - 1).min(20) as u32;
+        (FIRST_LOCK_SECS << doublings).min(MAX_LOCK_SECS)
+    })
+}
+
+/// Checks `given` against the account of `email`, with throttling: failures
+/// are counted per address whether or not an account has it, a locked
+/// address is refused, and every path takes one Argon2 run, so neither the
+/// answer nor its timing tells whether the account exists.
+fn check_password(
+    store: &Store,
+    email: &str,
+    given: &str,
+    now: UnixTime,
+) -> Result<UserRecord, AccountError> {
+    if store.login_lock(email, now)?.is_some() {
+        password::verify(given, password::decoy_hash());
+        return Err(AccountError::Locked);
+    }
+    let user = store.user_by_email(email)?;
+    let hash = user
+        .as_ref()
+        .map_or(password::decoy_hash(), |u| u.password_hash.as_str());
+    let matches = password::verify(given, hash);
+    match user {
+        Some(user) if matches => {
+            store.clear_login_failures(email)?;
+            Ok(user)
+        }
+        _ => {
+            let (failures, lock) =
+                store.record_login_failure(email, now, FORGET_FAILURES_SECS, lock_for)?;
+            tracing::info!(failures, locked = lock.is_some(), "failed sign-in");
+            Err(match lock {
+                Some(_) => AccountError::Locked,
+                None => AccountError::BadCredentials,
+            })
+        }
+    }
+}
+
+/// Signs in: checks the password (see [`check_password`]) and makes a new
+/// session.
 pub fn sign_in(
     store: &Store,
     email: &str,
@@ -143,35 +189,13 @@ pub fn sign_in(
         password::verify(given_password, password::decoy_hash());
         return Err(AccountError::BadCredentials);
     };
-    let Some(user) = store.user_by_email(&email)? else {
-        password::verify(given_password, password::decoy_hash());
-        return Err(AccountError::BadCredentials);
-    };
-    if let Some(until) = user.locked_until.filter(|&u| u > now.0) {
-        return Err(AccountError::Locked(until - now.0));
-    }
-    if !password::verify(given_password, &user.password_hash) {
-        let failures = user.failed_logins + 1;
-        let lock = (failures > FREE_FAILURES).then(|| {
-            let doublings = (failures - FREE_FAILURES - 1).min(20) as u32;
-            (FIRST_LOCK_SECS << doublings).min(MAX_LOCK_SECS)
-        });
-        store.record_failed_login(user.id, failures, lock.map(|l| now.0 + l))?;
-        tracing::info!(user = user.id, failures, lock_secs = lock, "failed sign-in");
-        return Err(match lock {
-            Some(l) => AccountError::Locked(l),
-            None => AccountError::BadCredentials,
-        });
-    }
+    let user = check_password(store, &email, given_password, now)?;
     if user.suspended_at.is_some() {
         return Err(AccountError::Suspended);
     }
     let token = random_token();
     let csrf = random_token();
     store.add_session(&token::hash(&token), user.id, &csrf, now)?;
-    if user.failed_logins > 0 {
-        store.record_failed_login(user.id, 0, None)?;
-    }
     Ok(NewSession {
         token,
         csrf,
@@ -287,32 +311,40 @@ mod tests {
     fn wrong_passwords_and_unknown_accounts_look_the_same_then_lock() {
         let (_dir, store) = store();
         create(&store, "alice@example.org", GOOD, false, UnixTime(0)).unwrap();
-        let unknown = sign_in(&store, "nobody@example.org", GOOD, UnixTime(1)).unwrap_err();
-        let wrong = sign_in(&store, "alice@example.org", "wrong-pass", UnixTime(1)).unwrap_err();
-        assert_eq!(unknown.to_string(), wrong.to_string());
-        for _ in 1..FREE_FAILURES {
-            assert!(matches!(
-                sign_in(&store, "alice@example.org", "wrong-pass", UnixTime(2)),
-                Err(AccountError::BadCredentials)
-            ));
+        let alice =
+            |password: &str, t: i64| sign_in(&store, "alice@example.org", password, UnixTime(t));
+        let nobody = |t: i64| sign_in(&store, "nobody@example.org", "wrong-pass", UnixTime(t));
+        for t in 1..=FREE_FAILURES {
+            let (a, n) = (alice("wrong-pass", t).unwrap_err(), nobody(t).unwrap_err());
+            assert!(matches!(a, AccountError::BadCredentials));
+            assert_eq!(
+                a.to_string(),
+                n.to_string(),
+                "same answer for an unknown address"
+            );
+        }
+        // The next failure locks, for an account and an unknown address alike.
+        assert!(matches!(alice("wrong-pass", 10), Err(AccountError::Locked)));
+        assert!(matches!(nobody(10), Err(AccountError::Locked)));
+        assert!(
+            matches!(alice(GOOD, 20), Err(AccountError::Locked)),
+            "even the right password waits"
+        );
+        // The lock doubles with each further failure.
+        assert!(matches!(alice("wrong-pass", 41), Err(AccountError::Locked)));
+        assert!(matches!(alice(GOOD, 90), Err(AccountError::Locked)));
+        assert!(alice(GOOD, 102).is_ok(), "the 60 s lock ended");
+        // Success forgets the failures.
+        assert!(matches!(
+            alice("wrong-pass", 103),
+            Err(AccountError::BadCredentials)
+        ));
+        // So does a day without failures.
+        for t in 200..200 + FREE_FAILURES {
+            let _ = nobody(t);
         }
         assert!(matches!(
-            sign_in(&store, "alice@example.org", "wrong-pass", UnixTime(3)),
-            Err(AccountError::Locked(30))
-        ));
-        // Locked: even the right password waits.
-        assert!(matches!(
-            sign_in(&store, "alice@example.org", GOOD, UnixTime(10)),
-            Err(AccountError::Locked(23))
-        ));
-        assert!(matches!(
-            sign_in(&store, "alice@example.org", "wrong-pass", UnixTime(40)),
-            Err(AccountError::Locked(60))
-        ));
-        assert!(sign_in(&store, "alice@example.org", GOOD, UnixTime(101)).is_ok());
-        // Success resets the count.
-        assert!(matches!(
-            sign_in(&store, "alice@example.org", "wrong-pass", UnixTime(102)),
+            nobody(200 + FORGET_FAILURES_SECS + 10),
             Err(AccountError::BadCredentials)
         ));
     }

@@ -14,8 +14,6 @@ pub struct UserRecord {
     pub is_admin: bool,
     pub created_at: i64,
     pub suspended_at: Option<i64>,
-    pub failed_logins: i64,
-    pub locked_until: Option<i64>,
 }
 
 /// A session as stored.
@@ -27,8 +25,7 @@ pub struct SessionRecord {
     pub last_seen_at: i64,
 }
 
-const USER_COLUMNS: &str =
-    "id, email, password_hash, is_admin, created_at, suspended_at, failed_logins, locked_until";
+const USER_COLUMNS: &str = "id, email, password_hash, is_admin, created_at, suspended_at";
 
 fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
     Ok(UserRecord {
@@ -38,8 +35,6 @@ fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
         is_admin: r.get(3)?,
         created_at: r.get(4)?,
         suspended_at: r.get(5)?,
-        failed_logins: r.get(6)?,
-        locked_until: r.get(7)?,
     })
 }
 
@@ -95,18 +90,54 @@ impl Store {
             .optional()?)
     }
 
-    /// Records the count of failed sign-ins and the lock they earned (a
-    /// count of 0 and no lock after a success).
-    pub fn record_failed_login(
+    /// When the sign-in lock of `email` ends, if it is locked at `now`.
+    pub fn login_lock(&self, email: &str, now: UnixTime) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT locked_until FROM login_failures WHERE email = ?1 AND locked_until > ?2",
+                params![email, now.0],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Counts one failed sign-in for `email` (a count older than `forget_after`
+    /// seconds starts again) and sets the lock `lock_for(count)` asks for;
+    /// returns the count and the lock's end.
+    pub fn record_login_failure(
         &self,
-        user_id: i64,
-        failures: i64,
-        locked_until: Option<i64>,
-    ) -> Result<(), StoreError> {
-        self.conn().execute(
-            "UPDATE users SET failed_logins = ?2, locked_until = ?3 WHERE id = ?1",
-            params![user_id, failures, locked_until],
+        email: &str,
+        now: UnixTime,
+        forget_after: i64,
+        lock_for: impl Fn(i64) -> Option<i64>,
+    ) -> Result<(i64, Option<i64>), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let failures: i64 = tx.query_row(
+            "INSERT INTO login_failures (email, failures, last_failure) VALUES (?1, 1, ?2)
+             ON CONFLICT (email) DO UPDATE SET
+                 failures = CASE WHEN last_failure < ?2 - ?3 THEN 1 ELSE failures + 1 END,
+                 last_failure = ?2
+             RETURNING failures",
+            params![email, now.0, forget_after],
+            |r| r.get(0),
         )?;
+        let until = lock_for(failures).map(|secs| now.0 + secs);
+        if until.is_some() {
+            tx.execute(
+                "UPDATE login_failures SET locked_until = ?2 WHERE email = ?1",
+                params![email, until],
+            )?;
+        }
+        tx.commit()?;
+        Ok((failures, until))
+    }
+
+    /// Forgets the failed sign-ins of `email` (after a successful one).
+    pub fn clear_login_failures(&self, email: &str) -> Result<(), StoreError> {
+        self.conn()
+            .execute("DELETE FROM login_failures WHERE email = ?1", [email])?;
         Ok(())
     }
 
@@ -182,9 +213,7 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute(
-            "UPDATE users SET password_hash = ?2, password_changed_at = ?3,
-                 failed_logins = 0, locked_until = NULL
-             WHERE id = ?1",
+            "UPDATE users SET password_hash = ?2, password_changed_at = ?3 WHERE id = ?1",
             params![user_id, password_hash, now.0],
         )?;
         tx.execute(

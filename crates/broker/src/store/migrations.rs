@@ -11,6 +11,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_accounts.sql"),
     include_str!("../../migrations/0004_device_owners.sql"),
     include_str!("../../migrations/0005_listings.sql"),
+    include_str!("../../migrations/0006_login_failures.sql"),
 ];
 
 pub fn apply(conn: &mut Connection) -> rusqlite::Result<()> {

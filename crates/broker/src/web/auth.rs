@@ -12,8 +12,8 @@ use serde::Deserialize;
 
 use super::layout::{Flash, page};
 use super::{
-    anonymous_csrf, check_anonymous_csrf, check_session_csrf, clear_session_cookie,
-    current_session, html_response, see_other, session_cookie,
+    BUSY, anonymous_csrf, check_anonymous_csrf, check_session_csrf, clear_session_cookie,
+    current_session, hashing_slot, html_response, see_other, session_cookie,
 };
 use crate::accounts::{self, AccountError, password};
 use crate::broker::Shared;
@@ -149,7 +149,7 @@ pub async fn signup(
     headers: HeaderMap,
     Form(form): Form<SignUpForm>,
 ) -> Response {
-    if let Err(refused) = check_anonymous_csrf(&headers, &form.csrf) {
+    if let Err(refused) = check_anonymous_csrf(&shared, &headers, &form.csrf) {
         return refused.into_response();
     }
     let again = |status, message: String| {
@@ -175,6 +175,9 @@ pub async fn signup(
         );
     }
     let (email, pass) = (form.email.clone(), form.password.clone());
+    let Some(_hashing) = hashing_slot(&shared).await else {
+        return again(StatusCode::SERVICE_UNAVAILABLE, BUSY.into());
+    };
     let result = shared
         .store
         .blocking(move |s| {
@@ -219,7 +222,7 @@ pub async fn signin(
     headers: HeaderMap,
     Form(form): Form<SignInForm>,
 ) -> Response {
-    if let Err(refused) = check_anonymous_csrf(&headers, &form.csrf) {
+    if let Err(refused) = check_anonymous_csrf(&shared, &headers, &form.csrf) {
         return refused.into_response();
     }
     let again = |status, message: String| {
@@ -239,13 +242,16 @@ pub async fn signin(
         );
     }
     let (email, pass) = (form.email.clone(), form.password.clone());
+    let Some(_hashing) = hashing_slot(&shared).await else {
+        return again(StatusCode::SERVICE_UNAVAILABLE, BUSY.into());
+    };
     let result = shared
         .store
         .blocking(move |s| accounts::sign_in(s, &email, &pass, UnixTime::now()))
         .await;
     match result {
         Ok(session) => signed_in(&shared, &session.token, "/"),
-        Err(e @ AccountError::Locked(_)) => again(StatusCode::TOO_MANY_REQUESTS, sentence(&e)),
+        Err(e @ AccountError::Locked) => again(StatusCode::TOO_MANY_REQUESTS, sentence(&e)),
         Err(e @ (AccountError::BadCredentials | AccountError::Suspended)) => {
             again(StatusCode::UNAUTHORIZED, sentence(&e))
         }
@@ -347,6 +353,9 @@ pub async fn change_password(
         );
     }
     let user = session.user.id;
+    let Some(_hashing) = hashing_slot(&shared).await else {
+        return show(StatusCode::SERVICE_UNAVAILABLE, Flash::Error(BUSY.into()));
+    };
     let result = shared
         .store
         .blocking(move |s| {
@@ -371,6 +380,9 @@ pub async fn change_password(
             StatusCode::UNPROCESSABLE_ENTITY,
             Flash::Error("The current password is wrong.".into()),
         ),
+        Err(e @ AccountError::Locked) => {
+            show(StatusCode::TOO_MANY_REQUESTS, Flash::Error(sentence(&e)))
+        }
         Err(e @ AccountError::WeakPassword(_)) => {
             show(StatusCode::UNPROCESSABLE_ENTITY, Flash::Error(sentence(&e)))
         }

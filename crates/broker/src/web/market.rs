@@ -324,8 +324,8 @@ pub async fn stop(
     let mine = list
         .iter()
         .find(|(device, r)| *device == form.name && r.ended_at.is_none())
-        .and_then(|(device, _)| DeviceName::parse(device).ok());
-    let Some(device) = mine else {
+        .and_then(|(device, r)| Some((DeviceName::parse(device).ok()?, r.id.clone())));
+    let Some((device, rental_id)) = mine else {
         return html_response(
             StatusCode::NOT_FOUND,
             rentals_page(
@@ -337,7 +337,7 @@ pub async fn stop(
             ),
         );
     };
-    let outcome = rental::stop(&shared, &device).await;
+    let outcome = rental::stop_rental(&shared, &device, Some(&rental_id)).await;
     let list = my_rentals(&shared, &session).await.unwrap_or_default();
     match outcome {
         Ok(_) => html_response(

@@ -33,16 +33,50 @@ use crate::broker::Shared;
 use crate::time::UnixTime;
 use limit::RateLimit;
 
-/// Name of the session cookie.
+/// Name of the session cookie over http; over https it gets the `__Host-`
+/// prefix, so that a page on a device's subdomain cannot set or shadow it.
 pub const SESSION_COOKIE: &str = "rpb_session";
-/// Name of the cookie that pairs with the CSRF field of signed-out forms.
+/// Name of the cookie that pairs with the CSRF field of signed-out forms
+/// (with the same prefix over https).
 pub const CSRF_COOKIE: &str = "rpb_csrf";
+/// What a page says when password hashing is saturated.
+pub const BUSY: &str = "The broker is busy; try again in a moment.";
+/// Longest wait for a password hashing slot.
+const HASHING_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Rate limits per address.
+/// A slot to hash a password in, or `None` if none freed up in time.
+pub async fn hashing_slot(shared: &Shared) -> Option<tokio::sync::SemaphorePermit<'_>> {
+    tokio::time::timeout(HASHING_WAIT, shared.web_limits.hashing.acquire())
+        .await
+        .ok()?
+        .ok()
+}
+
+fn https(shared: &Shared) -> bool {
+    shared.settings.public_url.starts_with("https://")
+}
+
+/// The cookie's name as this broker sets it.
+pub fn cookie_name(shared: &Shared, base: &'static str) -> String {
+    if https(shared) {
+        format!("__Host-{base}")
+    } else {
+        base.to_string()
+    }
+}
+
+/// Rate limits per address, and a cap on password hashing at once (each
+/// Argon2 run takes 19 MiB and a core for tens of milliseconds).
 pub struct Limits {
     pub sign_in: RateLimit,
     pub sign_up: RateLimit,
+    pub hashing: tokio::sync::Semaphore,
 }
+
+/// Password hashes computed at once, at most.
+const MAX_HASHING: usize = 8;
+/// Largest form body accepted.
+const MAX_FORM: usize = 16 * 1024;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -50,6 +84,7 @@ impl Default for Limits {
             // Per account, sign-ins are throttled too (see `accounts`).
             sign_in: RateLimit::new("sign-in", 20, 300),
             sign_up: RateLimit::new("sign-up", 10, 3600),
+            hashing: tokio::sync::Semaphore::new(MAX_HASHING),
         }
     }
 }
@@ -67,33 +102,36 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/rent", post(market::rent))
         .route("/rentals", get(market::rentals))
         .route("/rentals/stop", post(market::stop))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM))
 }
 
-/// The value of cookie `name` in the request.
+/// The value of cookie `name` in the request; `None` when it is missing, or
+/// sent more than once (another site planted one: trust neither).
 pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
+    let mut found = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .filter(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string());
+    let value = found.next()?;
+    if found.next().is_some() {
+        return None;
+    }
+    Some(value).filter(|v| !v.is_empty() && v.len() <= 128)
 }
 
 fn secure(shared: &Shared) -> &'static str {
-    if shared.settings.public_url.starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
-    }
+    if https(shared) { "; Secure" } else { "" }
 }
 
 /// The `Set-Cookie` value that gives the browser its session.
 pub fn session_cookie(shared: &Shared, token: &str) -> HeaderValue {
     HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={ABSOLUTE_TIMEOUT_SECS}{}",
+        "{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={ABSOLUTE_TIMEOUT_SECS}{}",
+        cookie_name(shared, SESSION_COOKIE),
         secure(shared)
     ))
     .expect("a valid cookie")
@@ -102,7 +140,8 @@ pub fn session_cookie(shared: &Shared, token: &str) -> HeaderValue {
 /// The `Set-Cookie` value that removes the session cookie.
 pub fn clear_session_cookie(shared: &Shared) -> HeaderValue {
     HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}",
+        "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}",
+        cookie_name(shared, SESSION_COOKIE),
         secure(shared)
     ))
     .expect("a valid cookie")
@@ -111,12 +150,13 @@ pub fn clear_session_cookie(shared: &Shared) -> HeaderValue {
 /// The CSRF token of a signed-out form: the one the browser already has, or
 /// a new one with the cookie that sets it.
 pub fn anonymous_csrf(shared: &Shared, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
-    if let Some(existing) = cookie(headers, CSRF_COOKIE) {
+    let name = cookie_name(shared, CSRF_COOKIE);
+    if let Some(existing) = cookie(headers, &name) {
         return (existing, None);
     }
     let token = hex::encode(rand::rng().random::<[u8; 16]>());
     let cookie = HeaderValue::from_str(&format!(
-        "{CSRF_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{}",
+        "{name}={token}; Path=/; HttpOnly; SameSite=Strict{}",
         secure(shared)
     ))
     .expect("a valid cookie");
@@ -158,9 +198,14 @@ impl IntoResponse for CsrfRefused {
 }
 
 /// Checks a signed-out form's CSRF field against its cookie.
-pub fn check_anonymous_csrf(headers: &HeaderMap, field: &str) -> Result<(), CsrfRefused> {
+pub fn check_anonymous_csrf(
+    shared: &Shared,
+    headers: &HeaderMap,
+    field: &str,
+) -> Result<(), CsrfRefused> {
     let ok = same_origin(headers)
-        && cookie(headers, CSRF_COOKIE).is_some_and(|c| same_secret(&c, field));
+        && cookie(headers, &cookie_name(shared, CSRF_COOKIE))
+            .is_some_and(|c| same_secret(&c, field));
     if ok { Ok(()) } else { Err(CsrfRefused) }
 }
 
@@ -197,7 +242,7 @@ pub async fn current_session(
     shared: &Arc<Shared>,
     headers: &HeaderMap,
 ) -> Option<(Session, String)> {
-    let token = cookie(headers, SESSION_COOKIE)?;
+    let token = cookie(headers, &cookie_name(shared, SESSION_COOKIE))?;
     let lookup = token.clone();
     let session = shared
         .store
