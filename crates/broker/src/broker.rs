@@ -160,6 +160,10 @@ impl Broker {
             shutdown.clone(),
         ));
         tasks.spawn(notify::serve(self.notify, shared.clone(), shutdown.clone()));
+        tasks.spawn(crate::accounts::purge_sessions(
+            shared.store.clone(),
+            shutdown.clone(),
+        ));
         let presence = tokio::spawn(self.presence.run(Arc::downgrade(&shared.registry)));
         while tasks.join_next().await.is_some() {}
         shared.registry.kick_all("the broker is shutting down");

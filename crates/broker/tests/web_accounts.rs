@@ -387,3 +387,23 @@ async fn owners_register_devices_and_see_only_their_own() {
     assert_eq!(r.status, 303);
     assert_eq!(header(&r, "location"), Some("/signin"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_registers_a_bounded_number_of_devices() {
+    let broker = TestBroker::start(1).await;
+    let mut c = sign_up(&broker, "hoarder@example.org").await;
+    let csrf = csrf_of(&c.get("/devices").await.body);
+    for i in 0..20 {
+        let name = format!("box-{i}");
+        let r = c
+            .post("/devices", &[("csrf", &csrf), ("name", &name)])
+            .await;
+        assert_eq!(r.status, 201, "{name}");
+    }
+    let r = c
+        .post("/devices", &[("csrf", &csrf), ("name", "box-20")])
+        .await;
+    assert_eq!(r.status, 422);
+    assert!(r.body.contains("at most 20 devices"), "{}", r.body);
+    assert!(!broker.list().iter().any(|d| d["name"] == "box-20"));
+}

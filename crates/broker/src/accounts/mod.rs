@@ -30,6 +30,9 @@ pub const FORGET_FAILURES_SECS: i64 = 24 * 3600;
 /// First lock; it doubles with each further failure, up to [`MAX_LOCK_SECS`].
 pub const FIRST_LOCK_SECS: i64 = 30;
 pub const MAX_LOCK_SECS: i64 = 3600;
+/// How often expired sessions and old sign-in failures are removed.
+const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Longest email address accepted (RFC 5321).
 pub const MAX_EMAIL_LEN: usize = 254;
 
@@ -249,6 +252,32 @@ pub fn change_password(
     Ok(())
 }
 
+/// Removes expired sessions and forgotten sign-in failures every
+/// [`PURGE_EVERY`], until shutdown.
+pub async fn purge_sessions(store: Store, mut shutdown: crate::shutdown::Shutdown) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(PURGE_EVERY) => {}
+            _ = shutdown.wait() => return,
+        }
+        let now = UnixTime::now().0;
+        let purged = store
+            .blocking(move |s| {
+                s.purge_sessions(
+                    now - IDLE_TIMEOUT_SECS,
+                    now - ABSOLUTE_TIMEOUT_SECS,
+                    now - FORGET_FAILURES_SECS,
+                )
+            })
+            .await;
+        match purged {
+            Ok(n) if n > 0 => tracing::info!(sessions = n, "expired sessions removed"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not remove expired sessions"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,6 +376,25 @@ mod tests {
             nobody(200 + FORGET_FAILURES_SECS + 10),
             Err(AccountError::BadCredentials)
         ));
+    }
+
+    #[test]
+    fn purging_removes_only_expired_sessions() {
+        let (_dir, store) = store();
+        create(&store, "alice@example.org", GOOD, false, UnixTime(0)).unwrap();
+        let old = sign_in(&store, "alice@example.org", GOOD, UnixTime(0)).unwrap();
+        let fresh = sign_in(&store, "alice@example.org", GOOD, UnixTime(5000)).unwrap();
+        let now = 5000 + IDLE_TIMEOUT_SECS - 1;
+        let removed = store
+            .purge_sessions(now - IDLE_TIMEOUT_SECS, now - ABSOLUTE_TIMEOUT_SECS, 0)
+            .unwrap();
+        assert_eq!(removed, 1);
+        assert!(
+            session(&store, &fresh.token, UnixTime(now))
+                .unwrap()
+                .is_some()
+        );
+        assert!(store.session(&token::hash(&old.token)).unwrap().is_none());
     }
 
     #[test]

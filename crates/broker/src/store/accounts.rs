@@ -201,6 +201,36 @@ impl Store {
         Ok(())
     }
 
+    /// Removes sessions unused since `idle_before` or made before
+    /// `created_before`, and sign-in failures older than `failures_before`;
+    /// returns how many sessions went.
+    pub fn purge_sessions(
+        &self,
+        idle_before: i64,
+        created_before: i64,
+        failures_before: i64,
+    ) -> Result<usize, StoreError> {
+        let conn = self.conn();
+        let removed = conn.execute(
+            "DELETE FROM sessions WHERE last_seen_at < ?1 OR created_at < ?2",
+            params![idle_before, created_before],
+        )?;
+        conn.execute(
+            "DELETE FROM login_failures WHERE last_failure < ?1 AND (locked_until IS NULL OR locked_until < ?1)",
+            [failures_before],
+        )?;
+        Ok(removed)
+    }
+
+    /// How many devices account `owner_id` has registered.
+    pub fn device_count_of_owner(&self, owner_id: i64) -> Result<i64, StoreError> {
+        Ok(self.conn().query_row(
+            "SELECT COUNT(*) FROM devices WHERE owner_id = ?1",
+            [owner_id],
+            |r| r.get(0),
+        )?)
+    }
+
     /// Sets a new password hash and ends every session of the account but
     /// `keep` (the one that made the change), in one transaction.
     pub fn set_password(

@@ -19,6 +19,9 @@ use crate::store::StoreError;
 use crate::time::UnixTime;
 use crate::{enroll, token};
 
+/// Devices one account may register (each takes three public ports).
+pub const MAX_DEVICES_PER_ACCOUNT: i64 = 20;
+
 #[derive(Deserialize)]
 pub struct ListingForm {
     #[serde(default)]
@@ -200,6 +203,18 @@ pub async fn register(
         Ok(n) => n,
         Err(e) => return refuse(format!("{e}.")).await,
     };
+    let owner = session.user.id;
+    let count = shared
+        .store
+        .blocking(move |s| s.device_count_of_owner(owner))
+        .await
+        .unwrap_or(i64::MAX);
+    if count >= MAX_DEVICES_PER_ACCOUNT {
+        return refuse(format!(
+            "An account may register at most {MAX_DEVICES_PER_ACCOUNT} devices; remove one first or ask the operator."
+        ))
+        .await;
+    }
     let device_token = token::generate();
     let (owner, hash, device) = (session.user.id, token::hash(&device_token), name.clone());
     let added = shared
