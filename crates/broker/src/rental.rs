@@ -193,15 +193,17 @@ pub async fn start(
 /// The rental is marked ending first, so if the device is offline it is
 /// wiped as soon as it reconnects.
 pub async fn stop(shared: &Arc<Shared>, device: &DeviceName) -> Result<RentalRecord, RentalError> {
-    stop_rental(shared, device, None).await
+    stop_rental(shared, device, None, None).await
 }
 
 /// [`stop`], only if the open rental is `expected` (when given): a renter
-/// ends their own rental, never the next one.
+/// ends their own rental, never the next one. `reason` is what the renter
+/// is told when the owner or an administrator ends it.
 pub async fn stop_rental(
     shared: &Arc<Shared>,
     device: &DeviceName,
     expected: Option<&RentalId>,
+    reason: Option<String>,
 ) -> Result<RentalRecord, RentalError> {
     let (id, _) = device_id(shared, device).await?;
     let link = shared.registry.control(device);
@@ -217,7 +219,7 @@ pub async fn stop_rental(
         let rid = rental.id.clone();
         shared
             .store
-            .blocking(move |s| s.set_rental_ending(&rid))
+            .blocking(move |s| s.set_rental_ending(&rid, reason.as_deref()))
             .await?;
     }
     tracing::info!(%device, rental = %rental.id, "rental: ending; wiping the sandbox");

@@ -227,3 +227,80 @@ async fn two_renters_racing_for_one_device_get_one_rental() {
     let loser = if ra.status == 201 { &rb } else { &ra };
     assert!(!loser.body.contains("data-testid=\"password\""));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_owner_ends_a_rental_with_a_reason_and_removes_the_device() {
+    let name = "web-end";
+    let _cleanup = Cleanup::new(name);
+    let broker = TestBroker::start(1).await;
+    let mut owner = sign_up(&broker, "owner@example.org").await;
+    let mut renter = sign_up(&broker, "renter@example.org").await;
+    let mut stranger = sign_up(&broker, "stranger@example.org").await;
+    let (_device, _agent) = register_and_start(&broker, &mut owner, name).await;
+    assert_eq!(list_at(&mut owner, name, true, "0.20").await.status, 200);
+    let r = rent(&mut renter, name).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let (user, password) = (testid(&r.body, "username"), testid(&r.body, "password"));
+
+    // Only the owner can end it or remove the device.
+    let page = stranger.get("/devices").await;
+    let csrf = csrf_of(&page.body);
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("name", name),
+        ("reason", "mine now"),
+    ];
+    assert_eq!(
+        stranger.post("/devices/end-rental", &fields).await.status,
+        404
+    );
+    assert_eq!(
+        stranger.post("/devices/remove", &fields[..2]).await.status,
+        404
+    );
+    assert_eq!(sandbox::show(&broker, name)["rental"]["state"], "active");
+
+    let page = owner.get("/devices").await;
+    assert!(
+        page.body.contains(&user),
+        "the owner sees the rental: {}",
+        page.body
+    );
+    let csrf = csrf_of(&page.body);
+    let r = owner
+        .post(
+            "/devices/end-rental",
+            &[
+                ("csrf", &csrf),
+                ("name", name),
+                ("reason", "maintenance <tonight>"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mine = renter.get("/rentals").await;
+    assert!(
+        mine.body
+            .contains("Ended by the owner: maintenance &lt;tonight&gt;"),
+        "{}",
+        mine.body
+    );
+    assert_refused(
+        &renter_ssh(
+            &broker,
+            name,
+            &user,
+            RenterLogin::Password(&password),
+            "true",
+        ),
+        "the login after the owner ended the rental",
+    );
+
+    let r = owner
+        .post("/devices/remove", &[("csrf", &csrf), ("name", name)])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("is removed"));
+    assert!(!broker.list().iter().any(|d| d["name"] == name));
+    assert!(!owner.get("/devices").await.body.contains(name));
+}

@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0004_device_owners.sql"),
     include_str!("../../migrations/0005_listings.sql"),
     include_str!("../../migrations/0006_login_failures.sql"),
+    include_str!("../../migrations/0007_rental_end_reason.sql"),
 ];
 
 pub fn apply(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -76,6 +76,8 @@ pub struct RentalRecord {
     pub ended_at: Option<i64>,
     /// The account that rents; `None` when the operator started it.
     pub renter_id: Option<i64>,
+    /// Why the owner or an administrator ended it.
+    pub end_reason: Option<String>,
 }
 
 impl RentalRecord {
@@ -105,11 +107,12 @@ fn rental_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RentalRecord> {
         started_at: r.get(5)?,
         ended_at: r.get(6)?,
         renter_id: r.get(7)?,
+        end_reason: r.get(8)?,
     })
 }
 
 const RENTAL_COLUMNS: &str =
-    "id, device_id, state, username, ssh_keys, started_at, ended_at, renter_id";
+    "id, device_id, state, username, ssh_keys, started_at, ended_at, renter_id, end_reason";
 
 impl Store {
     pub fn set_sandbox(
@@ -262,7 +265,7 @@ impl Store {
              WHERE r.renter_id = ?1 ORDER BY r.started_at DESC, r.rowid DESC LIMIT 50"
         ))?;
         let rows = stmt.query_map([renter_id], |r| {
-            Ok((r.get::<_, String>(8)?, rental_row(r)?))
+            Ok((r.get::<_, String>(9)?, rental_row(r)?))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -286,10 +289,13 @@ impl Store {
         Ok(changed == 1)
     }
 
-    pub fn set_rental_ending(&self, id: &RentalId) -> Result<(), StoreError> {
+    /// Marks a rental ending, with the reason when its owner or an
+    /// administrator ends it.
+    pub fn set_rental_ending(&self, id: &RentalId, reason: Option<&str>) -> Result<(), StoreError> {
         self.conn().execute(
-            "UPDATE rentals SET state = 'ending' WHERE id = ?1 AND state != 'ended'",
-            [id.as_str()],
+            "UPDATE rentals SET state = 'ending', end_reason = COALESCE(?2, end_reason)
+             WHERE id = ?1 AND state != 'ended'",
+            params![id.as_str(), reason],
         )?;
         Ok(())
     }
@@ -331,7 +337,7 @@ mod tests {
             .unwrap();
         assert_eq!(again.id, a, "an open rental is returned, not replaced");
         assert!(store.set_rental_active(&a, "ruser").unwrap());
-        store.set_rental_ending(&a).unwrap();
+        store.set_rental_ending(&a, None).unwrap();
         assert!(
             !store.set_rental_active(&a, "ruser").unwrap(),
             "an ending rental stays ending"
@@ -342,6 +348,29 @@ mod tests {
             .begin_rental(device, &b, &[], None, UnixTime(5))
             .unwrap();
         assert_eq!(next.id, b);
+    }
+
+    #[test]
+    fn a_renter_sees_their_rentals_with_the_device_name() {
+        let (_dir, store, device) = store_with_device();
+        let renter = store
+            .add_user("r@example.org", "hash", false, UnixTime(1))
+            .unwrap()
+            .id;
+        let a = RentalId::parse("a").unwrap();
+        store
+            .begin_rental(device, &a, &[], Some(renter), UnixTime(2))
+            .unwrap();
+        let mine = store.rentals_of_renter(renter).unwrap();
+        assert_eq!(mine.len(), 1);
+        assert_eq!(mine[0].0, "pi");
+        assert_eq!(mine[0].1.id, a);
+        assert_eq!(mine[0].1.end_reason, None);
+        store.set_rental_ending(&a, Some("maintenance")).unwrap();
+        let mine = store.rentals_of_renter(renter).unwrap();
+        assert_eq!(mine[0].0, "pi");
+        assert_eq!(mine[0].1.end_reason.as_deref(), Some("maintenance"));
+        assert!(store.rentals_of_renter(renter + 1).unwrap().is_empty());
     }
 
     #[test]

@@ -103,7 +103,7 @@ fn device_rows(session: &Session, devices: &[DeviceStatus]) -> Markup {
             div.empty { p { "No devices yet. Register your first one below." } }
         } @else {
             div.table-wrap { table {
-                thead { tr { th { "Device" } th { "State" } th { "Sandbox" } th { "Verified" } th { "Marketplace" } } }
+                thead { tr { th { "Device" } th { "State" } th { "Sandbox" } th { "Verified" } th { "Marketplace" } th { "Rental" } th { "" } } }
                 tbody {
                     @for d in devices {
                         tr {
@@ -112,6 +112,25 @@ fn device_rows(session: &Session, devices: &[DeviceStatus]) -> Markup {
                             td { (d.sandbox.as_ref().map_or("unknown", |s| s.state.as_str())) }
                             td { (d.verification.as_ref().map_or("not yet", |v| v.verdict.as_str())) }
                             td { (listing_form(session, d)) }
+                            td {
+                                @if let Some(r) = &d.rental {
+                                    (r.state) " (" (r.username.as_deref().unwrap_or("-")) ")"
+                                    form.inline method="post" action="/devices/end-rental" {
+                                        input type="hidden" name="csrf" value=(session.csrf);
+                                        input type="hidden" name="name" value=(d.name);
+                                        input type="text" name="reason" required maxlength="200"
+                                            placeholder="reason, shown to the renter" aria-label={ "reason to end the rental of " (d.name) };
+                                        button type="submit" { "End rental" }
+                                    }
+                                } @else { "none" }
+                            }
+                            td {
+                                form method="post" action="/devices/remove" {
+                                    input type="hidden" name="csrf" value=(session.csrf);
+                                    input type="hidden" name="name" value=(d.name);
+                                    button.link type="submit" aria-label={ "Remove " (d.name) } { "Remove" }
+                                }
+                            }
                         }
                     }
                 }
@@ -346,6 +365,170 @@ pub async fn set_listing(
             .await
         }
     }
+}
+
+#[derive(Deserialize)]
+pub struct EndRentalForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// The signed-in owner's device called `name`, if it is theirs.
+async fn owned(
+    shared: &Arc<Shared>,
+    session: &Session,
+    name: &str,
+) -> Option<crate::store::DeviceRecord> {
+    let name = DeviceName::parse(name).ok()?;
+    let owner = session.user.id;
+    shared
+        .store
+        .blocking(move |s| s.device(&name))
+        .await
+        .ok()
+        .flatten()
+        .filter(|d| d.owner_id == Some(owner))
+}
+
+/// Ends the rental of one of the owner's devices, with a reason the renter sees.
+pub async fn end_rental(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Form(form): Form<EndRentalForm>,
+) -> Response {
+    let Some((session, _)) = current_session(&shared, &headers).await else {
+        return see_other("/signin");
+    };
+    if let Err(refused) = check_session_csrf(&headers, &session, &form.csrf) {
+        return refused.into_response();
+    }
+    let (shared_ref, session_ref) = (&shared, &session);
+    let show = move |status, flash| async move {
+        let devices = my_devices(shared_ref, session_ref)
+            .await
+            .unwrap_or_default();
+        html_response(status, devices_page(session_ref, &devices, Some(flash), ""))
+    };
+    let reason = form.reason.trim().to_string();
+    if reason.is_empty() || reason.chars().count() > 200 || reason.chars().any(char::is_control) {
+        return show(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Flash::Error("Give the renter a reason of 1 to 200 characters.".into()),
+        )
+        .await;
+    }
+    let Some(device) = owned(&shared, &session, &form.name).await else {
+        return show(
+            StatusCode::NOT_FOUND,
+            Flash::Error("You have no device by that name.".into()),
+        )
+        .await;
+    };
+    match crate::rental::stop_rental(&shared, &device.name, None, Some(reason)).await {
+        Ok(_) => {
+            show(
+                StatusCode::OK,
+                Flash::Ok(format!(
+                    "The rental of {} ended; its sandbox was wiped.",
+                    device.name
+                )),
+            )
+            .await
+        }
+        Err(crate::rental::RentalError::NotRented(_)) => {
+            show(
+                StatusCode::CONFLICT,
+                Flash::Error(format!("{} has no rental.", device.name)),
+            )
+            .await
+        }
+        Err(e) => {
+            tracing::warn!(device = %device.name, error = %e, "ending a rental failed");
+            show(
+                StatusCode::ACCEPTED,
+                Flash::Ok(format!(
+                    "The rental of {} is ending; the device is wiped as soon as it is reachable.",
+                    device.name
+                )),
+            )
+            .await
+        }
+    }
+}
+
+/// Removes one of the owner's devices, ending its rental (with a wipe) first.
+pub async fn remove(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Form(form): Form<RegisterForm>,
+) -> Response {
+    let Some((session, _)) = current_session(&shared, &headers).await else {
+        return see_other("/signin");
+    };
+    if let Err(refused) = check_session_csrf(&headers, &session, &form.csrf) {
+        return refused.into_response();
+    }
+    let (shared_ref, session_ref) = (&shared, &session);
+    let show = move |status, flash| async move {
+        let devices = my_devices(shared_ref, session_ref)
+            .await
+            .unwrap_or_default();
+        html_response(status, devices_page(session_ref, &devices, Some(flash), ""))
+    };
+    let Some(device) = owned(&shared, &session, &form.name).await else {
+        return show(
+            StatusCode::NOT_FOUND,
+            Flash::Error("You have no device by that name.".into()),
+        )
+        .await;
+    };
+    let name = device.name.clone();
+    match crate::rental::stop_rental(
+        &shared,
+        &name,
+        None,
+        Some("the owner removed the device".into()),
+    )
+    .await
+    {
+        Ok(_) | Err(crate::rental::RentalError::NotRented(_)) => {}
+        Err(e) => {
+            tracing::warn!(device = %name, error = %e, "could not end the rental before removing");
+            return show(
+                StatusCode::CONFLICT,
+                Flash::Error(format!("{name} has a rental that could not be ended cleanly (is the device online?); try again when it is.")),
+            )
+            .await;
+        }
+    }
+    let gone = name.clone();
+    if let Err(e) = shared
+        .store
+        .blocking(move |s| s.remove_device(&gone, UnixTime::now()))
+        .await
+    {
+        tracing::error!(device = %name, error = %e, "removing a device failed");
+        return show(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Flash::Error("The broker could not remove the device; try again later.".into()),
+        )
+        .await;
+    }
+    if let Some((generation, _)) = shared.registry.credential(&name) {
+        shared
+            .registry
+            .kick_generation(&name, generation, "the device was removed by its owner");
+    }
+    tracing::info!(device = %name, owner = session.user.id, "device removed by its owner");
+    show(
+        StatusCode::OK,
+        Flash::Ok(format!("{name} is removed: its token no longer works.")),
+    )
+    .await
 }
 
 /// Standard base64, for the config's download link.

@@ -275,13 +275,14 @@ fn rentals_page(
                 div.empty { p { "You have no rentals. " a href="/" { "Find a device" } "." } }
             } @else {
                 div.table-wrap { table {
-                    thead { tr { th { "Device" } th { "Login" } th { "State" } th { "" } } }
+                    thead { tr { th { "Device" } th { "Login" } th { "State" } th { "Note" } th { "" } } }
                     tbody {
                         @for (device, r) in rentals {
                             tr {
                                 td { (device) }
                                 td { (r.username.as_deref().unwrap_or("-")) }
                                 td { (r.state.as_str()) }
+                                td { @if let Some(why) = &r.end_reason { "Ended by the owner: " (why) } }
                                 td {
                                     @if r.ended_at.is_none() {
                                         form method="post" action="/rentals/stop" {
@@ -304,8 +305,22 @@ pub async fn rentals(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> R
     let Some((session, _)) = current_session(&shared, &headers).await else {
         return see_other("/signin");
     };
-    let list = my_rentals(&shared, &session).await.unwrap_or_default();
-    html_response(StatusCode::OK, rentals_page(&session, &list, None))
+    match my_rentals(&shared, &session).await {
+        Ok(list) => html_response(StatusCode::OK, rentals_page(&session, &list, None)),
+        Err(e) => {
+            tracing::error!(error = %e, "listing rentals failed");
+            html_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                rentals_page(
+                    &session,
+                    &[],
+                    Some(Flash::Error(
+                        "The broker could not list your rentals; try again later.".into(),
+                    )),
+                ),
+            )
+        }
+    }
 }
 
 pub async fn stop(
@@ -337,7 +352,7 @@ pub async fn stop(
             ),
         );
     };
-    let outcome = rental::stop_rental(&shared, &device, Some(&rental_id)).await;
+    let outcome = rental::stop_rental(&shared, &device, Some(&rental_id), None).await;
     let list = my_rentals(&shared, &session).await.unwrap_or_default();
     match outcome {
         Ok(_) => html_response(

@@ -99,6 +99,8 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/account/password", post(auth::change_password))
         .route("/devices", get(devices::list).post(devices::register))
         .route("/devices/listing", post(devices::set_listing))
+        .route("/devices/end-rental", post(devices::end_rental))
+        .route("/devices/remove", post(devices::remove))
         .route("/rent", post(market::rent))
         .route("/rentals", get(market::rentals))
         .route("/rentals/stop", post(market::stop))
