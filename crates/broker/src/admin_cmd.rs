@@ -1,5 +1,6 @@
-//! The `rpibroker admin …` commands. They work on the store directly, like
-//! the device commands.
+//! The `rpibroker admin …` commands: create administrators, lift sign-in
+//! locks, suspend accounts. They work on the store directly, like the device
+//! commands.
 
 use std::io::BufRead;
 
@@ -53,6 +54,28 @@ pub fn run(settings: &Settings, command: AdminCommand) -> anyhow::Result<()> {
                 }
                 Err(e) => Err(e.into()),
             }
+        }
+        AdminCommand::Unlock { email } => {
+            let email = accounts::normalize_email(&email)?;
+            store.clear_login_failures(&email)?;
+            println!("Sign-in for {email} is unlocked and its failure count cleared.");
+            Ok(())
+        }
+        AdminCommand::Suspend { email } => {
+            let email = accounts::normalize_email(&email)?;
+            if !store.set_suspended(&email, Some(UnixTime::now().0))? {
+                bail!("no account with the email address {email}");
+            }
+            println!("{email} is suspended: its sessions ended and it cannot sign in.");
+            Ok(())
+        }
+        AdminCommand::Unsuspend { email } => {
+            let email = accounts::normalize_email(&email)?;
+            if !store.set_suspended(&email, None)? {
+                bail!("no account with the email address {email}");
+            }
+            println!("{email} can sign in again.");
+            Ok(())
         }
     }
 }

@@ -56,6 +56,12 @@ pub enum AdminCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Lift the sign-in lock of an email address (after too many failures).
+    Unlock { email: String },
+    /// Suspend an account: its sessions end and it cannot sign in.
+    Suspend { email: String },
+    /// Let a suspended account sign in again.
+    Unsuspend { email: String },
 }
 
 #[derive(Debug, Subcommand)]

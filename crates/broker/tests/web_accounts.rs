@@ -407,3 +407,60 @@ async fn an_account_registers_a_bounded_number_of_devices() {
     assert!(r.body.contains("at most 20 devices"), "{}", r.body);
     assert!(!broker.list().iter().any(|d| d["name"] == "box-20"));
 }
+
+/// Signs in `email` from a fresh client; returns the response.
+async fn sign_in(
+    broker: &TestBroker,
+    email: &str,
+    password: &str,
+) -> (WebClient, common::http::Response) {
+    let mut c = WebClient::new(broker.api);
+    let form = c.get("/signin").await;
+    let r = c
+        .post(
+            "/signin",
+            &[
+                ("csrf", &csrf_of(&form.body)),
+                ("email", email),
+                ("password", password),
+            ],
+        )
+        .await;
+    (c, r)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_suspends_reinstates_and_unlocks_accounts() {
+    let broker = TestBroker::start(1).await;
+    let mut frank = sign_up(&broker, "frank@example.org").await;
+    assert_eq!(frank.get("/account").await.status, 200);
+
+    let out = broker.run(&["admin", "suspend", "Frank@example.org"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(frank.get("/account").await.status, 303, "the session ended");
+    let (_, r) = sign_in(&broker, "frank@example.org", PASSWORD).await;
+    assert_eq!(r.status, 401);
+    assert!(r.body.contains("suspended"), "{}", r.body);
+    let out = broker.run(&["admin", "unsuspend", "frank@example.org"]);
+    assert!(out.status.success());
+    let (_, r) = sign_in(&broker, "frank@example.org", PASSWORD).await;
+    assert_eq!(r.status, 303);
+
+    for _ in 0..6 {
+        sign_in(&broker, "frank@example.org", "wrong-password-1").await;
+    }
+    let (_, r) = sign_in(&broker, "frank@example.org", PASSWORD).await;
+    assert_eq!(r.status, 429, "locked");
+    let out = broker.run(&["admin", "unlock", "frank@example.org"]);
+    assert!(out.status.success());
+    let (_, r) = sign_in(&broker, "frank@example.org", PASSWORD).await;
+    assert_eq!(r.status, 303, "unlocked");
+
+    let missing = broker.run(&["admin", "suspend", "nobody@example.org"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no account"));
+}

@@ -222,6 +222,25 @@ impl Store {
         Ok(removed)
     }
 
+    /// Suspends (with the time) or reinstates (`None`) an account; a
+    /// suspension also ends its sessions. False if there is no such account.
+    pub fn set_suspended(&self, email: &str, at: Option<i64>) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let changed = tx.execute(
+            "UPDATE users SET suspended_at = ?2 WHERE email = ?1",
+            params![email, at],
+        )?;
+        if at.is_some() {
+            tx.execute(
+                "DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE email = ?1)",
+                [email],
+            )?;
+        }
+        tx.commit()?;
+        Ok(changed == 1)
+    }
+
     /// How many devices account `owner_id` has registered.
     pub fn device_count_of_owner(&self, owner_id: i64) -> Result<i64, StoreError> {
         Ok(self.conn().query_row(
