@@ -5,36 +5,12 @@
 mod common;
 
 use common::TestBroker;
-use common::web::{WebClient, csrf_of, header};
-
-const PASSWORD: &str = "vq7-Lmz2-pk9w";
-
-/// Signs up `email` from a fresh client; returns it signed in.
-async fn sign_up(broker: &TestBroker, email: &str) -> WebClient {
-    let mut c = WebClient::new(broker.api);
-    let form = c.get("/signup").await;
-    assert_eq!(form.status, 200);
-    let csrf = csrf_of(&form.body);
-    let r = c
-        .post(
-            "/signup",
-            &[
-                ("csrf", &csrf),
-                ("email", email),
-                ("password", PASSWORD),
-                ("password_again", PASSWORD),
-            ],
-        )
-        .await;
-    assert_eq!(r.status, 303, "{}", r.body);
-    assert!(c.cookies.contains_key("rpb_session"));
-    c
-}
+use common::web::{PASSWORD, WebClient, csrf_of, header, sign_up};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sign_up_sign_out_sign_in_and_change_password() {
     let broker = TestBroker::start(1).await;
-    let mut c = sign_up(&broker, "Alice@Example.org").await;
+    let mut c = sign_up(broker.api, "Alice@Example.org").await;
     let home = c.get("/").await;
     assert!(
         home.body.contains("alice@example.org"),
@@ -112,7 +88,7 @@ async fn sign_up_sign_out_sign_in_and_change_password() {
 #[tokio::test(flavor = "multi_thread")]
 async fn forms_without_the_right_csrf_token_or_from_another_site_are_refused() {
     let broker = TestBroker::start(1).await;
-    let mut c = sign_up(&broker, "bob@example.org").await;
+    let mut c = sign_up(broker.api, "bob@example.org").await;
     let page = c.get("/account").await;
     let csrf = csrf_of(&page.body);
     let change = |token: &str| {
@@ -234,7 +210,7 @@ async fn sign_up_explains_its_refusals_and_escapes_what_it_echoes() {
         );
         assert!(!c.cookies.contains_key("rpb_session"));
     }
-    sign_up(&broker, "dave@example.org").await;
+    sign_up(broker.api, "dave@example.org").await;
     let taken = {
         let fields = attempt("DAVE@example.org", PASSWORD, PASSWORD);
         let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -247,7 +223,7 @@ async fn sign_up_explains_its_refusals_and_escapes_what_it_echoes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn guessing_a_password_is_slowed_then_blocked() {
     let broker = TestBroker::start(1).await;
-    sign_up(&broker, "erin@example.org").await;
+    sign_up(broker.api, "erin@example.org").await;
     let mut c = WebClient::new(broker.api);
     let form = c.get("/signin").await;
     let csrf = csrf_of(&form.body);
@@ -316,8 +292,8 @@ async fn guessing_a_password_is_slowed_then_blocked() {
 #[tokio::test(flavor = "multi_thread")]
 async fn owners_register_devices_and_see_only_their_own() {
     let broker = TestBroker::start(1).await;
-    let mut alice = sign_up(&broker, "alice@example.org").await;
-    let mut bob = sign_up(&broker, "bob@example.org").await;
+    let mut alice = sign_up(broker.api, "alice@example.org").await;
+    let mut bob = sign_up(broker.api, "bob@example.org").await;
 
     let list = alice.get("/devices").await;
     assert_eq!(list.status, 200);
@@ -391,7 +367,7 @@ async fn owners_register_devices_and_see_only_their_own() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_account_registers_a_bounded_number_of_devices() {
     let broker = TestBroker::start(1).await;
-    let mut c = sign_up(&broker, "hoarder@example.org").await;
+    let mut c = sign_up(broker.api, "hoarder@example.org").await;
     let csrf = csrf_of(&c.get("/devices").await.body);
     for i in 0..20 {
         let name = format!("box-{i}");
@@ -432,7 +408,7 @@ async fn sign_in(
 #[tokio::test(flavor = "multi_thread")]
 async fn the_operator_suspends_reinstates_and_unlocks_accounts() {
     let broker = TestBroker::start(1).await;
-    let mut frank = sign_up(&broker, "frank@example.org").await;
+    let mut frank = sign_up(broker.api, "frank@example.org").await;
     assert_eq!(frank.get("/account").await.status, 200);
 
     let out = broker.run(&["admin", "suspend", "Frank@example.org"]);

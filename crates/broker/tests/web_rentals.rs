@@ -6,29 +6,9 @@
 mod common;
 
 use common::sandbox::{self, Cleanup, RenterLogin, assert_ran, assert_refused, renter_ssh};
-use common::web::{WebClient, csrf_of};
+use common::web::{WebClient, csrf_of, sign_up};
 use common::{Device, TestAgent, TestBroker};
 use serde_json::Value;
-
-const PASSWORD: &str = "vq7-Lmz2-pk9w";
-
-async fn sign_up(broker: &TestBroker, email: &str) -> WebClient {
-    let mut c = WebClient::new(broker.api);
-    let form = c.get("/signup").await;
-    let r = c
-        .post(
-            "/signup",
-            &[
-                ("csrf", &csrf_of(&form.body)),
-                ("email", email),
-                ("password", PASSWORD),
-                ("password_again", PASSWORD),
-            ],
-        )
-        .await;
-    assert_eq!(r.status, 303, "{}", r.body);
-    c
-}
 
 fn unescape(html: &str) -> String {
     html.replace("&quot;", "\"")
@@ -111,8 +91,8 @@ async fn owner_lists_renter_rents_logs_in_and_stops() {
     let name = "web-rent";
     let _cleanup = Cleanup::new(name);
     let broker = TestBroker::start(1).await;
-    let mut owner = sign_up(&broker, "owner@example.org").await;
-    let mut renter = sign_up(&broker, "renter@example.org").await;
+    let mut owner = sign_up(broker.api, "owner@example.org").await;
+    let mut renter = sign_up(broker.api, "renter@example.org").await;
     let (_device, _agent) = register_and_start(&broker, &mut owner, name).await;
 
     // Not listed yet: the marketplace does not show it.
@@ -121,7 +101,7 @@ async fn owner_lists_renter_rents_logs_in_and_stops() {
     assert_eq!(bad.status, 422);
     assert!(bad.body.contains("at most two decimals"));
     // Another owner cannot list it.
-    let mut other = sign_up(&broker, "other@example.org").await;
+    let mut other = sign_up(broker.api, "other@example.org").await;
     assert_eq!(list_at(&mut other, name, true, "0.10").await.status, 404);
     let ok = list_at(&mut owner, name, true, "0.50").await;
     assert_eq!(ok.status, 200, "{}", ok.body);
@@ -201,12 +181,12 @@ async fn two_renters_racing_for_one_device_get_one_rental() {
     let name = "web-race";
     let _cleanup = Cleanup::new(name);
     let broker = TestBroker::start(1).await;
-    let mut owner = sign_up(&broker, "owner@example.org").await;
+    let mut owner = sign_up(broker.api, "owner@example.org").await;
     let (_device, _agent) = register_and_start(&broker, &mut owner, name).await;
     assert_eq!(list_at(&mut owner, name, true, "1").await.status, 200);
 
-    let mut a = sign_up(&broker, "a@example.org").await;
-    let mut b = sign_up(&broker, "b@example.org").await;
+    let mut a = sign_up(broker.api, "a@example.org").await;
+    let mut b = sign_up(broker.api, "b@example.org").await;
     let (ha, hb) = (a.get("/").await, b.get("/").await);
     let (ca, cb) = (csrf_of(&ha.body), csrf_of(&hb.body));
     let (fa, fb) = (
@@ -233,9 +213,9 @@ async fn an_owner_ends_a_rental_with_a_reason_and_removes_the_device() {
     let name = "web-end";
     let _cleanup = Cleanup::new(name);
     let broker = TestBroker::start(1).await;
-    let mut owner = sign_up(&broker, "owner@example.org").await;
-    let mut renter = sign_up(&broker, "renter@example.org").await;
-    let mut stranger = sign_up(&broker, "stranger@example.org").await;
+    let mut owner = sign_up(broker.api, "owner@example.org").await;
+    let mut renter = sign_up(broker.api, "renter@example.org").await;
+    let mut stranger = sign_up(broker.api, "stranger@example.org").await;
     let (_device, _agent) = register_and_start(&broker, &mut owner, name).await;
     assert_eq!(list_at(&mut owner, name, true, "0.20").await.status, 200);
     let r = rent(&mut renter, name).await;

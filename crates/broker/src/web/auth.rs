@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::layout::{Flash, page};
 use super::{
     BUSY, anonymous_csrf, check_anonymous_csrf, check_session_csrf, clear_session_cookie,
-    current_session, hashing_slot, html_response, see_other, session_cookie,
+    current_session, hashing_slot, html_response, see_other, session_cookie, signed_in_form,
 };
 use crate::accounts::{self, AccountError, password};
 use crate::broker::Shared;
@@ -329,12 +329,10 @@ pub async fn change_password(
     headers: HeaderMap,
     Form(form): Form<PasswordForm>,
 ) -> Response {
-    let Some((session, token)) = current_session(&shared, &headers).await else {
-        return see_other("/signin");
+    let (session, token) = match signed_in_form(&shared, &headers, &form.csrf).await {
+        Ok(s) => s,
+        Err(response) => return response,
     };
-    if let Err(refused) = check_session_csrf(&headers, &session, &form.csrf) {
-        return refused.into_response();
-    }
     let show = |status, flash| {
         html_response(
             status,

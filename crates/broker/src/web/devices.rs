@@ -6,13 +6,13 @@ use std::sync::Arc;
 use axum::Form;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use maud::{Markup, html};
 use rpibroker_wire::{DeviceName, DeviceStatus};
 use serde::Deserialize;
 
 use super::layout::{Flash, page};
-use super::{check_session_csrf, current_session, html_response, see_other};
+use super::{current_session, html_response, see_other, signed_in_form};
 use crate::accounts::Session;
 use crate::broker::Shared;
 use crate::store::StoreError;
@@ -177,6 +177,17 @@ fn devices_page(
     )
 }
 
+/// My devices, with a message above them.
+async fn devices_reply(
+    shared: &Arc<Shared>,
+    session: &Session,
+    status: StatusCode,
+    flash: Flash,
+) -> Response {
+    let devices = my_devices(shared, session).await.unwrap_or_default();
+    html_response(status, devices_page(session, &devices, Some(flash), ""))
+}
+
 pub async fn list(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let Some((session, _)) = current_session(&shared, &headers).await else {
         return see_other("/signin");
@@ -205,12 +216,10 @@ pub async fn register(
     headers: HeaderMap,
     Form(form): Form<RegisterForm>,
 ) -> Response {
-    let Some((session, _)) = current_session(&shared, &headers).await else {
-        return see_other("/signin");
+    let (session, _) = match signed_in_form(&shared, &headers, &form.csrf).await {
+        Ok(s) => s,
+        Err(response) => return response,
     };
-    if let Err(refused) = check_session_csrf(&headers, &session, &form.csrf) {
-        return refused.into_response();
-    }
     let refuse = |message: String| async {
         let devices = my_devices(&shared, &session).await.unwrap_or_default();
         html_response(
@@ -296,19 +305,11 @@ pub async fn set_listing(
     headers: HeaderMap,
     Form(form): Form<ListingForm>,
 ) -> Response {
-    let Some((session, _)) = current_session(&shared, &headers).await else {
-        return see_other("/signin");
+    let (session, _) = match signed_in_form(&shared, &headers, &form.csrf).await {
+        Ok(s) => s,
+        Err(response) => return response,
     };
-    if let Err(refused) = check_session_csrf(&headers, &session, &form.csrf) {
-        return refused.into_response();
-    }
-    let (shared_ref, session_ref) = (&shared, &session);
-    let show = move |status, flash| async move {
-        let devices = my_devices(shared_ref, session_ref)
-            .await
-            .unwrap_or_default();
-        html_response(status, devices_page(session_ref, &devices, Some(flash), ""))
-    };
+    let show = |status, flash| devices_reply(&shared, &session, status, flash);
     let rate = match parse_price(&form.rate) {
         Ok(r) => r,
         Err(e) => {
@@ -400,19 +401,11 @@ pub async fn end_rental(
     headers: HeaderMap,
     Form(form): Form<EndRentalForm>,
 ) -> Response {
-    let Some((session, _)) = current_session(&shared, &headers).await else {
-        return see_other("/signin");
+    let (session, _) = match signed_in_form(&shared, &headers, &form.csrf).await {
+        Ok(s) => s,
+        Err(response) => return response,
     };
-    if let Err(refused) = check_session_csrf(&headers, &session, &form.csrf) {
-        return refused.into_response();
-    }
-    let (shared_ref, session_ref) = (&shared, &session);
-    let show = move |status, flash| async move {
-        let devices = my_devices(shared_ref, session_ref)
-            .await
-            .unwrap_or_default();
-        html_response(status, devices_page(session_ref, &devices, Some(flash), ""))
-    };
+    let show = |status, flash| devices_reply(&shared, &session, status, flash);
     let reason = form.reason.trim().to_string();
     if reason.is_empty() || reason.chars().count() > 200 || reason.chars().any(char::is_control) {
         return show(
@@ -466,19 +459,11 @@ pub async fn remove(
     headers: HeaderMap,
     Form(form): Form<RegisterForm>,
 ) -> Response {
-    let Some((session, _)) = current_session(&shared, &headers).await else {
-        return see_other("/signin");
+    let (session, _) = match signed_in_form(&shared, &headers, &form.csrf).await {
+        Ok(s) => s,
+        Err(response) => return response,
     };
-    if let Err(refused) = check_session_csrf(&headers, &session, &form.csrf) {
-        return refused.into_response();
-    }
-    let (shared_ref, session_ref) = (&shared, &session);
-    let show = move |status, flash| async move {
-        let devices = my_devices(shared_ref, session_ref)
-            .await
-            .unwrap_or_default();
-        html_response(status, devices_page(session_ref, &devices, Some(flash), ""))
-    };
+    let show = |status, flash| devices_reply(&shared, &session, status, flash);
     let Some(device) = owned(&shared, &session, &form.name).await else {
         return show(
             StatusCode::NOT_FOUND,

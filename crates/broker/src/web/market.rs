@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::Form;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use maud::{Markup, html};
 use rpibroker_wire::verification::Verdict;
 use rpibroker_wire::{DeviceName, DeviceStatus};
@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::devices::show_price;
 use super::layout::{Flash, page};
-use super::{check_session_csrf, current_session, html_response, see_other};
+use super::{current_session, html_response, see_other, signed_in_form};
 use crate::accounts::Session;
 use crate::broker::Shared;
 use crate::rental::{self, RentalError};
@@ -162,12 +162,10 @@ pub async fn rent(
     headers: HeaderMap,
     Form(form): Form<DeviceForm>,
 ) -> Response {
-    let Some((session, _)) = current_session(&shared, &headers).await else {
-        return see_other("/signin");
+    let (session, _) = match signed_in_form(&shared, &headers, &form.csrf).await {
+        Ok(s) => s,
+        Err(response) => return response,
     };
-    if let Err(refused) = check_session_csrf(&headers, &session, &form.csrf) {
-        return refused.into_response();
-    }
     let (shared_ref, session_ref) = (&shared, &session);
     let back = move |status, message: String| async move {
         let devices = listed(shared_ref).await.unwrap_or_default();
@@ -328,12 +326,10 @@ pub async fn stop(
     headers: HeaderMap,
     Form(form): Form<DeviceForm>,
 ) -> Response {
-    let Some((session, _)) = current_session(&shared, &headers).await else {
-        return see_other("/signin");
+    let (session, _) = match signed_in_form(&shared, &headers, &form.csrf).await {
+        Ok(s) => s,
+        Err(response) => return response,
     };
-    if let Err(refused) = check_session_csrf(&headers, &session, &form.csrf) {
-        return refused.into_response();
-    }
     let list = my_rentals(&shared, &session).await.unwrap_or_default();
     // Only a rental of this person, still open.
     let mine = list

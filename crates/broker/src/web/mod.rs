@@ -260,6 +260,20 @@ pub async fn current_session(
     }
 }
 
+/// The session behind a signed-in form whose CSRF field is `csrf`, with its
+/// token; otherwise the response to send (sign in first, or refused).
+pub async fn signed_in_form(
+    shared: &Arc<Shared>,
+    headers: &HeaderMap,
+    csrf: &str,
+) -> Result<(Session, String), Response> {
+    let Some((session, token)) = current_session(shared, headers).await else {
+        return Err(see_other("/signin"));
+    };
+    check_session_csrf(headers, &session, csrf).map_err(IntoResponse::into_response)?;
+    Ok((session, token))
+}
+
 /// An HTML response that is never cached and never framed.
 pub fn html_response(status: StatusCode, markup: Markup) -> Response {
     let mut response = (status, markup).into_response();

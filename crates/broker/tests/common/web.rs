@@ -94,6 +94,32 @@ impl WebClient {
     }
 }
 
+/// A password every test account may use.
+pub const PASSWORD: &str = "vq7-Lmz2-pk9w";
+
+/// Signs up `email` (with [`PASSWORD`]) from a fresh client on the broker's
+/// web address `addr`; returns it signed in.
+pub async fn sign_up(addr: SocketAddr, email: &str) -> WebClient {
+    let mut c = WebClient::new(addr);
+    let form = c.get("/signup").await;
+    assert_eq!(form.status, 200);
+    let csrf = csrf_of(&form.body);
+    let r = c
+        .post(
+            "/signup",
+            &[
+                ("csrf", &csrf),
+                ("email", email),
+                ("password", PASSWORD),
+                ("password_again", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(c.cookies.contains_key("rpb_session"));
+    c
+}
+
 /// The value of the hidden `csrf` field in a page.
 pub fn csrf_of(page: &str) -> String {
     let marker = "name=\"csrf\" value=\"";
