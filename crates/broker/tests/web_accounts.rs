@@ -24,6 +24,9 @@ async fn sign_up_sign_out_sign_in_and_change_password() {
     let mut fresh = WebClient::new(broker.api);
     let form = fresh.get("/signin").await;
     let csrf = csrf_of(&form.body);
+    // A session id someone planted beforehand is not the one signed in.
+    let planted = "a".repeat(64);
+    fresh.cookies.insert("rpb_session".into(), planted.clone());
     let r = fresh
         .post(
             "/signin",
@@ -43,6 +46,17 @@ async fn sign_up_sign_out_sign_in_and_change_password() {
     assert_ne!(
         fresh.cookies["rpb_session"], c.cookies["rpb_session"],
         "a new session id at every sign-in"
+    );
+    assert_ne!(
+        fresh.cookies["rpb_session"], planted,
+        "the planted id is replaced"
+    );
+    let mut attacker = WebClient::new(broker.api);
+    attacker.cookies.insert("rpb_session".into(), planted);
+    assert_eq!(
+        attacker.get("/account").await.status,
+        303,
+        "the planted id signs in no one"
     );
     let page = fresh.get("/account").await;
     assert_eq!(header(&page, "cache-control"), Some("no-store"));
