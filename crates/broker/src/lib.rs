@@ -2,12 +2,16 @@
 //!
 //! # Layout
 //!
-//! - [`accounts`]: accounts and sessions: sign-up, sign-in, throttling, timeouts.
+//! - [`accounts`]: accounts and sessions: sign-up, sign-in, throttling, timeouts;
+//!   API tokens.
+//! - [`actions`]: what a person does (rent, stop, register a device, list it…),
+//!   one implementation for the web pages and the JSON API.
 //! - [`broker`]: starting a broker on given listeners and running it until shutdown.
 //! - [`settings`]: defaults, config file, environment and flags, resolved once.
 //! - [`store`]: SQLite persistence of devices, ports, keys, retired tokens,
 //!   sandboxes, verifications and rentals.
-//! - [`api`]: the HTTP API; the agents' handshake (`POST /api/v1/connect`).
+//! - [`api`]: the HTTP API: the agents' handshake (`POST /api/v1/connect`), and
+//!   the JSON API for people's scripts with its OpenAPI document.
 //! - [`web`]: the web pages for people: marketplace, sign-up, sign-in, account.
 //! - [`tunnel`]: the SSH endpoint devices connect to; grants only forwards of
 //!   the device's own services and the control subsystem.
@@ -29,6 +33,7 @@
 
 pub mod accept;
 pub mod accounts;
+pub mod actions;
 pub mod admin_cmd;
 pub mod api;
 pub mod broker;

@@ -1,6 +1,6 @@
 //! The broker's persistent state: devices, their public ports, their SSH keys,
-//! retired tokens, sandboxes, verifications, rentals, accounts and sessions,
-//! in one SQLite file in the data directory.
+//! retired tokens, sandboxes, verifications, rentals, accounts, sessions and
+//! API tokens, in one SQLite file in the data directory.
 //!
 //! Every method is one transaction, so a crash leaves either all of a change or
 //! none of it. Methods are synchronous (SQLite answers in microseconds); async
@@ -8,10 +8,12 @@
 //! tunnel's event loop.
 
 mod accounts;
+mod api_tokens;
 mod migrations;
 mod sandboxes;
 
 pub use accounts::{SessionRecord, UserRecord};
+pub use api_tokens::ApiTokenRecord;
 pub use sandboxes::{RentalRecord, RentalState, VerificationRecord};
 
 use std::path::Path;

@@ -9,17 +9,16 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::{Markup, html};
-use rpibroker_wire::verification::Verdict;
-use rpibroker_wire::{DeviceName, DeviceStatus};
+use rpibroker_wire::DeviceStatus;
 use serde::Deserialize;
 
 use super::devices::show_price;
 use super::layout::{Flash, page};
 use super::{current_session, html_response, see_other, signed_in_form};
 use crate::accounts::Session;
+use crate::actions::market::{availability, listing};
+use crate::actions::rentals::{self, RentError, Rental, StopError, Which};
 use crate::broker::Shared;
-use crate::rental::{self, RentalError};
-use crate::store::{RentalRecord, StoreError};
 
 #[derive(Deserialize)]
 pub struct DeviceForm {
@@ -27,43 +26,6 @@ pub struct DeviceForm {
     csrf: String,
     #[serde(default)]
     name: String,
-}
-
-/// Whether a listed device can be rented now, and if not, why.
-fn availability(d: &DeviceStatus) -> Result<(), &'static str> {
-    if !d.online {
-        return Err("offline");
-    }
-    if d.rental.is_some() {
-        return Err("rented");
-    }
-    if d.verification.as_ref().map(|v| v.verdict) != Some(Verdict::Verified) {
-        return Err("not verified");
-    }
-    if d.sandbox.as_ref().map(|s| s.state.as_str()) != Some("ready") {
-        return Err("sandbox not ready");
-    }
-    if d.hourly_rate.is_none() {
-        return Err("no price");
-    }
-    Ok(())
-}
-
-async fn listed(shared: &Arc<Shared>) -> Result<Vec<DeviceStatus>, StoreError> {
-    let domain = shared.settings.domain.clone();
-    let registry = shared.registry.clone();
-    shared
-        .store
-        .blocking(move |s| {
-            s.listed_devices()?
-                .into_iter()
-                .map(|d| {
-                    let online = registry.is_online(&d.name);
-                    s.full_status(d, &domain, online)
-                })
-                .collect()
-        })
-        .await
 }
 
 fn figures(d: &DeviceStatus) -> String {
@@ -135,7 +97,7 @@ fn market(session: Option<&Session>, devices: &[DeviceStatus]) -> Markup {
 pub async fn home(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let session = current_session(&shared, &headers).await;
     let session = session.as_ref().map(|(s, _)| s);
-    match listed(&shared).await {
+    match listing(&shared).await {
         Ok(devices) => html_response(
             StatusCode::OK,
             page("Marketplace", session, None, market(session, &devices)),
@@ -168,7 +130,7 @@ pub async fn rent(
     };
     let (shared_ref, session_ref) = (&shared, &session);
     let back = move |status, message: String| async move {
-        let devices = listed(shared_ref).await.unwrap_or_default();
+        let devices = listing(shared_ref).await.unwrap_or_default();
         html_response(
             status,
             page(
@@ -179,90 +141,75 @@ pub async fn rent(
             ),
         )
     };
-    let device = DeviceName::parse(&form.name).ok();
-    let current = listed(&shared)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .find(|d| Some(&d.name) == device.as_ref());
-    let Some(current) = current else {
-        return back(
-            StatusCode::NOT_FOUND,
-            "No listed device has that name.".into(),
-        )
-        .await;
-    };
-    if let Err(why) = availability(&current) {
-        return back(
-            StatusCode::CONFLICT,
-            format!("{} cannot be rented now: {why}.", current.name),
-        )
-        .await;
-    }
-    match rental::start(&shared, &current.name, Vec::new(), Some(session.user.id)).await {
-        Ok(started) => {
-            tracing::info!(device = %current.name, renter = session.user.id, rental = %started.rental, "rented on the web");
-            let ssh = started
-                .ssh_port
-                .map(|p| format!("ssh -p {p} {}@{}", started.username, started.ssh_host))
-                .unwrap_or_default();
-            html_response(
-                StatusCode::CREATED,
-                page(
-                    "Rental started",
-                    Some(&session),
-                    Some(Flash::Ok(format!("You are renting {}.", current.name))),
-                    html! {
-                        h1 { "Your login on " (current.name) }
-                        p { strong { "Save the password now: it is shown only this once." } }
-                        dl {
-                            dt { "Username" } dd { code data-testid="username" { (started.username) } }
-                            dt { "Password" } dd { code data-testid="password" { (started.password) } }
-                            dt { "SSH" } dd { code data-testid="ssh-command" { (ssh) } }
-                            dt { "Web" } dd { (started.http_url) " and " (started.https_url) }
-                        }
-                        p { "End the rental from " a href="/rentals" { "My rentals" } "; the sandbox is then wiped." }
-                    },
-                ),
+    let started = match rentals::rent(&shared, (&session).into(), &form.name, Vec::new()).await {
+        Ok(started) => started,
+        Err(RentError::NotListed) => {
+            return back(
+                StatusCode::NOT_FOUND,
+                "No listed device has that name.".into(),
             )
+            .await;
         }
-        Err(RentalError::AlreadyRented(..) | RentalError::Ending(..)) => {
-            back(
+        Err(RentError::Unavailable(device, why)) => {
+            return back(
                 StatusCode::CONFLICT,
-                format!("{} was just rented by someone else.", current.name),
+                format!("{device} cannot be rented now: {why}."),
             )
-            .await
+            .await;
         }
-        Err(e) => {
-            tracing::warn!(device = %current.name, error = %e, "rental failed");
-            back(
+        Err(RentError::Taken(device)) => {
+            return back(
+                StatusCode::CONFLICT,
+                format!("{device} was just rented by someone else."),
+            )
+            .await;
+        }
+        Err(RentError::Failed(device, e)) => {
+            tracing::warn!(%device, error = %e, "rental failed");
+            return back(
                 StatusCode::BAD_GATEWAY,
-                format!(
-                    "{} could not be set up for you; try again later.",
-                    current.name
-                ),
+                format!("{device} could not be set up for you; try again later."),
             )
-            .await
+            .await;
         }
-    }
+        Err(e @ (RentError::Suspended | RentError::BadKey(_))) => {
+            return back(StatusCode::FORBIDDEN, format!("{e}.")).await;
+        }
+        Err(RentError::Store(e)) => {
+            tracing::error!(error = %e, "renting failed");
+            return back(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The marketplace is unavailable; try again later.".into(),
+            )
+            .await;
+        }
+    };
+    let ssh = started
+        .ssh_port
+        .map(|p| format!("ssh -p {p} {}@{}", started.username, started.ssh_host))
+        .unwrap_or_default();
+    html_response(
+        StatusCode::CREATED,
+        page(
+            "Rental started",
+            Some(&session),
+            Some(Flash::Ok(format!("You are renting {}.", started.device))),
+            html! {
+                h1 { "Your login on " (started.device) }
+                p { strong { "Save the password now: it is shown only this once." } }
+                dl {
+                    dt { "Username" } dd { code data-testid="username" { (started.username) } }
+                    dt { "Password" } dd { code data-testid="password" { (started.password) } }
+                    dt { "SSH" } dd { code data-testid="ssh-command" { (ssh) } }
+                    dt { "Web" } dd { (started.http_url) " and " (started.https_url) }
+                }
+                p { "End the rental from " a href="/rentals" { "My rentals" } "; the sandbox is then wiped." }
+            },
+        ),
+    )
 }
 
-async fn my_rentals(
-    shared: &Arc<Shared>,
-    session: &Session,
-) -> Result<Vec<(String, RentalRecord)>, StoreError> {
-    let renter = session.user.id;
-    shared
-        .store
-        .blocking(move |s| s.rentals_of_renter(renter))
-        .await
-}
-
-fn rentals_page(
-    session: &Session,
-    rentals: &[(String, RentalRecord)],
-    flash: Option<Flash>,
-) -> Markup {
+fn rentals_page(session: &Session, rentals: &[Rental], flash: Option<Flash>) -> Markup {
     page(
         "My rentals",
         Some(session),
@@ -275,18 +222,18 @@ fn rentals_page(
                 div.table-wrap { table {
                     thead { tr { th { "Device" } th { "Login" } th { "State" } th { "Note" } th { "" } } }
                     tbody {
-                        @for (device, r) in rentals {
+                        @for r in rentals {
                             tr {
-                                td { (device) }
+                                td { (r.device) }
                                 td { (r.username.as_deref().unwrap_or("-")) }
-                                td { (r.state.as_str()) }
+                                td { (r.state) }
                                 td { @if let Some(why) = &r.end_reason { "Ended by the owner: " (why) } }
                                 td {
                                     @if r.ended_at.is_none() {
                                         form method="post" action="/rentals/stop" {
                                             input type="hidden" name="csrf" value=(session.csrf);
-                                            input type="hidden" name="name" value=(device);
-                                            button type="submit" aria-label={ "Stop renting " (device) } { "Stop" }
+                                            input type="hidden" name="name" value=(r.device);
+                                            button type="submit" aria-label={ "Stop renting " (r.device) } { "Stop" }
                                         }
                                     }
                                 }
@@ -303,7 +250,7 @@ pub async fn rentals(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> R
     let Some((session, _)) = current_session(&shared, &headers).await else {
         return see_other("/signin");
     };
-    match my_rentals(&shared, &session).await {
+    match rentals::mine(&shared, (&session).into()).await {
         Ok(list) => html_response(StatusCode::OK, rentals_page(&session, &list, None)),
         Err(e) => {
             tracing::error!(error = %e, "listing rentals failed");
@@ -330,49 +277,36 @@ pub async fn stop(
         Ok(s) => s,
         Err(response) => return response,
     };
-    let list = my_rentals(&shared, &session).await.unwrap_or_default();
-    // Only a rental of this person, still open.
-    let mine = list
-        .iter()
-        .find(|(device, r)| *device == form.name && r.ended_at.is_none())
-        .and_then(|(device, r)| Some((DeviceName::parse(device).ok()?, r.id.clone())));
-    let Some((device, rental_id)) = mine else {
-        return html_response(
-            StatusCode::NOT_FOUND,
-            rentals_page(
-                &session,
-                &list,
-                Some(Flash::Error(
-                    "You have no open rental of that device.".into(),
-                )),
-            ),
-        );
-    };
-    let outcome = rental::stop_rental(&shared, &device, Some(&rental_id), None).await;
-    let list = my_rentals(&shared, &session).await.unwrap_or_default();
-    match outcome {
-        Ok(_) => html_response(
+    let outcome = rentals::stop(&shared, (&session).into(), Which::Device(&form.name)).await;
+    let list = rentals::mine(&shared, (&session).into())
+        .await
+        .unwrap_or_default();
+    let (status, flash) = match outcome {
+        Ok(stopped) if stopped.wiped => (
             StatusCode::OK,
-            rentals_page(
-                &session,
-                &list,
-                Some(Flash::Ok(format!(
-                    "Your rental of {device} ended; its sandbox was wiped."
-                ))),
-            ),
+            Flash::Ok(format!(
+                "Your rental of {} ended; its sandbox was wiped.",
+                stopped.device
+            )),
         ),
-        Err(e) => {
-            tracing::warn!(%device, error = %e, "stopping a rental failed");
-            html_response(
-                StatusCode::ACCEPTED,
-                rentals_page(
-                    &session,
-                    &list,
-                    Some(Flash::Ok(format!(
-                        "Your rental of {device} is ending; the device will be wiped as soon as it is reachable."
-                    ))),
-                ),
+        Ok(stopped) => (
+            StatusCode::ACCEPTED,
+            Flash::Ok(format!(
+                "Your rental of {} is ending; the device will be wiped as soon as it is reachable.",
+                stopped.device
+            )),
+        ),
+        Err(StopError::NotFound | StopError::Suspended) => (
+            StatusCode::NOT_FOUND,
+            Flash::Error("You have no open rental of that device.".into()),
+        ),
+        Err(StopError::Store(e)) => {
+            tracing::error!(error = %e, "stopping a rental failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Flash::Error("The broker could not stop the rental; try again later.".into()),
             )
         }
-    }
+    };
+    html_response(status, rentals_page(&session, &list, Some(flash)))
 }
