@@ -38,11 +38,19 @@ impl From<ApiTokenRecord> for ApiToken {
     }
 }
 
-/// A token just created: `secret` is shown this once.
-#[derive(Debug)]
+/// A token just created: `secret` is shown this once (and never in `Debug`).
 pub struct NewApiToken {
     pub secret: String,
     pub token: ApiToken,
+}
+
+impl std::fmt::Debug for NewApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewApiToken")
+            .field("secret", &"MASKED")
+            .field("token", &self.token)
+            .finish()
+    }
 }
 
 /// The account behind a token that authenticated.

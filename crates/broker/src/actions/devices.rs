@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use rpibroker_wire::{AgentConfig, DeviceName, DeviceStatus};
+use rpibroker_wire::{AgentConfig, DeviceName, DeviceStatus, Token};
 use serde::Serialize;
 
 use super::Actor;
@@ -50,7 +50,7 @@ pub enum DeviceError {
 #[derive(Debug, Serialize)]
 pub struct Registered {
     pub name: DeviceName,
-    pub token: String,
+    pub token: Token,
     /// The file to put on the device for `rpibroker-agent --config`.
     pub agent_config: AgentConfig,
     /// How to connect with a stock OpenSSH client instead (the token is the
@@ -135,7 +135,7 @@ pub async fn register(
     Ok(Registered {
         openssh_command: enroll::openssh_command(&shared.settings, &name),
         name,
-        token: device_token,
+        token: Token(device_token),
         agent_config,
     })
 }

@@ -224,7 +224,8 @@ pub async fn register(
                 .await;
         }
     };
-    let (name, device_token, config) = (registered.name, registered.token, registered.agent_config);
+    let (name, device_token, config) =
+        (registered.name, registered.token.0, registered.agent_config);
     let json = serde_json::to_string_pretty(&config).unwrap_or_default();
     let download = format!(
         "data:application/json;base64,{}",

@@ -16,7 +16,7 @@ use super::devices::show_price;
 use super::layout::{Flash, page};
 use super::{current_session, html_response, see_other, signed_in_form};
 use crate::accounts::Session;
-use crate::actions::market::{availability, listing};
+use crate::actions::market::{availability, listing, offered_figures};
 use crate::actions::rentals::{self, RentError, Rental, StopError, Which};
 use crate::broker::Shared;
 
@@ -29,13 +29,7 @@ pub struct DeviceForm {
 }
 
 fn figures(d: &DeviceStatus) -> String {
-    let measured = d
-        .verification
-        .as_ref()
-        .and_then(|v| v.measured.as_ref())
-        .map(|m| m.figures.clone())
-        .or_else(|| d.claimed.clone())
-        .unwrap_or_default();
+    let (measured, _) = offered_figures(d);
     format!(
         "{} cores, {} MiB memory, {} GiB disk",
         measured.cpu_millicores.map_or("?".into(), |m| format!(
