@@ -12,7 +12,7 @@ mod migrations;
 mod sandboxes;
 
 pub use accounts::{SessionRecord, UserRecord};
-pub use sandboxes::{RentalRecord, RentalState, VerificationRecord};
+pub use sandboxes::{AccessFacts, RentalRecord, RentalState, VerificationRecord};
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
