@@ -274,7 +274,15 @@ async fn an_owner_ends_a_rental_with_a_reason_and_removes_the_device() {
     let mut renter = sign_up(broker.api, "renter@example.org").await;
     let mut stranger = sign_up(broker.api, "stranger@example.org").await;
     let (_device, _agent) = register_and_start(&broker, &mut owner, name).await;
-    assert_eq!(list_at(&mut owner, name, true, "0.20").await.status, 200);
+    // 3600.00 per hour is 1.00 per second: any rental earns something.
+    assert_eq!(list_at(&mut owner, name, true, "3600").await.status, 200);
+    let page = owner.get("/devices").await;
+    assert_eq!(testid(&page.body, &format!("earned-{name}")), "0.00");
+    let uptime = testid(&page.body, &format!("uptime-{name}"));
+    assert!(
+        uptime.ends_with("%") && uptime != "0.0 % / 0.0 %",
+        "connected since it was registered: {uptime}"
+    );
     let r = rent(&mut renter, name).await;
     assert_eq!(r.status, 201, "{}", r.body);
     let (user, password) = (testid(&r.body, "username"), testid(&r.body, "password"));
@@ -315,6 +323,13 @@ async fn an_owner_ends_a_rental_with_a_reason_and_removes_the_device() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
+    let earned = testid(&r.body, &format!("earned-{name}"));
+    assert_ne!(earned, "0.00", "a rental at 1.00 a second earned something");
+    assert!(
+        r.body.contains("from 1 rental"),
+        "{}",
+        testid(&r.body, "earnings-total")
+    );
     let mine = renter.get("/rentals").await;
     assert!(
         mine.body

@@ -266,8 +266,9 @@ impl Store {
         }
         let keys = serde_json::to_string(ssh_keys).unwrap_or_else(|_| "[]".into());
         tx.execute(
-            "INSERT INTO rentals (id, device_id, state, ssh_keys, started_at, renter_id)
-             VALUES (?1, ?2, 'provisioning', ?3, ?4, ?5)",
+            "INSERT INTO rentals (id, device_id, state, ssh_keys, started_at, renter_id, hourly_rate)
+             VALUES (?1, ?2, 'provisioning', ?3, ?4, ?5,
+                     (SELECT hourly_rate FROM devices WHERE id = ?2))",
             params![id.as_str(), device_id, keys, now.0, renter_id],
         )?;
         let record = tx.query_row(
