@@ -19,8 +19,6 @@ use crate::{enroll, token};
 pub const MAX_DEVICES_PER_ACCOUNT: i64 = 20;
 /// Highest hourly rate, in minor units (999999.99).
 pub const MAX_HOURLY_RATE: i64 = 99_999_999;
-/// Longest reason for ending a rental, in characters.
-pub const MAX_REASON_LEN: usize = 200;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
@@ -36,8 +34,8 @@ pub enum DeviceError {
     NotFound,
     #[error("the hourly rate is a whole number of minor units from 0 to {MAX_HOURLY_RATE}")]
     BadRate,
-    #[error("the reason has 1 to {MAX_REASON_LEN} characters and no control characters")]
-    BadReason,
+    #[error("{0}")]
+    BadReason(String),
     #[error("{0} has no rental")]
     NotRented(DeviceName),
     #[error("{0} has a rental that could not be ended cleanly: {1}")]
@@ -92,9 +90,27 @@ async fn reachable(
         .ok_or(DeviceError::NotFound)
 }
 
-/// The owner's devices, by name, with their live state.
+/// The owner's devices, by name, with their live state and what each
+/// earned.
 pub async fn mine(shared: &Arc<Shared>, actor: Actor) -> Result<Vec<DeviceStatus>, StoreError> {
-    super::statuses(shared, move |s| s.devices_of_owner(actor.id)).await
+    let (owner, domain) = (actor.id, shared.settings.domain.clone());
+    let registry = shared.registry.clone();
+    shared
+        .store
+        .blocking(move |s| {
+            let mut earnings = s.earnings_of_owner(owner, UnixTime::now())?;
+            s.devices_of_owner(owner)?
+                .into_iter()
+                .map(|d| {
+                    let online = registry.is_online(&d.name);
+                    let id = d.id;
+                    let mut status = s.full_status(d, &domain, online)?;
+                    status.earnings = Some(earnings.remove(&id).unwrap_or_default());
+                    Ok(status)
+                })
+                .collect()
+        })
+        .await
 }
 
 /// Registers a device called `name` for the owner.
@@ -153,10 +169,13 @@ pub async fn set_listing(
         return Err(DeviceError::BadRate);
     }
     let device = reachable(shared, actor, name, false).await?;
+    let id = device.id;
     shared
         .store
-        .blocking(move |s| s.set_listing(device.id, listed, Some(hourly_rate)))
+        .blocking(move |s| s.set_listing(id, listed, Some(hourly_rate)))
         .await?;
+    // Listing closes an owner's open routes; unlisting opens them.
+    shared.registry.access.refresh(&device.name).await;
     Ok(())
 }
 
@@ -169,14 +188,14 @@ pub async fn end_rental(
     reason: &str,
 ) -> Result<Ended, DeviceError> {
     active(actor)?;
-    let reason = reason.trim().to_string();
-    if reason.is_empty()
-        || reason.chars().count() > MAX_REASON_LEN
-        || reason.chars().any(char::is_control)
-    {
-        return Err(DeviceError::BadReason);
-    }
+    let reason = rental::parse_reason(reason).map_err(DeviceError::BadReason)?;
     let device = reachable(shared, actor, name, true).await?;
+    let by = if device.owner_id == Some(actor.id) {
+        "the owner"
+    } else {
+        "an administrator"
+    };
+    let reason = format!("Ended by {by}: {reason}");
     match rental::stop_rental(shared, &device.name, None, Some(reason)).await {
         Ok(_) => Ok(Ended {
             device: device.name,
@@ -206,7 +225,7 @@ pub async fn remove(
         shared,
         &name,
         None,
-        Some("the owner removed the device".into()),
+        Some("Ended by the owner: the device was removed.".into()),
     )
     .await
     {
@@ -221,6 +240,7 @@ pub async fn remove(
         .store
         .blocking(move |s| s.remove_device(&gone, UnixTime::now()))
         .await?;
+    shared.registry.access.refresh(&name).await;
     if let Some((generation, _)) = shared.registry.credential(&name) {
         shared
             .registry

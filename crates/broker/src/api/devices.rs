@@ -46,7 +46,7 @@ impl From<DeviceError> for Failure {
     fn from(e: DeviceError) -> Self {
         let (status, code) = match &e {
             DeviceError::Suspended => (StatusCode::FORBIDDEN, ErrorCode::AccountSuspended),
-            DeviceError::BadName(_) | DeviceError::BadRate | DeviceError::BadReason => {
+            DeviceError::BadName(_) | DeviceError::BadRate | DeviceError::BadReason(_) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidInput)
             }
             DeviceError::TooMany => (StatusCode::CONFLICT, ErrorCode::LimitReached),

@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::{Markup, html};
 use rpibroker_wire::DeviceStatus;
+use rpibroker_wire::status::{Earnings, Uptime};
 use serde::Deserialize;
 
 use super::layout::{Flash, page};
@@ -92,19 +93,62 @@ fn listing_form(session: &Session, d: &DeviceStatus) -> Markup {
     }
 }
 
+/// Hours and minutes, e.g. `3 h 05 min`.
+fn show_duration(secs: i64) -> String {
+    format!("{} h {:02} min", secs / 3600, secs % 3600 / 60)
+}
+
+/// What the device claims (capped by its sandbox limits) and what the
+/// broker measured.
+fn hardware(d: &DeviceStatus) -> Markup {
+    let measured = d
+        .verification
+        .as_ref()
+        .and_then(|v| v.measured.as_ref())
+        .map(|m| m.figures.summary());
+    html! {
+        @if let Some(claimed) = &d.claimed { "claimed: " (claimed.summary()) } @else { "not reported yet" }
+        @if let Some(m) = measured { br; "measured: " (m) }
+    }
+}
+
 fn device_rows(session: &Session, devices: &[DeviceStatus]) -> Markup {
+    let total: Earnings =
+        devices
+            .iter()
+            .filter_map(|d| d.earnings)
+            .fold(Earnings::default(), |a, e| Earnings {
+                cents: a.cents + e.cents,
+                rented_secs: a.rented_secs + e.rented_secs,
+                rentals: a.rentals + e.rentals,
+            });
     html! {
         @if devices.is_empty() {
             div.empty { p { "No devices yet. Register your first one below." } }
         } @else {
+            p data-testid="earnings-total" {
+                "Earned so far: " strong { (show_price(total.cents)) } " from " (total.rentals)
+                @if total.rentals == 1 { " rental" } @else { " rentals" }
+                " (" (show_duration(total.rented_secs)) " rented, at each rental's agreed rate)."
+            }
             div.table-wrap { table {
-                thead { tr { th { "Device" } th { "State" } th { "Sandbox" } th { "Verified" } th { "Marketplace" } th { "Rental" } th { "" } } }
+                thead { tr { th { "Device" } th { "State" } th { "Uptime 7 d / 30 d" } th { "Sandbox" } th { "Hardware" } th { "Verified" } th { "Marketplace" } th { "Rental" } th { "Earned" } th { "" } } }
                 tbody {
                     @for d in devices {
                         tr {
                             td { strong { (d.name) } br; span.hint { (d.subdomain) } }
-                            td { @if d.online { "online" } @else if d.last_handshake.is_some() { "offline" } @else { "never connected" } }
+                            td {
+                                @if let Some(why) = &d.suspended { strong { "suspended" } " by the broker's administrators: " (why) }
+                                @else if d.online { "online" } @else if d.last_handshake.is_some() { "offline" } @else { "never connected" }
+                            }
+                            td data-testid={ "uptime-" (d.name) } {
+                                @match d.uptime {
+                                    Some(u) => { (Uptime::percent(u.week_permille)) " / " (Uptime::percent(u.month_permille)) }
+                                    None => { "-" }
+                                }
+                            }
                             td { (d.sandbox.as_ref().map_or("unknown", |s| s.state.as_str())) }
+                            td.hint { (hardware(d)) }
                             td { (d.verification.as_ref().map_or("not yet", |v| v.verdict.as_str())) }
                             td { (listing_form(session, d)) }
                             td {
@@ -118,6 +162,11 @@ fn device_rows(session: &Session, devices: &[DeviceStatus]) -> Markup {
                                         button type="submit" { "End rental" }
                                     }
                                 } @else { "none" }
+                            }
+                            td data-testid={ "earned-" (d.name) } {
+                                @let e = d.earnings.unwrap_or_default();
+                                (show_price(e.cents)) br;
+                                span.hint { (show_duration(e.rented_secs)) }
                             }
                             td {
                                 form method="post" action="/devices/remove" {
@@ -309,7 +358,7 @@ pub struct EndRentalForm {
 /// The status of a page that reports `e`.
 fn error_status(e: &DeviceError) -> StatusCode {
     match e {
-        DeviceError::BadName(_) | DeviceError::BadRate | DeviceError::BadReason => {
+        DeviceError::BadName(_) | DeviceError::BadRate | DeviceError::BadReason(_) => {
             StatusCode::UNPROCESSABLE_ENTITY
         }
         DeviceError::NotFound => StatusCode::NOT_FOUND,
@@ -326,7 +375,7 @@ fn error_status(e: &DeviceError) -> StatusCode {
 fn error_sentence(e: &DeviceError) -> String {
     match e {
         DeviceError::NotFound => "You have no device by that name.".into(),
-        DeviceError::BadReason => "Give the renter a reason of 1 to 200 characters.".into(),
+        DeviceError::BadReason(why) => why.clone(),
         DeviceError::NotRented(name) => format!("{name} has no rental."),
         DeviceError::RentalStuck(name, _) => format!(
             "{name} has a rental that could not be ended cleanly (is the device online?); try again when it is."
