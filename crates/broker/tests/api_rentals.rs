@@ -6,7 +6,7 @@
 mod common;
 
 use common::api::{call, create_token};
-use common::sandbox::{self, Cleanup, RenterLogin, assert_ran, assert_refused, renter_ssh};
+use common::sandbox::{self, Cleanup, RenterLogin, assert_port_refuses, assert_ran, renter_ssh};
 use common::web::sign_up;
 use common::{Device, TestAgent, TestBroker};
 use serde_json::{Value, json};
@@ -133,16 +133,14 @@ async fn renters_rent_and_stop_through_the_api() {
     let r = call(broker.api, "POST", &stop, winner, None).await;
     assert_eq!(r.status, 200, "{}", r.raw.body);
     assert_eq!(r.json["wiped"], true);
-    assert_refused(
-        &renter_ssh(
-            &broker,
-            name,
-            &user,
-            RenterLogin::Password(&password),
-            "true",
-        ),
-        "the login after the rental",
-    );
+    // Between rentals a listed device's port admits no one.
+    assert_port_refuses(&renter_ssh(
+        &broker,
+        name,
+        &user,
+        RenterLogin::Password(&password),
+        "true",
+    ));
     let mine = call(broker.api, "GET", "/api/v1/rentals", winner, None).await;
     assert_eq!(mine.json["rentals"][0]["state"], "ended");
     let r = call(broker.api, "POST", &stop, winner, None).await;
