@@ -9,9 +9,11 @@
 
 mod accounts;
 mod migrations;
+mod password_resets;
 mod sandboxes;
 
 pub use accounts::{SessionRecord, UserRecord};
+pub use password_resets::PasswordResetRecord;
 pub use sandboxes::{RentalRecord, RentalState, VerificationRecord};
 
 use std::path::Path;
