@@ -133,7 +133,8 @@ pub struct MailArgs {
     /// SMTP login name.
     #[arg(long, env = "RPIBROKER_SMTP_USERNAME", global = true)]
     pub smtp_username: Option<String>,
-    /// File holding the SMTP password.
+    /// File holding the SMTP password (or give the password itself in
+    /// RPIBROKER_SMTP_PASSWORD).
     #[arg(long, env = "RPIBROKER_SMTP_PASSWORD_FILE", global = true)]
     pub smtp_password_file: Option<PathBuf>,
     /// The SMTP password itself, from the environment only.

@@ -222,7 +222,7 @@ pub async fn rent(
                             dt { "Username" } dd { code data-testid="username" { (started.username) } }
                             dt { "Password" } dd { code data-testid="password" { (started.password) } }
                             dt { "SSH" } dd { code data-testid="ssh-command" { (ssh) } }
-                            dt { "Web" } dd { (started.http_url) " and " (started.https_url) }
+                            dt { "Web" } dd { code data-testid="http-url" { (started.http_url) } " and " code data-testid="https-url" { (started.https_url) } }
                         }
                         p data-testid="mail-note" { (mailed) }
                         p { "End the rental from " a href="/rentals" { "My rentals" } "; the sandbox is then wiped." }
