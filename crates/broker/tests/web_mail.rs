@@ -1,6 +1,7 @@
 //! Email from a real broker: password reset end to end through a local SMTP
-//! server that requires the broker's login, and the default outbox in the
-//! data directory when no mail server is configured.
+//! server that requires the broker's login, over TLS to a server with a
+//! private CA (and not without it), and the default outbox in the data
+//! directory when no mail server is configured.
 
 mod common;
 
@@ -224,4 +225,38 @@ async fn with_no_mail_server_the_link_is_written_to_the_outbox() {
     wait_for_log(&broker, &format!("mail written to {}", file.display())).await;
     let mut c = WebClient::new(broker.api);
     assert_eq!(c.get(&path).await.status, 200, "the link works");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mail_goes_over_tls_only_to_a_server_the_broker_trusts() {
+    let smtp = SmtpServer::start_tls().await;
+    let config = smtp.broker_config();
+    let broker = TestBroker::start_with(1, &config).await;
+    sign_up(broker.api, "alice@example.org").await;
+    assert_eq!(
+        ask_for_reset(&broker, "alice@example.org").await.status,
+        200
+    );
+    let mail = smtp.wait_for(1).await.remove(0);
+    assert_eq!(mail.login.0, smtp::USERNAME);
+    assert!(reset_path(&mail.text).starts_with("/password/reset/"));
+
+    // Without the private CA the certificate is refused: nothing is sent,
+    // the failure is logged with the domain only, and the page is the same.
+    let untrusting: String = config
+        .lines()
+        .filter(|l| !l.starts_with("smtp_ca_file"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let other = TestBroker::start_with(1, &untrusting).await;
+    sign_up(other.api, "bob@example.org").await;
+    assert_eq!(ask_for_reset(&other, "bob@example.org").await.status, 200);
+    wait_for_log(&other, "mail could not be sent").await;
+    assert!(
+        other.log().contains("to_domain=example.org"),
+        "{}",
+        other.log()
+    );
+    assert!(!other.log().contains("bob@example.org"));
+    assert_eq!(smtp.received().len(), 1);
 }

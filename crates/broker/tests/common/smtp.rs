@@ -1,7 +1,8 @@
-//! A small SMTP server for tests: plain SMTP on 127.0.0.1 port 0 that
-//! requires AUTH (PLAIN or LOGIN) with the login it was given, and records
-//! every message it accepts with the login that sent it. Bounded: line
-//! length, message size and connection time.
+//! A small SMTP server for tests: SMTP on 127.0.0.1 port 0, plain or with
+//! TLS from the first byte (a fresh certificate for 127.0.0.1), that
+//! requires AUTH (PLAIN or LOGIN) with its login, and records every message
+//! it accepts with the login that sent it. Bounded: line length, message
+//! size and connection time.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 use super::{DEADLINE, wait_for};
@@ -99,42 +100,81 @@ pub struct SmtpServer {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
     task: tokio::task::JoinHandle<()>,
-    /// Holds the password file the broker reads.
+    /// Holds the password file the broker reads, and the TLS certificate.
     dir: tempfile::TempDir,
+    /// The certificate (PEM) a TLS server presents.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl SmtpServer {
+    /// A plain SMTP server.
     pub async fn start() -> Self {
+        Self::spawn(tempfile::tempdir().unwrap(), None).await
+    }
+
+    /// An SMTP server with TLS from the first byte, whose self-signed
+    /// certificate for 127.0.0.1 is in [`SmtpServer::ca_file`].
+    pub async fn start_tls() -> Self {
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), cert.cert.pem()).unwrap();
+        let key =
+            rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+        Self::spawn(dir, Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+    }
+
+    async fn spawn(dir: tempfile::TempDir, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
         let store = received.clone();
+        let ca_file = tls.as_ref().map(|_| dir.path().join("ca.pem"));
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let store = store.clone();
-                tokio::spawn(async move {
-                    let _ = tokio::time::timeout(CONNECTION_TIME, session(stream, store)).await;
-                });
+                let (store, tls) = (store.clone(), tls.clone());
+                tokio::spawn(tokio::time::timeout(CONNECTION_TIME, async move {
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                session(stream, store).await;
+                            }
+                        }
+                        None => session(stream, store).await,
+                    }
+                }));
             }
         });
         Self {
             addr,
             received,
             task,
-            dir: tempfile::tempdir().unwrap(),
+            dir,
+            ca_file,
         }
     }
 
     /// The `[mail]` table that points a broker here, with the login in a
-    /// password file.
+    /// password file (and for TLS, the server's certificate as its CA).
     pub fn broker_config(&self) -> String {
         let password_file: PathBuf = self.dir.path().join("smtp-password");
         std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
+        let security = match &self.ca_file {
+            Some(ca) => format!("smtp_security = \"tls\"\nsmtp_ca_file = {ca:?}\n"),
+            None => "smtp_security = \"plain\"\n".to_string(),
+        };
         format!(
-            "[mail]\nfrom = \"rpibroker <{FROM}>\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\nsmtp_security = \"plain\"\nsmtp_username = \"{USERNAME}\"\nsmtp_password_file = {:?}\n",
+            "[mail]\nfrom = \"rpibroker <{FROM}>\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\n{security}smtp_username = \"{USERNAME}\"\nsmtp_password_file = {:?}\n",
             self.addr.port(),
             password_file
         )
@@ -188,8 +228,8 @@ fn path_of(arg: &str) -> String {
         .to_string()
 }
 
-async fn session(stream: tokio::net::TcpStream, store: Arc<Mutex<Vec<Received>>>) {
-    let (read, mut write) = stream.into_split();
+async fn session<S: AsyncRead + AsyncWrite + Unpin>(stream: S, store: Arc<Mutex<Vec<Received>>>) {
+    let (read, mut write) = tokio::io::split(stream);
     let mut r = BufReader::new(read);
     macro_rules! say {
         ($text:expr) => {
