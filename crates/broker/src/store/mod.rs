@@ -14,7 +14,7 @@ mod sandboxes;
 
 pub use accounts::{SessionRecord, UserRecord};
 pub use password_resets::PasswordResetRecord;
-pub use sandboxes::{RentalRecord, RentalState, VerificationRecord};
+pub use sandboxes::{AccessFacts, RentalRecord, RentalState, VerificationRecord};
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -1,5 +1,6 @@
 //! Sandboxes, verifications and rentals in the store.
 
+use rpibroker_wire::DeviceName;
 use rpibroker_wire::control::{RentalId, SandboxStatus};
 use rpibroker_wire::status::{RentalSummary, SandboxReport};
 use rpibroker_wire::verification::{Figures, Measured, Verdict, Verification};
@@ -63,6 +64,14 @@ impl RentalState {
             _ => RentalState::Ended,
         }
     }
+}
+
+/// What decides whom a device admits (see [`crate::access`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessFacts {
+    pub listed: bool,
+    /// The rental that has not ended, with its state.
+    pub open_rental: Option<(RentalId, RentalState)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,6 +212,30 @@ impl Store {
                 ),
                 [device_id],
                 rental_row,
+            )
+            .optional()?)
+    }
+
+    /// Whether `device` is listed, and its rental that has not ended, in one
+    /// read; `None` when no such device is registered.
+    pub fn access_facts(&self, device: &DeviceName) -> Result<Option<AccessFacts>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT d.listed, r.id, r.state FROM devices d
+                 LEFT JOIN rentals r ON r.device_id = d.id AND r.state != 'ended'
+                 WHERE d.name = ?1",
+                [device.as_str()],
+                |r| {
+                    let id: Option<String> = r.get(1)?;
+                    let state: Option<String> = r.get(2)?;
+                    Ok(AccessFacts {
+                        listed: r.get(0)?,
+                        open_rental: id
+                            .and_then(|id| RentalId::parse(&id).ok())
+                            .zip(state.map(|s| RentalState::parse(&s))),
+                    })
+                },
             )
             .optional()?)
     }

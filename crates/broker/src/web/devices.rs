@@ -339,6 +339,9 @@ pub async fn set_listing(
         .await;
     match updated {
         Ok(true) => {
+            if let Ok(name) = DeviceName::parse(&form.name) {
+                shared.registry.access.refresh(&name).await;
+            }
             show(
                 StatusCode::OK,
                 Flash::Ok(format!(
@@ -503,6 +506,7 @@ pub async fn remove(
         )
         .await;
     }
+    shared.registry.access.refresh(&name).await;
     if let Some((generation, _)) = shared.registry.credential(&name) {
         shared
             .registry
