@@ -25,9 +25,10 @@ pub struct SessionRecord {
     pub last_seen_at: i64,
 }
 
-const USER_COLUMNS: &str = "id, email, password_hash, is_admin, created_at, suspended_at";
+pub(super) const USER_COLUMNS: &str =
+    "id, email, password_hash, is_admin, created_at, suspended_at";
 
-fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
+pub(super) fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
     Ok(UserRecord {
         id: r.get(0)?,
         email: r.get(1)?,

@@ -10,11 +10,13 @@
 mod accounts;
 mod admin;
 mod migrations;
+mod password_resets;
 mod sandboxes;
 mod uptime;
 
 pub use accounts::{SessionRecord, UserRecord};
 pub use admin::{AdminDevice, AdminRental, AdminUser, Suspension};
+pub use password_resets::PasswordResetRecord;
 pub use sandboxes::{AccessFacts, RentalRecord, RentalState, VerificationRecord};
 
 use std::path::Path;

@@ -18,8 +18,13 @@ use super::layout::{Flash, page};
 use super::{current_session, html_response, see_other, signed_in_form};
 use crate::accounts::Session;
 use crate::broker::Shared;
-use crate::rental::{self, RentalError};
+use crate::mail;
+use crate::rental::{self, RentalError, Started};
 use crate::store::{RentalRecord, StoreError};
+
+/// How long the rental page waits for the copy of the login by mail before
+/// it says the mail is still on its way (sending goes on regardless).
+const MAIL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Deserialize)]
 pub struct DeviceForm {
@@ -202,10 +207,8 @@ pub async fn rent(
     match rental::start(&shared, &current.name, Vec::new(), Some(session.user.id)).await {
         Ok(started) => {
             tracing::info!(device = %current.name, renter = session.user.id, rental = %started.rental, "rented on the web");
-            let ssh = started
-                .ssh_port
-                .map(|p| format!("ssh -p {p} {}@{}", started.username, started.ssh_host))
-                .unwrap_or_default();
+            let ssh = started.ssh_command().unwrap_or_default();
+            let mailed = mail_login(&shared, &session.user.email, &started).await;
             html_response(
                 StatusCode::CREATED,
                 page(
@@ -219,8 +222,9 @@ pub async fn rent(
                             dt { "Username" } dd { code data-testid="username" { (started.username) } }
                             dt { "Password" } dd { code data-testid="password" { (started.password) } }
                             dt { "SSH" } dd { code data-testid="ssh-command" { (ssh) } }
-                            dt { "Web" } dd { (started.http_url) " and " (started.https_url) }
+                            dt { "Web" } dd { code data-testid="http-url" { (started.http_url) } " and " code data-testid="https-url" { (started.https_url) } }
                         }
+                        p data-testid="mail-note" { (mailed) }
                         p { "End the rental from " a href="/rentals" { "My rentals" } "; the sandbox is then wiped." }
                     },
                 ),
@@ -244,6 +248,23 @@ pub async fn rent(
             )
             .await
         }
+    }
+}
+
+/// Mails the renter a copy of the login, waiting at most [`MAIL_WAIT`];
+/// returns what the rental page says about it.
+async fn mail_login(shared: &Arc<Shared>, to: &str, started: &Started) -> String {
+    let message = match mail::rental_credentials(to, started, &shared.settings.public_url) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "composing the rental mail failed");
+            return "The copy by email could not be sent.".into();
+        }
+    };
+    match tokio::time::timeout(MAIL_WAIT, shared.mailer.send_in_background(message)).await {
+        Ok(Ok(Ok(()))) => format!("A copy was emailed to {to}."),
+        Ok(_) => "The copy by email could not be sent.".into(),
+        Err(_) => format!("A copy is on its way to {to}."),
     }
 }
 
