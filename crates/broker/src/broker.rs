@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use crate::access::Access;
+use crate::mail::Mailer;
 use crate::presence;
 use crate::registry::Registry;
 use crate::settings::Settings;
@@ -34,6 +35,8 @@ pub struct Shared {
     pub ssh_port: u16,
     /// Rate limits of the web pages' sign-in and sign-up.
     pub web_limits: crate::web::Limits,
+    /// Sends the broker's mail, through the transport the settings chose.
+    pub mailer: Arc<Mailer>,
 }
 
 /// The broker's listeners, bound before start.
@@ -90,6 +93,7 @@ impl Broker {
             .mark_all_offline(None)
             .context("resetting device presence")?;
         let host_key = host_key::load_or_create(&settings.data_dir)?;
+        let mailer = Arc::new(Mailer::new(&settings.mail).context("setting up mail")?);
         let (presence, writer) = presence::channel(store.clone());
         let registry = Registry::new(
             settings.device_bind,
@@ -114,6 +118,7 @@ impl Broker {
             host_key_fingerprint: host_key::fingerprint(&host_key),
             ssh_port: addresses.ssh.port(),
             web_limits: crate::web::Limits::default(),
+            mailer,
             settings,
             store,
             registry,

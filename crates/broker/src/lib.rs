@@ -13,6 +13,8 @@
 //! - [`api`]: the HTTP API: the agents' handshake (`POST /api/v1/connect`), and
 //!   the JSON API for people's scripts with its OpenAPI document.
 //! - [`web`]: the web pages for people: marketplace, sign-up, sign-in, account.
+//! - [`mail`]: email to people (rental logins, password resets) through the
+//!   outbox in the data directory or an SMTP server.
 //! - [`tunnel`]: the SSH endpoint devices connect to; grants only forwards of
 //!   the device's own services and the control subsystem.
 //! - [`registry`]: live sessions in memory: which device is connected and
@@ -47,6 +49,7 @@ pub mod edge;
 pub mod enroll;
 pub mod gate;
 pub mod host_key;
+pub mod mail;
 pub mod notify;
 pub mod port_pool;
 pub mod presence;

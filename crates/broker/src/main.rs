@@ -91,6 +91,10 @@ fn print_banner(broker: &Broker) {
     );
     println!("  SSH host key           {fp}");
     println!("  data directory         {}", s.data_dir.display());
+    println!(
+        "  mail                   {}",
+        broker.shared().mailer.describe()
+    );
     println!("Register a device with: rpibroker device add NAME");
 }
 

@@ -81,6 +81,15 @@ pub struct Started {
     pub https_url: String,
 }
 
+impl Started {
+    /// The exact command that logs the renter in, once the device has its
+    /// public SSH port.
+    pub fn ssh_command(&self) -> Option<String> {
+        self.ssh_port
+            .map(|p| format!("ssh -p {p} {}@{}", self.username, self.ssh_host))
+    }
+}
+
 /// The device's address on the edge, with the port unless it is the default.
 fn edge_url(scheme: &str, device: &DeviceName, domain: &str, port: u16, default: u16) -> String {
     if port == default {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::mail::settings::{FileMail, MailArgs, MailSettings};
 use crate::port_pool::PortPool;
 
 /// Name of the config file looked for in the data directory when `--config`
@@ -49,6 +50,8 @@ pub struct Settings {
     /// A visitor (or the device's side of its connection) that accepts no
     /// bytes for this long is disconnected, so it cannot stall the device.
     pub visitor_stall_timeout: Duration,
+    /// How the broker sends mail, and as whom.
+    pub mail: MailSettings,
 }
 
 /// The config file. Every key is optional; unknown keys are an error.
@@ -71,6 +74,8 @@ pub struct FileSettings {
     pub ssh_auth_timeout_secs: Option<u64>,
     pub ssh_idle_timeout_secs: Option<u64>,
     pub visitor_stall_timeout_secs: Option<u64>,
+    /// The `[mail]` table.
+    pub mail: Option<FileMail>,
 }
 
 /// Settings given by flag or environment variable.
@@ -104,6 +109,8 @@ pub struct SettingsArgs {
     /// ssh-listen address, or the domain if that is a wildcard address].
     #[arg(long, env = "RPIBROKER_TUNNEL_HOST", global = true)]
     pub tunnel_host: Option<String>,
+    #[command(flatten)]
+    pub mail: MailArgs,
 }
 
 /// Where the data directory is when none is given: `$XDG_DATA_HOME/rpibroker`
@@ -195,6 +202,13 @@ impl Settings {
                     ssh_listen.ip().to_string()
                 }
             });
+        let mail = crate::mail::settings::resolve(
+            file.mail.unwrap_or_default(),
+            &args.mail,
+            &data_dir,
+            &domain,
+        )
+        .context("mail settings")?;
         let secs = |v: Option<u64>, default: u64| Duration::from_secs(v.unwrap_or(default).max(1));
         let settings = Self {
             data_dir,
@@ -220,6 +234,7 @@ impl Settings {
             ssh_auth_timeout: secs(file.ssh_auth_timeout_secs, 30),
             ssh_idle_timeout: secs(file.ssh_idle_timeout_secs, 600),
             visitor_stall_timeout: secs(file.visitor_stall_timeout_secs, 10),
+            mail,
         };
         settings.check()?;
         Ok(settings)
@@ -331,6 +346,27 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("must start with http"), "{err}");
+    }
+
+    #[test]
+    fn the_mail_table_configures_smtp() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "domain = \"example.org\"\n[mail]\nfrom = \"ops@example.org\"\nsmtp_host = \"mail.example.org\"\nsmtp_security = \"starttls\"\n",
+        )
+        .unwrap();
+        let s = Settings::resolve(Some(dir.path().into()), None, &SettingsArgs::default()).unwrap();
+        assert_eq!(s.mail.from.email.to_string(), "ops@example.org");
+        let crate::mail::TransportSettings::Smtp(smtp) = &s.mail.transport else {
+            panic!("{:?}", s.mail)
+        };
+        assert_eq!((smtp.host.as_str(), smtp.port), ("mail.example.org", 587));
+
+        std::fs::write(dir.path().join(CONFIG_FILE), "[mail]\nsmtp_prot = 25\n").unwrap();
+        let err =
+            Settings::resolve(Some(dir.path().into()), None, &SettingsArgs::default()).unwrap_err();
+        assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
     }
 
     #[test]

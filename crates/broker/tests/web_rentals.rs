@@ -1,13 +1,14 @@
 //! The design document's story over the web pages, with a real agent and
 //! sandbox: an owner registers a device and lists it once it is verified; a
-//! renter rents it, logs in with the credentials the page showed, and stops;
-//! two renters racing for one device get exactly one rental, which an
-//! administrator ends. A listed device admits visitors only while it is
-//! rented, and its stop cuts them.
+//! renter rents it, gets the credentials on the page and by mail, logs in
+//! with them, and stops; two renters racing for one device get exactly one
+//! rental, which an administrator ends. A listed device admits visitors only
+//! while it is rented, and its stop cuts them.
 
 mod common;
 
 use common::sandbox::{self, Cleanup, RenterLogin, assert_port_refuses, assert_ran, renter_ssh};
+use common::smtp::SmtpServer;
 use common::web::{WebClient, csrf_of, sign_in_admin, sign_up};
 use common::{Device, TestAgent, TestBroker};
 use serde_json::Value;
@@ -123,7 +124,8 @@ async fn rent(c: &mut WebClient, name: &str) -> common::http::Response {
 async fn owner_lists_renter_rents_logs_in_and_stops() {
     let name = "web-rent";
     let _cleanup = Cleanup::new(name);
-    let broker = TestBroker::start(1).await;
+    let smtp = SmtpServer::start().await;
+    let broker = TestBroker::start_with(1, &smtp.broker_config()).await;
     let mut owner = sign_up(broker.api, "owner@example.org").await;
     let mut renter = sign_up(broker.api, "renter@example.org").await;
     let (_device, _agent) = register_and_start(&broker, &mut owner, name).await;
@@ -182,6 +184,35 @@ async fn owner_lists_renter_rents_logs_in_and_stops() {
         .expect("a rented device's SSH port admits visitors");
     assert!(banner.starts_with("SSH-2.0-"), "{banner}");
     assert_eq!(ssh, format!("ssh -p {port} {user}@{name}.localhost"));
+    let (http_url, https_url) = (testid(&r.body, "http-url"), testid(&r.body, "https-url"));
+    assert_eq!(
+        http_url,
+        format!("http://{name}.localhost:{}/", broker.http.port())
+    );
+
+    // The same login arrives by mail, with the way to My rentals.
+    assert!(
+        r.body.contains("A copy was emailed to renter@example.org."),
+        "{}",
+        r.body
+    );
+    let mail = smtp.wait_for(1).await.remove(0);
+    assert_eq!(mail.rcpt_to, ["renter@example.org"]);
+    assert_eq!(mail.headers["subject"], format!("Your login on {name}"));
+    for shown in [
+        format!("Username: {user}\n"),
+        format!("Password: {password}\n"),
+        format!("{ssh}\n"),
+        format!("{http_url}\n"),
+        format!("{https_url}\n"),
+        format!("http://{}/rentals\n", broker.api),
+    ] {
+        assert!(mail.text.contains(&shown), "{shown:?} in {}", mail.text);
+    }
+    assert!(
+        !broker.log().contains(&password),
+        "the password is never logged"
+    );
     let out = renter_ssh(
         &broker,
         name,

@@ -13,6 +13,7 @@
 
 pub mod api_tokens;
 pub mod password;
+pub mod reset;
 
 use rand::RngExt;
 use serde::Serialize;
@@ -204,6 +205,11 @@ pub fn sign_in(
     if user.suspended_at.is_some() {
         return Err(AccountError::Suspended);
     }
+    Ok(start_session(store, user, now)?)
+}
+
+/// Makes a new session for `user`, who has just proved who they are.
+fn start_session(store: &Store, user: UserRecord, now: UnixTime) -> Result<NewSession, StoreError> {
     let token = random_token();
     let csrf = random_token();
     store.add_session(&token::hash(&token), user.id, &csrf, now)?;
@@ -260,8 +266,8 @@ pub fn change_password(
     Ok(())
 }
 
-/// Removes expired sessions and forgotten sign-in failures every
-/// [`PURGE_EVERY`], until shutdown.
+/// Removes expired sessions, forgotten sign-in failures and old password
+/// reset links every [`PURGE_EVERY`], until shutdown.
 pub async fn purge_sessions(store: Store, mut shutdown: crate::shutdown::Shutdown) {
     loop {
         tokio::select! {
@@ -282,6 +288,13 @@ pub async fn purge_sessions(store: Store, mut shutdown: crate::shutdown::Shutdow
             Ok(n) if n > 0 => tracing::info!(sessions = n, "expired sessions removed"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not remove expired sessions"),
+        }
+        let before = now - reset::KEEP_SECS;
+        if let Err(e) = store
+            .blocking(move |s| s.purge_password_resets(before))
+            .await
+        {
+            tracing::warn!(error = %e, "could not remove old password reset links");
         }
     }
 }

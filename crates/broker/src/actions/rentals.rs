@@ -10,8 +10,13 @@ use serde::Serialize;
 
 use super::Actor;
 use crate::broker::Shared;
+use crate::mail;
 use crate::rental::{self, RentalError, Started};
 use crate::store::StoreError;
+
+/// How long renting waits for the copy of the login by mail before it says
+/// the mail is still on its way (sending goes on regardless).
+const MAIL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RentError {
@@ -55,6 +60,16 @@ pub struct Rental {
     pub end_reason: Option<String>,
 }
 
+/// What became of the copy of the login mailed to the renter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mailed {
+    Sent,
+    /// Still being sent when renting stopped waiting.
+    Sending,
+    Failed,
+}
+
 /// Which of the renter's open rentals to stop.
 #[derive(Debug, Clone, Copy)]
 pub enum Which<'a> {
@@ -75,13 +90,15 @@ pub struct Stopped {
 }
 
 /// Rents the listed device called `device` for `actor`, with optional SSH
-/// public keys for the login.
+/// public keys for the login, and mails a copy of the login to `email`
+/// (the renter's address).
 pub async fn rent(
     shared: &Arc<Shared>,
     actor: Actor,
+    email: &str,
     device: &str,
     ssh_keys: Vec<String>,
-) -> Result<Started, RentError> {
+) -> Result<(Started, Mailed), RentError> {
     if actor.suspended {
         return Err(RentError::Suspended);
     }
@@ -97,13 +114,30 @@ pub async fn rent(
     match rental::start(shared, &current.name, ssh_keys, Some(actor.id)).await {
         Ok(started) => {
             tracing::info!(device = %current.name, renter = actor.id, rental = %started.rental, "rented");
-            Ok(started)
+            let mailed = mail_login(shared, email, &started).await;
+            Ok((started, mailed))
         }
         Err(RentalError::AlreadyRented(..) | RentalError::Ending(..)) => {
             Err(RentError::Taken(current.name))
         }
         Err(RentalError::BadKey(why)) => Err(RentError::BadKey(why)),
         Err(e) => Err(RentError::Failed(current.name, e)),
+    }
+}
+
+/// Mails the renter a copy of the login, waiting at most [`MAIL_WAIT`].
+async fn mail_login(shared: &Arc<Shared>, to: &str, started: &Started) -> Mailed {
+    let message = match mail::rental_credentials(to, started, &shared.settings.public_url) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "composing the rental mail failed");
+            return Mailed::Failed;
+        }
+    };
+    match tokio::time::timeout(MAIL_WAIT, shared.mailer.send_in_background(message)).await {
+        Ok(Ok(Ok(()))) => Mailed::Sent,
+        Ok(_) => Mailed::Failed,
+        Err(_) => Mailed::Sending,
     }
 }
 

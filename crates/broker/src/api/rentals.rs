@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::Failure;
 use super::body::JsonBody;
 use super::caller::Caller;
-use crate::actions::rentals::{self, RentError, Rental, StopError, Stopped, Which};
+use crate::actions::rentals::{self, Mailed, RentError, Rental, StopError, Stopped, Which};
 use crate::broker::Shared;
 use crate::rental::Started;
 
@@ -23,6 +23,15 @@ pub struct NewRental {
     /// An OpenSSH public key that may log in besides the password.
     #[serde(default)]
     ssh_key: Option<String>,
+}
+
+/// A rental just started: its login, shown this once, and what became of
+/// the copy mailed to the renter.
+#[derive(Serialize)]
+pub struct Rented {
+    #[serde(flatten)]
+    started: Started,
+    mail: Mailed,
 }
 
 #[derive(Serialize)]
@@ -78,10 +87,17 @@ pub async fn rent(
     State(shared): State<Arc<Shared>>,
     caller: Caller,
     JsonBody(body): JsonBody<NewRental>,
-) -> Result<(StatusCode, Json<Started>), Failure> {
+) -> Result<(StatusCode, Json<Rented>), Failure> {
     let keys = body.ssh_key.into_iter().collect();
-    let started = rentals::rent(&shared, caller.actor, &body.device, keys).await?;
-    Ok((StatusCode::CREATED, Json(started)))
+    let (started, mail) = rentals::rent(
+        &shared,
+        caller.actor,
+        &caller.user.email,
+        &body.device,
+        keys,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(Rented { started, mail })))
 }
 
 pub async fn mine(

@@ -28,7 +28,7 @@ pub struct SessionRecord {
 pub(super) const USER_COLUMNS: &str =
     "id, email, password_hash, is_admin, created_at, suspended_at";
 
-fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
+pub(super) fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
     user_row_at(r, 0)
 }
 

@@ -12,12 +12,14 @@ mod accounts;
 mod admin;
 mod api_tokens;
 mod migrations;
+mod password_resets;
 mod sandboxes;
 mod uptime;
 
 pub use accounts::{SessionRecord, UserRecord};
 pub use admin::{AdminDevice, AdminRental, AdminUser, Suspension};
 pub use api_tokens::ApiTokenRecord;
+pub use password_resets::PasswordResetRecord;
 pub use sandboxes::{AccessFacts, RentalRecord, RentalState, VerificationRecord};
 
 use std::path::Path;

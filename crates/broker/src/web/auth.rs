@@ -114,12 +114,13 @@ fn signin_form(csrf: &str, email: &str) -> Markup {
             }
             button type="submit" { "Sign in" }
         }
+        p { a href="/password/forgot" { "Forgot your password?" } }
         p { "No account yet? " a href="/signup" { "Create one" } "." }
     }
 }
 
 /// A signed-out form page, with the CSRF cookie set if the browser lacks it.
-fn anonymous_page(
+pub(super) fn anonymous_page(
     shared: &Shared,
     headers: &HeaderMap,
     status: StatusCode,
@@ -225,7 +226,7 @@ pub async fn signup(
 }
 
 /// An error as a sentence for the page.
-fn sentence(e: &AccountError) -> String {
+pub(super) fn sentence(e: &impl std::fmt::Display) -> String {
     let text = e.to_string();
     let mut chars = text.chars();
     match chars.next() {

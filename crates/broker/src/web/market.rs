@@ -17,7 +17,7 @@ use super::layout::{Flash, page};
 use super::{current_session, html_response, see_other, signed_in_form};
 use crate::accounts::Session;
 use crate::actions::market::{availability, listing, offered_figures};
-use crate::actions::rentals::{self, RentError, Rental, StopError, Which};
+use crate::actions::rentals::{self, Mailed, RentError, Rental, StopError, Which};
 use crate::broker::Shared;
 
 #[derive(Deserialize)]
@@ -135,8 +135,16 @@ pub async fn rent(
             ),
         )
     };
-    let started = match rentals::rent(&shared, (&session).into(), &form.name, Vec::new()).await {
-        Ok(started) => started,
+    let rented = rentals::rent(
+        &shared,
+        (&session).into(),
+        &session.user.email,
+        &form.name,
+        Vec::new(),
+    )
+    .await;
+    let (started, mailed) = match rented {
+        Ok(done) => done,
         Err(RentError::NotListed) => {
             return back(
                 StatusCode::NOT_FOUND,
@@ -178,10 +186,13 @@ pub async fn rent(
             .await;
         }
     };
-    let ssh = started
-        .ssh_port
-        .map(|p| format!("ssh -p {p} {}@{}", started.username, started.ssh_host))
-        .unwrap_or_default();
+    let ssh = started.ssh_command().unwrap_or_default();
+    let to = &session.user.email;
+    let mailed = match mailed {
+        Mailed::Sent => format!("A copy was emailed to {to}."),
+        Mailed::Sending => format!("A copy is on its way to {to}."),
+        Mailed::Failed => "The copy by email could not be sent.".into(),
+    };
     html_response(
         StatusCode::CREATED,
         page(
@@ -195,8 +206,9 @@ pub async fn rent(
                     dt { "Username" } dd { code data-testid="username" { (started.username) } }
                     dt { "Password" } dd { code data-testid="password" { (started.password) } }
                     dt { "SSH" } dd { code data-testid="ssh-command" { (ssh) } }
-                    dt { "Web" } dd { (started.http_url) " and " (started.https_url) }
+                    dt { "Web" } dd { code data-testid="http-url" { (started.http_url) } " and " code data-testid="https-url" { (started.https_url) } }
                 }
+                p data-testid="mail-note" { (mailed) }
                 p { "End the rental from " a href="/rentals" { "My rentals" } "; the sandbox is then wiped." }
             },
         ),

@@ -7,6 +7,7 @@
 //! - [`devices`]: the owner's devices and device registration.
 //! - [`admin`]: the administrators' overview and actions.
 //! - [`limit`]: per-address rate limits.
+//! - [`reset`]: password reset by email.
 //!
 //! Every form carries an anti-CSRF token: the session's own once signed in,
 //! otherwise a random one that must match a `SameSite=Strict` cookie. A POST
@@ -20,6 +21,7 @@ pub mod devices;
 pub mod layout;
 pub mod limit;
 pub mod market;
+pub mod reset;
 
 use std::sync::Arc;
 
@@ -72,6 +74,7 @@ pub fn cookie_name(shared: &Shared, base: &'static str) -> String {
 pub struct Limits {
     pub sign_in: RateLimit,
     pub sign_up: RateLimit,
+    pub password_reset: RateLimit,
     pub hashing: tokio::sync::Semaphore,
 }
 
@@ -86,6 +89,8 @@ impl Default for Limits {
             // Per account, sign-ins are throttled too (see `accounts`).
             sign_in: RateLimit::new("sign-in", 20, 300),
             sign_up: RateLimit::new("sign-up", 10, 3600),
+            // Per account, reset links are limited too (see `accounts::reset`).
+            password_reset: RateLimit::new("password reset", 10, 3600),
             hashing: tokio::sync::Semaphore::new(MAX_HASHING),
         }
     }
@@ -101,6 +106,12 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/account/password", post(auth::change_password))
         .route("/account/tokens", post(auth::create_token))
         .route("/account/tokens/revoke", post(auth::revoke_token))
+        .route(
+            "/password/forgot",
+            get(reset::forgot_page).post(reset::forgot),
+        )
+        .route("/password/reset", post(reset::reset))
+        .route("/password/reset/{token}", get(reset::reset_page))
         .route("/devices", get(devices::list).post(devices::register))
         .route("/devices/listing", post(devices::set_listing))
         .route("/devices/end-rental", post(devices::end_rental))

@@ -11,6 +11,7 @@ pub mod openssh;
 pub mod ports;
 pub mod sandbox;
 pub mod services;
+pub mod smtp;
 pub mod web;
 
 use std::net::SocketAddr;
@@ -85,6 +86,12 @@ pub struct TestBroker {
 impl TestBroker {
     /// A broker with room for `devices` devices in its port pool.
     pub async fn start(devices: u16) -> Self {
+        Self::start_with(devices, "").await
+    }
+
+    /// [`TestBroker::start`], with `extra` appended to its config file (for
+    /// example a `[mail]` table).
+    pub async fn start_with(devices: u16, extra: &str) -> Self {
         let ports = ports::reserve(4 + 3 * devices);
         let base = ports.base;
         let addr = |i: u16| SocketAddr::from(([127, 0, 0, 1], base + i));
@@ -93,7 +100,7 @@ impl TestBroker {
         // Short timeouts so the slow-visitor tests finish quickly.
         std::fs::write(
             dir.path().join("data/rpibroker.toml"),
-            "edge_read_timeout_secs = 2\nssh_auth_timeout_secs = 3\nvisitor_stall_timeout_secs = 2\n",
+            format!("edge_read_timeout_secs = 2\nssh_auth_timeout_secs = 3\nvisitor_stall_timeout_secs = 2\n{extra}"),
         )
         .unwrap();
         let mut broker = Self {
