@@ -1,5 +1,6 @@
 //! The broker's persistent state: devices, their public ports, their SSH keys,
 //! retired tokens, sandboxes, verifications, rentals, accounts and sessions,
+//! and the marketplace's listing of them,
 //! in one SQLite file in the data directory.
 //!
 //! Every method is one transaction, so a crash leaves either all of a change or
@@ -8,10 +9,12 @@
 //! tunnel's event loop.
 
 mod accounts;
+mod listings;
 mod migrations;
 mod sandboxes;
 
 pub use accounts::{SessionRecord, UserRecord};
+pub use listings::ListedDevice;
 pub use sandboxes::{RentalRecord, RentalState, VerificationRecord};
 
 use std::path::Path;
@@ -218,11 +221,6 @@ impl Store {
             params![device_id, listed, hourly_rate],
         )?;
         Ok(())
-    }
-
-    /// The devices on the marketplace, by name.
-    pub fn listed_devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
-        self.devices_where("listed = 1", [])
     }
 
     fn devices_where(
