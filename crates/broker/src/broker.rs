@@ -11,6 +11,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
+use crate::access::Access;
 use crate::presence;
 use crate::registry::Registry;
 use crate::settings::Settings;
@@ -94,6 +95,7 @@ impl Broker {
             settings.device_bind,
             settings.visitor_stall_timeout,
             presence,
+            Arc::new(Access::new(store.clone())),
         );
         let notify = notify::bind(&settings.data_dir).with_context(|| {
             format!(

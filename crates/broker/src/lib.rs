@@ -15,6 +15,8 @@
 //! - [`registry`]: live sessions in memory: which device is connected and
 //!   what it forwards; the edge asks it where a visitor goes.
 //! - [`edge`]: where visitors come in: Host routing, SNI routing, per-device ports.
+//! - [`access`]: whom each device admits: its owner when unlisted, its renter
+//!   while rented, no one while listed between rentals.
 //! - [`presence`]: writing online state and last-seen times to the store.
 //! - [`gate`]: admission of new connections, in total and per source address.
 //! - [`notify`]: the local socket through which `device` and `rental` commands reach a running broker.
@@ -30,6 +32,7 @@
 //!   pieces named for what they own.
 
 pub mod accept;
+pub mod access;
 pub mod accounts;
 pub mod admin_cmd;
 pub mod api;

@@ -4,7 +4,8 @@
 //!
 //! - `device-changed NAME`: the store is the source of truth; this only makes
 //!   the broker act at once on what the store already says: cut the session
-//!   of a removed device, or of one whose token or key was revoked.
+//!   of a removed device, or of one whose token or key was revoked, and
+//!   reload whom it admits.
 //! - A JSON [`LocalRequest`] (`rental start`, `rental stop`, `device verify`):
 //!   things only the broker can do, because they talk to the device over its
 //!   live session. The answer is `{"ok": …}` or `{"error": "…"}`.
@@ -178,6 +179,7 @@ pub async fn request(data_dir: &Path, request: &LocalRequest) -> anyhow::Result<
 
 /// Cuts the device's session if the store no longer lets it in.
 async fn device_changed(shared: &Arc<Shared>, device: DeviceName) {
+    shared.registry.access.refresh(&device).await;
     let Some((generation, credential)) = shared.registry.credential(&device) else {
         return;
     };

@@ -1,7 +1,7 @@
 //! Device presence in the store: whether each device is online, since when,
-//! and when it was last seen. Events from the registry are written in order
-//! by one background task, so the store never sees "offline" overtake the
-//! "online" that preceded it.
+//! when it was last seen, and the stretches of connection behind uptime.
+//! Events from the registry are written in order by one background task, so
+//! the store never sees "offline" overtake the "online" that preceded it.
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -12,8 +12,11 @@ use crate::registry::Registry;
 use crate::store::Store;
 use crate::time::UnixTime;
 
-/// How often `last_seen` is refreshed for connected devices.
+/// How often `last_seen` (and the connected stretch behind uptime) is
+/// refreshed for connected devices.
 pub const HEARTBEAT: Duration = Duration::from_secs(30);
+/// How often stretches too old for any uptime window are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 enum Event {
     Online(i64, UnixTime),
@@ -53,8 +56,15 @@ impl PresenceWriter {
     pub async fn run(mut self, registry: Weak<Registry>) {
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut purge = tokio::time::interval(PURGE_EVERY);
+        purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = purge.tick() => {
+                    if let Err(e) = self.store.blocking(|s| s.purge_uptime(UnixTime::now())).await {
+                        tracing::warn!(error = %e, "could not purge old uptime records");
+                    }
+                }
                 event = self.rx.recv() => {
                     let Some(event) = event else { return };
                     let result = self.store.blocking(move |s| match event {

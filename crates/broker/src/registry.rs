@@ -21,6 +21,7 @@ use russh::server::Handle;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::access::Access;
 use crate::control::ControlLink;
 use crate::edge;
 use crate::gate::{Admitted, Gate};
@@ -114,6 +115,8 @@ pub struct Registry {
     /// How long a visitor or device may accept no bytes before its
     /// connection is dropped (see [`rpibroker_tunnel_io::splice`]).
     pub visitor_stall: Duration,
+    /// Whom each device's public ports admit.
+    pub access: Arc<Access>,
 }
 
 /// Most visitor connections open at once, in total and from one address.
@@ -124,7 +127,12 @@ const MAX_VISITORS_PER_ADDRESS: usize = 512;
 const REBIND_WAIT: Duration = Duration::from_secs(2);
 
 impl Registry {
-    pub fn new(device_bind: IpAddr, visitor_stall: Duration, presence: Presence) -> Arc<Self> {
+    pub fn new(
+        device_bind: IpAddr,
+        visitor_stall: Duration,
+        presence: Presence,
+        access: Arc<Access>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             live: Mutex::new(HashMap::new()),
             next_generation: AtomicU64::new(1),
@@ -132,6 +140,7 @@ impl Registry {
             presence,
             visitors: Gate::new("visitor", MAX_VISITORS, MAX_VISITORS_PER_ADDRESS),
             visitor_stall,
+            access,
         })
     }
 

@@ -4,8 +4,10 @@
 //! agent, so a repeated start returns the same rental and credentials, and a
 //! stop cut short by a disconnect is finished when the device comes back.
 //!
-//! The marketplace will drive these; until then `rpibroker rental start` and
-//! `rental stop` do, through the broker's local socket.
+//! The marketplace drives these, and so do `rpibroker rental start` and
+//! `rental stop` through the broker's local socket. Each step reloads the
+//! device's [`crate::access`], so visitors reach the sandbox only while the
+//! rental is active and are cut as soon as it ends.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,6 +122,7 @@ pub async fn start(
             .blocking(move |s| s.begin_rental(id, &new_id, &keys, renter_id, UnixTime::now()))
             .await?
     };
+    shared.registry.access.refresh(device).await;
     // An open rental of someone else (a renter racing for the same device,
     // or one being set up) is theirs: never hand out its credentials.
     if rental.id != new_id && rental.renter_id != renter_id {
@@ -161,6 +164,7 @@ pub async fn start(
         // Stopped while the agent worked: its wipe removes this account.
         return Err(RentalError::Ending(device.clone(), rental.id));
     }
+    shared.registry.access.refresh(device).await;
     sandbox_watch::refresh(shared, id, &link).await;
     tracing::info!(%device, rental = %rental.id, username = %credentials.username, "rental: active");
     let domain = &shared.settings.domain;
@@ -222,6 +226,8 @@ pub async fn stop_rental(
             .blocking(move |s| s.set_rental_ending(&rid, reason.as_deref()))
             .await?;
     }
+    // Visitors are cut now, before the wipe.
+    shared.registry.access.refresh(device).await;
     tracing::info!(%device, rental = %rental.id, "rental: ending; wiping the sandbox");
     let Some(link) = &link else {
         return Err(RentalError::Device(
@@ -277,6 +283,7 @@ async fn wipe_after(
             .blocking(move |s| s.end_rental(&rid, UnixTime::now()))
             .await?;
     }
+    shared.registry.access.refresh(device).await;
     sandbox_watch::refresh(shared, device_id, link).await;
     tracing::info!(%device, rental = %rental.id, "rental: ended; the sandbox is fresh");
     let (shared, device) = (shared.clone(), device.clone());

@@ -112,10 +112,13 @@ async fn two_people_sign_up_sign_in_and_change_a_password_in_a_browser() {
 
 /// The whole story in two browsers, with a real agent and sandbox: the owner
 /// registers a device and lists it once the broker verified it; the renter
-/// rents it, sees the login, logs in with a stock OpenSSH client, and stops.
+/// rents it, sees the login, logs in with a stock OpenSSH client, and stops;
+/// the device shows "not rented" to visitors and returns to the market.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_owner_lists_a_device_and_a_renter_rents_it_in_a_browser() {
-    use common::sandbox::{self, Cleanup, RenterLogin, assert_ran, assert_refused, renter_ssh};
+    use common::sandbox::{
+        self, Cleanup, RenterLogin, assert_port_refuses, assert_ran, renter_ssh,
+    };
     use common::{Device, TestAgent};
     use fantoccini::Locator;
 
@@ -211,17 +214,34 @@ async fn an_owner_lists_a_device_and_a_renter_rents_it_in_a_browser() {
     renter.click("My rentals").await;
     renter.wait_text("active").await;
     renter.shot("my-rentals").await;
+    let stopped_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     renter.click("Stop").await;
     renter.wait_text("its sandbox was wiped").await;
     renter.shot("rental-stopped").await;
-    assert_refused(
-        &renter_ssh(
-            &broker,
-            name,
-            &user,
-            RenterLogin::Password(&password),
-            "true",
-        ),
-        "the login after the rental",
+    // Between rentals the device admits no one: its ports reset, and its
+    // address shows where to rent it.
+    assert_port_refuses(&renter_ssh(
+        &broker,
+        name,
+        &user,
+        RenterLogin::Password(&password),
+        "true",
+    ));
+    renter
+        .goto(&format!("http://{name}.localhost:{}/", broker.http.port()))
+        .await;
+    renter.wait_text("not rented").await;
+    renter.shot("device-not-rented").await;
+    // Verified again after the wipe, it is back on the market.
+    sandbox::wait_verified_since(&broker, name, stopped_at).await;
+    renter.goto(&base).await;
+    let market = renter.wait_text(name).await;
+    assert!(
+        market.lines().any(|l| l.trim() == "Rent"),
+        "available again: {market}"
     );
+    renter.shot("marketplace-after-the-rental").await;
 }

@@ -249,6 +249,8 @@ async fn device_pages_show_claims_measurements_and_why_not_available() {
         "400.0 MiB/s",
         "2048.0 MiB/s",
         "50.0 MiB/s",
+        // Never connected: no uptime.
+        "data-testid=\"uptime\">0.0 % over 7 days, 0.0 % over 30 days<",
     ] {
         assert!(big.body.contains(shown), "{shown}: {}", big.body);
     }

@@ -1,14 +1,46 @@
 //! The design document's story over the web pages, with a real agent and
 //! sandbox: an owner registers a device and lists it once it is verified; a
 //! renter rents it, logs in with the credentials the page showed, and stops;
-//! two renters racing for one device get exactly one rental.
+//! two renters racing for one device get exactly one rental. A listed device
+//! admits visitors only while it is rented, and its stop cuts them.
 
 mod common;
 
-use common::sandbox::{self, Cleanup, RenterLogin, assert_ran, assert_refused, renter_ssh};
+use common::sandbox::{self, Cleanup, RenterLogin, assert_port_refuses, assert_ran, renter_ssh};
 use common::web::{WebClient, csrf_of, sign_up};
 use common::{Device, TestAgent, TestBroker};
 use serde_json::Value;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+/// What a visitor of the device's SSH port reads first: the sandbox's SSH
+/// banner when the port admits them, nothing (reset or closed) otherwise.
+async fn ssh_greeting(addr: SocketAddr) -> Option<(TcpStream, String)> {
+    let mut s = TcpStream::connect(addr).await.ok()?;
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("the port answers or closes in time")
+        .ok()?;
+    (n > 0).then(|| (s, String::from_utf8_lossy(&buf[..n]).into_owned()))
+}
+
+/// Waits until the visitor connection `s` is closed by the broker.
+async fn wait_closed(s: &mut TcpStream) {
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .expect("the live connection is cut when the rental stops");
+}
 
 fn unescape(html: &str) -> String {
     html.replace("&quot;", "\"")
@@ -95,8 +127,13 @@ async fn owner_lists_renter_rents_logs_in_and_stops() {
     let mut renter = sign_up(broker.api, "renter@example.org").await;
     let (_device, _agent) = register_and_start(&broker, &mut owner, name).await;
 
-    // Not listed yet: the marketplace does not show it.
+    // Not listed yet: the marketplace does not show it, and the device is its
+    // owner's own: its ports admit visitors.
     assert!(!renter.get("/").await.body.contains(name));
+    let (mut owners_own, banner) = ssh_greeting(broker.port(name, "ssh"))
+        .await
+        .expect("an unlisted device's SSH port admits visitors");
+    assert!(banner.starts_with("SSH-2.0-"), "{banner}");
     let bad = list_at(&mut owner, name, true, "1.234").await;
     assert_eq!(bad.status, 422);
     assert!(bad.body.contains("at most two decimals"));
@@ -106,6 +143,8 @@ async fn owner_lists_renter_rents_logs_in_and_stops() {
     let ok = list_at(&mut owner, name, true, "0.50").await;
     assert_eq!(ok.status, 200, "{}", ok.body);
     assert!(ok.body.contains("listed at 0.50 per hour"));
+    // Listing it hands it to the market: the owner's live connection is cut.
+    wait_closed(&mut owners_own).await;
 
     let market = renter.get("/").await;
     assert!(
@@ -119,12 +158,28 @@ async fn owner_lists_renter_rents_logs_in_and_stops() {
         market.body
     );
 
+    // Listed and not rented: visitors get the "not rented" page and the
+    // ports refuse.
+    let host = format!("{name}.localhost");
+    let page = common::http::get(broker.http, &host, "/").await.unwrap();
+    assert_eq!(page.status, 503);
+    assert!(
+        page.body.contains("not rented") && page.body.contains(&format!("/market/{name}")),
+        "{}",
+        page.body
+    );
+    assert!(ssh_greeting(broker.port(name, "ssh")).await.is_none());
+
     let r = rent(&mut renter, name).await;
     assert_eq!(r.status, 201, "{}", r.body);
     let user = testid(&r.body, "username");
     let password = testid(&r.body, "password");
     let ssh = testid(&r.body, "ssh-command");
     let port = broker.port(name, "ssh").port();
+    let (mut live, banner) = ssh_greeting(broker.port(name, "ssh"))
+        .await
+        .expect("a rented device's SSH port admits visitors");
+    assert!(banner.starts_with("SSH-2.0-"), "{banner}");
     assert_eq!(ssh, format!("ssh -p {port} {user}@{name}.localhost"));
     let out = renter_ssh(
         &broker,
@@ -164,16 +219,18 @@ async fn owner_lists_renter_rents_logs_in_and_stops() {
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("its sandbox was wiped"));
-    assert_refused(
-        &renter_ssh(
-            &broker,
-            name,
-            &user,
-            RenterLogin::Password(&password),
-            "true",
-        ),
-        "the login after the rental",
-    );
+    wait_closed(&mut live).await;
+    let page = common::http::get(broker.http, &host, "/").await.unwrap();
+    assert_eq!(page.status, 503, "closed again between rentals");
+    // Between rentals the port admits no one, the old login included (that
+    // the wipe removed the account is checked in sandbox_rentals).
+    assert_port_refuses(&renter_ssh(
+        &broker,
+        name,
+        &user,
+        RenterLogin::Password(&password),
+        "true",
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -217,7 +274,15 @@ async fn an_owner_ends_a_rental_with_a_reason_and_removes_the_device() {
     let mut renter = sign_up(broker.api, "renter@example.org").await;
     let mut stranger = sign_up(broker.api, "stranger@example.org").await;
     let (_device, _agent) = register_and_start(&broker, &mut owner, name).await;
-    assert_eq!(list_at(&mut owner, name, true, "0.20").await.status, 200);
+    // 3600.00 per hour is 1.00 per second: any rental earns something.
+    assert_eq!(list_at(&mut owner, name, true, "3600").await.status, 200);
+    let page = owner.get("/devices").await;
+    assert_eq!(testid(&page.body, &format!("earned-{name}")), "0.00");
+    let uptime = testid(&page.body, &format!("uptime-{name}"));
+    assert!(
+        uptime.ends_with("%") && uptime != "0.0 % / 0.0 %",
+        "connected since it was registered: {uptime}"
+    );
     let r = rent(&mut renter, name).await;
     assert_eq!(r.status, 201, "{}", r.body);
     let (user, password) = (testid(&r.body, "username"), testid(&r.body, "password"));
@@ -258,6 +323,13 @@ async fn an_owner_ends_a_rental_with_a_reason_and_removes_the_device() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
+    let earned = testid(&r.body, &format!("earned-{name}"));
+    assert_ne!(earned, "0.00", "a rental at 1.00 a second earned something");
+    assert!(
+        r.body.contains("from 1 rental"),
+        "{}",
+        testid(&r.body, "earnings-total")
+    );
     let mine = renter.get("/rentals").await;
     assert!(
         mine.body
@@ -265,16 +337,13 @@ async fn an_owner_ends_a_rental_with_a_reason_and_removes_the_device() {
         "{}",
         mine.body
     );
-    assert_refused(
-        &renter_ssh(
-            &broker,
-            name,
-            &user,
-            RenterLogin::Password(&password),
-            "true",
-        ),
-        "the login after the owner ended the rental",
-    );
+    assert_port_refuses(&renter_ssh(
+        &broker,
+        name,
+        &user,
+        RenterLogin::Password(&password),
+        "true",
+    ));
 
     let r = owner
         .post("/devices/remove", &[("csrf", &csrf), ("name", name)])

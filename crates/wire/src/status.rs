@@ -47,6 +47,38 @@ pub struct DeviceStatus {
     /// The rental that has not ended, if any.
     #[serde(default)]
     pub rental: Option<RentalSummary>,
+    /// Share of the last 7 and 30 days the device was connected.
+    #[serde(default)]
+    pub uptime: Option<Uptime>,
+    /// What its rentals earned; only in its owner's view.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earnings: Option<Earnings>,
+}
+
+/// What a device's rentals were worth to its owner: rented time at the rate
+/// agreed for each rental.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Earnings {
+    /// In minor units of the broker's currency.
+    pub cents: i64,
+    pub rented_secs: i64,
+    pub rentals: i64,
+}
+
+/// How much of a recent window a device was connected, in tenths of a
+/// percent (1000 is always); for a device younger than the window, of its
+/// life so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Uptime {
+    pub week_permille: u16,
+    pub month_permille: u16,
+}
+
+impl Uptime {
+    /// `permille` as a percentage with one decimal, e.g. `99.5 %`.
+    pub fn percent(permille: u16) -> String {
+        format!("{}.{} %", permille / 10, permille % 10)
+    }
 }
 
 /// The device's sandbox as its agent last reported it.

@@ -15,6 +15,25 @@ pub struct Figures {
     pub disk_bytes: Option<u64>,
 }
 
+impl Figures {
+    /// `2.00 cores, 512 MiB memory, 30 GiB disk`, with `?` for what is unknown.
+    pub fn summary(&self) -> String {
+        let unknown = || "?".to_string();
+        format!(
+            "{} cores, {} MiB memory, {} GiB disk",
+            self.cpu_millicores.map_or_else(unknown, |m| format!(
+                "{}.{:02}",
+                m / 1000,
+                m % 1000 / 10
+            )),
+            self.memory_bytes
+                .map_or_else(unknown, |b| (b >> 20).to_string()),
+            self.disk_bytes
+                .map_or_else(unknown, |b| (b >> 30).to_string()),
+        )
+    }
+}
+
 /// What the broker measured inside the sandbox.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Measured {

@@ -1,6 +1,7 @@
 //! A device's raw public port for one service: every connection is passed to
 //! the device as it is. The port listens only while the device forwards the
-//! service, so visitors of an offline device are refused at once.
+//! service, so visitors of an offline device are refused at once. A listed
+//! device between rentals resets every connection.
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use tokio::net::TcpListener;
 use tracing::Instrument;
 
 use crate::accept;
+use crate::access::Admission;
 use crate::edge::splice;
 use crate::registry::Registry;
 
@@ -36,9 +38,20 @@ pub async fn serve(
                         return;
                     }
                 };
+                let pass = match registry.access.admit(&device).await {
+                    Ok(Admission::Open(pass)) => pass,
+                    Ok(_) => {
+                        tracing::debug!("resetting visitor: device not rented");
+                        // No FIN handshake: the visitor sees the connection refused.
+                        let _ = socket.set_zero_linger();
+                        return;
+                    }
+                    Err(e) => return tracing::error!(error = %e, "access lookup failed"),
+                };
                 match splice::open(&route, peer).await {
                     Ok(stream) => {
-                        if let Err(e) = stream.run(socket, &[], registry.visitor_stall).await {
+                        if let Err(e) = stream.run(socket, &[], registry.visitor_stall, pass).await
+                        {
                             tracing::debug!(error = %e, "visitor connection ended with an error");
                         }
                     }

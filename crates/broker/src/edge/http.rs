@@ -5,15 +5,17 @@
 //!
 //! Requests that cannot be routed get a small HTML page: 400 for a bad
 //! request, 404 for a host that names no device, 502 for a device that is not
-//! connected or not serving HTTP. The page never echoes what the visitor sent.
+//! connected or not serving HTTP, 503 "not rented" (with a link to the
+//! marketplace) for a listed device between rentals. The page never echoes what the visitor sent.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use rpibroker_wire::Service;
+use rpibroker_wire::{DeviceName, Service};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::access::Admission;
 use crate::broker::Shared;
 use crate::edge::head::{self, HeadError};
 use crate::edge::{self, device_of_host, splice};
@@ -69,10 +71,24 @@ async fn handle(mut socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             };
         }
     };
+    let pass = match shared.registry.access.admit(&device).await {
+        Ok(Admission::Open(pass)) => pass,
+        Ok(Admission::NotRented) => return not_rented(socket, &shared, &device).await,
+        Ok(Admission::Unknown) => return respond(socket, 404, "No device has this address.").await,
+        Err(e) => {
+            tracing::error!(error = %e, "access lookup failed");
+            return respond(socket, 500, "The broker could not look up this device.").await;
+        }
+    };
     match splice::open(&route, peer).await {
         Ok(stream) => {
             if let Err(e) = stream
-                .run(socket, &head.bytes, shared.settings.visitor_stall_timeout)
+                .run(
+                    socket,
+                    &head.bytes,
+                    shared.settings.visitor_stall_timeout,
+                    pass,
+                )
                 .await
             {
                 tracing::debug!(%device, error = %e, "visitor connection ended with an error");
@@ -85,7 +101,20 @@ async fn handle(mut socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     }
 }
 
-/// Sends a complete response with a small HTML page and closes.
+/// The page of a listed device between rentals: where to rent it.
+async fn not_rented(socket: TcpStream, shared: &Shared, device: &DeviceName) {
+    let market = format!(
+        "{}/market/{device}",
+        shared.settings.public_url.trim_end_matches('/')
+    );
+    let text = format!(
+        "This device is not rented right now. It is for rent on <a href=\"{market}\">the marketplace</a>."
+    );
+    respond(socket, 503, &text).await
+}
+
+/// Sends a complete response with a small HTML page and closes. `text` is
+/// HTML the broker wrote, never anything the visitor sent.
 async fn respond(mut socket: TcpStream, status: u16, text: &str) {
     let reason = match status {
         400 => "Bad Request",
@@ -93,6 +122,7 @@ async fn respond(mut socket: TcpStream, status: u16, text: &str) {
         408 => "Request Timeout",
         431 => "Request Header Fields Too Large",
         502 => "Bad Gateway",
+        503 => "Service Unavailable",
         _ => "Internal Server Error",
     };
     let body = format!(

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use crate::access::Pass;
 use crate::registry::Route;
 
 /// How long the device has to accept a channel before the visitor is told it
@@ -41,20 +42,31 @@ pub async fn open(route: &Route, visitor: SocketAddr) -> Result<DeviceStream, Sp
 
 impl DeviceStream {
     /// Sends `prefix` (bytes already read from the visitor), then copies both
-    /// ways until both sides are done. Returns the bytes moved each way. A
-    /// side that accepts no bytes for `stall` ends the connection, so a
-    /// visitor that stops reading cannot hold up the device's other visitors
-    /// (see [`rpibroker_tunnel_io::splice`]).
+    /// ways until both sides are done, or until `pass` is revoked (the
+    /// rental ended). Returns the bytes moved each way. A side that accepts
+    /// no bytes for `stall` ends the connection, so a visitor that stops
+    /// reading cannot hold up the device's other visitors (see
+    /// [`rpibroker_tunnel_io::splice`]).
     pub async fn run(
         mut self,
         visitor: TcpStream,
         prefix: &[u8],
         stall: Duration,
+        mut pass: Pass,
     ) -> std::io::Result<(u64, u64)> {
-        if !prefix.is_empty() {
-            self.0.write_all(prefix).await?;
+        let copy = async {
+            if !prefix.is_empty() {
+                self.0.write_all(prefix).await?;
+            }
+            let (up, down) = rpibroker_tunnel_io::splice(visitor, self.0, stall).await?;
+            Ok((up + prefix.len() as u64, down))
+        };
+        tokio::select! {
+            moved = copy => moved,
+            () = pass.revoked() => Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "cut: the device's access changed",
+            )),
         }
-        let (up, down) = rpibroker_tunnel_io::splice(visitor, self.0, stall).await?;
-        Ok((up + prefix.len() as u64, down))
     }
 }

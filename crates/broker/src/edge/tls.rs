@@ -1,7 +1,8 @@
 //! The shared HTTPS port: reads the ClientHello far enough to learn its SNI,
 //! routes by `<device>.<domain>`, and passes the whole TLS stream (the
 //! ClientHello included) to the device. The broker holds no certificate and
-//! never sees plaintext. Without a routable name the connection is closed.
+//! never sees plaintext. Without a routable name, or for a listed device
+//! between rentals, the connection is closed.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use rpibroker_wire::Service;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::access::Admission;
 use crate::broker::Shared;
 use crate::edge::sni::{self, Sni};
 use crate::edge::{self, device_of_host, splice};
@@ -39,10 +41,15 @@ async fn handle(mut socket: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         Ok(route) => route,
         Err(e) => return tracing::debug!(%device, error = %e, "closing: device unavailable"),
     };
+    let pass = match shared.registry.access.admit(&device).await {
+        Ok(Admission::Open(pass)) => pass,
+        Ok(_) => return tracing::debug!(%device, "closing: device not rented"),
+        Err(e) => return tracing::error!(error = %e, "access lookup failed"),
+    };
     match splice::open(&route, peer).await {
         Ok(stream) => {
             if let Err(e) = stream
-                .run(socket, &bytes, shared.settings.visitor_stall_timeout)
+                .run(socket, &bytes, shared.settings.visitor_stall_timeout, pass)
                 .await
             {
                 tracing::debug!(%device, error = %e, "visitor connection ended with an error");

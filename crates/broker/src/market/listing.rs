@@ -4,8 +4,8 @@
 //! claims otherwise, the same figures the row shows.
 
 use std::cmp::Ordering;
-use std::fmt;
 
+use rpibroker_wire::status::Uptime;
 use rpibroker_wire::verification::{Figures, Verdict};
 
 use super::query::{MarketQuery, Order, SortKey};
@@ -13,35 +13,6 @@ use crate::store::ListedDevice;
 
 /// Rows on one page of the marketplace.
 pub const PAGE_SIZE: usize = 50;
-
-/// The share of time a device was connected, in thousandths (0 to 1000).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Uptime(u16);
-
-impl Uptime {
-    pub fn from_permille(permille: u16) -> Option<Self> {
-        (permille <= 1000).then_some(Self(permille))
-    }
-
-    pub fn permille(self) -> u16 {
-        self.0
-    }
-
-    /// As a percentage people type: `99.5`, `100`.
-    pub fn percent(self) -> String {
-        if self.0.is_multiple_of(10) {
-            (self.0 / 10).to_string()
-        } else {
-            format!("{}.{}", self.0 / 10, self.0 % 10)
-        }
-    }
-}
-
-impl fmt::Display for Uptime {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}%", self.percent())
-    }
-}
 
 /// Why a listed device cannot be rented right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -64,8 +35,8 @@ pub struct Listing {
     pub device: ListedDevice,
     /// Its tunnel session is up (from the live registry, not the store).
     pub online: bool,
-    /// Share of the last 30 days it was connected; `None` while the broker
-    /// has no record of it.
+    /// Share of the last 7 and 30 days it was connected; `None` while the
+    /// broker has no record of it. Filters and sorting use the 30 days.
     pub uptime: Option<Uptime>,
 }
 
@@ -142,8 +113,8 @@ impl Listing {
             && at_least(figures.memory_bytes, q.min_memory_bytes)
             && at_least(figures.disk_bytes, q.min_disk_bytes)
             && q.arch.as_deref().is_none_or(|a| self.arch() == Some(a))
-            && q.min_uptime
-                .is_none_or(|min| self.uptime.is_some_and(|u| u >= min))
+            && q.min_uptime_permille
+                .is_none_or(|min| self.uptime.is_some_and(|u| u.month_permille >= min))
             && (!q.verified_only || self.verified())
             && (!q.available_only || self.availability().is_ok())
     }
@@ -157,7 +128,7 @@ impl Listing {
             SortKey::Cores => figures.cpu_millicores,
             SortKey::Memory => figures.memory_bytes,
             SortKey::Disk => figures.disk_bytes,
-            SortKey::Uptime => self.uptime.map(|u| u64::from(u.permille())),
+            SortKey::Uptime => self.uptime.map(|u| u64::from(u.month_permille)),
         }
     }
 }
@@ -270,7 +241,10 @@ mod tests {
                 rented: false,
             },
             online: r.online,
-            uptime: r.uptime.and_then(Uptime::from_permille),
+            uptime: r.uptime.map(|permille| Uptime {
+                week_permille: permille,
+                month_permille: permille,
+            }),
         }
     }
 
@@ -405,12 +379,5 @@ mod tests {
     #[test]
     fn architectures_are_listed_once() {
         assert_eq!(architectures(&market()), ["aarch64", "x86_64"]);
-    }
-
-    #[test]
-    fn uptime_reads_as_a_percentage() {
-        assert_eq!(Uptime::from_permille(995).unwrap().to_string(), "99.5%");
-        assert_eq!(Uptime::from_permille(1000).unwrap().to_string(), "100%");
-        assert_eq!(Uptime::from_permille(1001), None);
     }
 }

@@ -5,7 +5,6 @@
 
 use std::fmt;
 
-use super::listing::Uptime;
 use crate::price::{parse_price, show_price};
 
 /// Longest query string read; a longer one is ignored as a whole.
@@ -92,7 +91,8 @@ pub struct MarketQuery {
     pub min_disk_bytes: Option<u64>,
     /// An architecture as agents report it (`x86_64`, `aarch64`, `arm`).
     pub arch: Option<String>,
-    pub min_uptime: Option<Uptime>,
+    /// Share of the last 30 days connected, in tenths of a percent.
+    pub min_uptime_permille: Option<u16>,
     /// Only devices whose last verification found what they claim.
     pub verified_only: bool,
     /// Only devices that can be rented right now.
@@ -112,7 +112,7 @@ impl Default for MarketQuery {
             min_memory_bytes: None,
             min_disk_bytes: None,
             arch: None,
-            min_uptime: None,
+            min_uptime_permille: None,
             verified_only: false,
             available_only: false,
             sort: SortKey::default(),
@@ -349,9 +349,9 @@ impl MarketQuery {
             "min_uptime" => {
                 let permille = parse_decimal(value, 1, 10, 100)
                     .and_then(|p| u16::try_from(p).ok())
-                    .and_then(Uptime::from_permille)
+                    .filter(|p| *p <= 1000)
                     .ok_or("a percentage from 0 to 100, like 99.5")?;
-                self.min_uptime = Some(permille);
+                self.min_uptime_permille = Some(permille);
             }
             "verified" => self.verified_only = parse_flag(value).ok_or("on or off")?,
             "available" => self.available_only = parse_flag(value).ok_or("on or off")?,
@@ -404,7 +404,11 @@ impl MarketQuery {
             ("min_memory", self.min_memory_bytes.map(gib)),
             ("min_disk", self.min_disk_bytes.map(gib)),
             ("arch", self.arch.clone()),
-            ("min_uptime", self.min_uptime.map(|u| u.percent())),
+            (
+                "min_uptime",
+                self.min_uptime_permille
+                    .map(|p| show_decimal(u64::from(p), 10)),
+            ),
             ("verified", self.verified_only.then(|| "on".into())),
             ("available", self.available_only.then(|| "on".into())),
             (
@@ -433,7 +437,9 @@ impl MarketQuery {
             "min_cores" => self.min_millicores.map(|m| show_decimal(m, 1000)),
             "min_memory" => self.min_memory_bytes.map(gib),
             "min_disk" => self.min_disk_bytes.map(gib),
-            "min_uptime" => self.min_uptime.map(|u| u.percent()),
+            "min_uptime" => self
+                .min_uptime_permille
+                .map(|p| show_decimal(u64::from(p), 10)),
             _ => None,
         }
         .unwrap_or_default()
@@ -479,7 +485,7 @@ mod tests {
                 min_memory_bytes: Some(512 << 20),
                 min_disk_bytes: Some(32 << 30),
                 arch: Some("aarch64".into()),
-                min_uptime: Uptime::from_permille(995),
+                min_uptime_permille: Some(995),
                 verified_only: true,
                 available_only: true,
                 sort: SortKey::Memory,

@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0005_listings.sql"),
     include_str!("../../migrations/0006_login_failures.sql"),
     include_str!("../../migrations/0007_rental_end_reason.sql"),
+    include_str!("../../migrations/0010_uptime_and_rental_rate.sql"),
 ];
 
 pub fn apply(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -1,7 +1,7 @@
 //! The broker's persistent state: devices, their public ports, their SSH keys,
 //! retired tokens, sandboxes, verifications, rentals, accounts and sessions,
-//! and the marketplace's listing of them,
-//! in one SQLite file in the data directory.
+//! connected stretches (uptime), and the marketplace's listing of them, in
+//! one SQLite file in the data directory.
 //!
 //! Every method is one transaction, so a crash leaves either all of a change or
 //! none of it. Methods are synchronous (SQLite answers in microseconds); async
@@ -12,10 +12,11 @@ mod accounts;
 mod listings;
 mod migrations;
 mod sandboxes;
+mod uptime;
 
 pub use accounts::{SessionRecord, UserRecord};
 pub use listings::ListedDevice;
-pub use sandboxes::{RentalRecord, RentalState, VerificationRecord};
+pub use sandboxes::{AccessFacts, RentalRecord, RentalState, VerificationRecord};
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -88,6 +89,8 @@ impl DeviceRecord {
             sandbox: None,
             verification: None,
             rental: None,
+            uptime: None,
+            earnings: None,
         }
     }
 }
@@ -185,6 +188,7 @@ impl Store {
         status.sandbox = self.sandbox(id)?;
         status.verification = self.last_verification(id)?.map(|v| v.report());
         status.rental = self.open_rental(id)?.map(|r| r.summary());
+        status.uptime = self.uptime(id, UnixTime::now())?;
         Ok(status)
     }
 
@@ -450,18 +454,26 @@ impl Store {
     }
 
     pub fn set_online(&self, device_id: i64, now: UnixTime) -> Result<(), StoreError> {
-        self.conn().execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
             "UPDATE devices SET online_since = ?1, last_seen = ?1 WHERE id = ?2",
             params![now.0, device_id],
         )?;
+        uptime::opened(&tx, device_id, now.0)?;
+        tx.commit()?;
         Ok(())
     }
 
     pub fn set_offline(&self, device_id: i64, now: UnixTime) -> Result<(), StoreError> {
-        self.conn().execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
             "UPDATE devices SET online_since = NULL, last_seen = ?1 WHERE id = ?2",
             params![now.0, device_id],
         )?;
+        uptime::extended(&tx, device_id, now.0)?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -473,6 +485,7 @@ impl Store {
             let mut stmt = tx.prepare("UPDATE devices SET last_seen = ?1 WHERE id = ?2")?;
             for id in device_ids {
                 stmt.execute(params![now.0, id])?;
+                uptime::extended(&tx, *id, now.0)?;
             }
         }
         tx.commit()?;
@@ -480,13 +493,26 @@ impl Store {
     }
 
     /// Marks every device offline: at start (whatever the last run left,
-    /// keeping its last heartbeat as `last_seen`) and at shutdown (`now`).
+    /// keeping its last heartbeat as `last_seen` and as the end of its
+    /// connected stretch) and at shutdown (`now`).
     pub fn mark_all_offline(&self, now: Option<UnixTime>) -> Result<(), StoreError> {
-        self.conn().execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        if let Some(now) = now {
+            let online: Vec<i64> = tx
+                .prepare("SELECT id FROM devices WHERE online_since IS NOT NULL")?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            for id in online {
+                uptime::extended(&tx, id, now.0)?;
+            }
+        }
+        tx.execute(
             "UPDATE devices SET online_since = NULL, last_seen = COALESCE(?1, last_seen)
              WHERE online_since IS NOT NULL",
             params![now.map(|t| t.0)],
         )?;
+        tx.commit()?;
         Ok(())
     }
 }

@@ -1,5 +1,6 @@
 //! Sandboxes, verifications and rentals in the store.
 
+use rpibroker_wire::DeviceName;
 use rpibroker_wire::control::{RentalId, SandboxStatus};
 use rpibroker_wire::status::{RentalSummary, SandboxReport};
 use rpibroker_wire::verification::{Figures, Measured, Verdict, Verification};
@@ -63,6 +64,14 @@ impl RentalState {
             _ => RentalState::Ended,
         }
     }
+}
+
+/// What decides whom a device admits (see [`crate::access`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessFacts {
+    pub listed: bool,
+    /// The rental that has not ended, with its state.
+    pub open_rental: Option<(RentalId, RentalState)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,6 +216,30 @@ impl Store {
             .optional()?)
     }
 
+    /// Whether `device` is listed, and its rental that has not ended, in one
+    /// read; `None` when no such device is registered.
+    pub fn access_facts(&self, device: &DeviceName) -> Result<Option<AccessFacts>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT d.listed, r.id, r.state FROM devices d
+                 LEFT JOIN rentals r ON r.device_id = d.id AND r.state != 'ended'
+                 WHERE d.name = ?1",
+                [device.as_str()],
+                |r| {
+                    let id: Option<String> = r.get(1)?;
+                    let state: Option<String> = r.get(2)?;
+                    Ok(AccessFacts {
+                        listed: r.get(0)?,
+                        open_rental: id
+                            .and_then(|id| RentalId::parse(&id).ok())
+                            .zip(state.map(|s| RentalState::parse(&s))),
+                    })
+                },
+            )
+            .optional()?)
+    }
+
     /// Records a new rental in `provisioning` state, unless the device has an
     /// open one: then that one is returned and nothing is written.
     pub fn begin_rental(
@@ -233,8 +266,9 @@ impl Store {
         }
         let keys = serde_json::to_string(ssh_keys).unwrap_or_else(|_| "[]".into());
         tx.execute(
-            "INSERT INTO rentals (id, device_id, state, ssh_keys, started_at, renter_id)
-             VALUES (?1, ?2, 'provisioning', ?3, ?4, ?5)",
+            "INSERT INTO rentals (id, device_id, state, ssh_keys, started_at, renter_id, hourly_rate)
+             VALUES (?1, ?2, 'provisioning', ?3, ?4, ?5,
+                     (SELECT hourly_rate FROM devices WHERE id = ?2))",
             params![id.as_str(), device_id, keys, now.0, renter_id],
         )?;
         let record = tx.query_row(

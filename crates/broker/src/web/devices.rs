@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::{Markup, html};
+use rpibroker_wire::status::{Earnings, Uptime};
 use rpibroker_wire::{DeviceName, DeviceStatus};
 use serde::Deserialize;
 
@@ -74,19 +75,59 @@ fn listing_form(session: &Session, d: &DeviceStatus) -> Markup {
     }
 }
 
+/// Hours and minutes, e.g. `3 h 05 min`.
+fn show_duration(secs: i64) -> String {
+    format!("{} h {:02} min", secs / 3600, secs % 3600 / 60)
+}
+
+/// What the device claims (capped by its sandbox limits) and what the
+/// broker measured.
+fn hardware(d: &DeviceStatus) -> Markup {
+    let measured = d
+        .verification
+        .as_ref()
+        .and_then(|v| v.measured.as_ref())
+        .map(|m| m.figures.summary());
+    html! {
+        @if let Some(claimed) = &d.claimed { "claimed: " (claimed.summary()) } @else { "not reported yet" }
+        @if let Some(m) = measured { br; "measured: " (m) }
+    }
+}
+
 fn device_rows(session: &Session, devices: &[DeviceStatus]) -> Markup {
+    let total: Earnings =
+        devices
+            .iter()
+            .filter_map(|d| d.earnings)
+            .fold(Earnings::default(), |a, e| Earnings {
+                cents: a.cents + e.cents,
+                rented_secs: a.rented_secs + e.rented_secs,
+                rentals: a.rentals + e.rentals,
+            });
     html! {
         @if devices.is_empty() {
             div.empty { p { "No devices yet. Register your first one below." } }
         } @else {
+            p data-testid="earnings-total" {
+                "Earned so far: " strong { (show_price(total.cents)) } " from " (total.rentals)
+                @if total.rentals == 1 { " rental" } @else { " rentals" }
+                " (" (show_duration(total.rented_secs)) " rented, at each rental's agreed rate)."
+            }
             div.table-wrap { table {
-                thead { tr { th { "Device" } th { "State" } th { "Sandbox" } th { "Verified" } th { "Marketplace" } th { "Rental" } th { "" } } }
+                thead { tr { th { "Device" } th { "State" } th { "Uptime 7 d / 30 d" } th { "Sandbox" } th { "Hardware" } th { "Verified" } th { "Marketplace" } th { "Rental" } th { "Earned" } th { "" } } }
                 tbody {
                     @for d in devices {
                         tr {
                             td { strong { (d.name) } br; span.hint { (d.subdomain) } }
                             td { @if d.online { "online" } @else if d.last_handshake.is_some() { "offline" } @else { "never connected" } }
+                            td data-testid={ "uptime-" (d.name) } {
+                                @match d.uptime {
+                                    Some(u) => { (Uptime::percent(u.week_permille)) " / " (Uptime::percent(u.month_permille)) }
+                                    None => { "-" }
+                                }
+                            }
                             td { (d.sandbox.as_ref().map_or("unknown", |s| s.state.as_str())) }
+                            td.hint { (hardware(d)) }
                             td { (d.verification.as_ref().map_or("not yet", |v| v.verdict.as_str())) }
                             td { (listing_form(session, d)) }
                             td {
@@ -100,6 +141,11 @@ fn device_rows(session: &Session, devices: &[DeviceStatus]) -> Markup {
                                         button type="submit" { "End rental" }
                                     }
                                 } @else { "none" }
+                            }
+                            td data-testid={ "earned-" (d.name) } {
+                                @let e = d.earnings.unwrap_or_default();
+                                (show_price(e.cents)) br;
+                                span.hint { (show_duration(e.rented_secs)) }
                             }
                             td {
                                 form method="post" action="/devices/remove" {
@@ -125,11 +171,15 @@ async fn my_devices(
     shared
         .store
         .blocking(move |s| {
+            let mut earnings = s.earnings_of_owner(owner, UnixTime::now())?;
             s.devices_of_owner(owner)?
                 .into_iter()
                 .map(|d| {
                     let online = registry.is_online(&d.name);
-                    s.full_status(d, &domain, online)
+                    let id = d.id;
+                    let mut status = s.full_status(d, &domain, online)?;
+                    status.earnings = Some(earnings.remove(&id).unwrap_or_default());
+                    Ok(status)
                 })
                 .collect()
         })
@@ -316,6 +366,9 @@ pub async fn set_listing(
         .await;
     match updated {
         Ok(true) => {
+            if let Ok(name) = DeviceName::parse(&form.name) {
+                shared.registry.access.refresh(&name).await;
+            }
             show(
                 StatusCode::OK,
                 Flash::Ok(format!(
@@ -480,6 +533,7 @@ pub async fn remove(
         )
         .await;
     }
+    shared.registry.access.refresh(&name).await;
     if let Some((generation, _)) = shared.registry.credential(&name) {
         shared
             .registry

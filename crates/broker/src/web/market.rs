@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::{Markup, html};
 use rpibroker_wire::DeviceName;
-use rpibroker_wire::verification::Figures;
+use rpibroker_wire::status::Uptime;
 use serde::Deserialize;
 
 use super::layout::{Flash, page};
@@ -45,15 +45,6 @@ fn mib(bytes: Option<u64>) -> String {
 
 fn gib(bytes: Option<u64>) -> String {
     bytes.map_or("?".into(), |b| (b >> 30).to_string())
-}
-
-fn figures(f: &Figures) -> String {
-    format!(
-        "{} cores, {} MiB memory, {} GiB disk",
-        cores(f.cpu_millicores),
-        mib(f.memory_bytes),
-        gib(f.disk_bytes),
-    )
 }
 
 /// A throughput in KiB/s, in MiB/s.
@@ -188,15 +179,15 @@ fn market_view(
                     "."
                 }
                 div.table-wrap { table {
-                    thead { tr { th { "Device" } th { "Hardware" } th { "Uptime" } th { "Price per hour" } th { "" } } }
+                    thead { tr { th { "Device" } th { "Hardware" } th { "Uptime, 30 days" } th { "Price per hour" } th { "" } } }
                     tbody {
                         @for l in &found.rows {
                             tr {
                                 td { a href={ "/market/" (l.device.name) } { strong { (l.device.name) } } br;
                                     span.hint { (l.arch().unwrap_or("")) } }
-                                td { (figures(&l.figures())) br;
+                                td { (l.figures().summary()) br;
                                     span.hint { @if l.verified() { "verified" } @else if l.measured().is_some() { "measured, not verified" } @else { "claimed" } } }
-                                td { (l.uptime.map_or("unknown".into(), |u| u.to_string())) }
+                                td { (l.uptime.map_or("unknown".into(), |u| Uptime::percent(u.month_permille))) }
                                 td { (l.device.hourly_rate.map(show_price).unwrap_or_default()) }
                                 td { (rent_action(l, session)) }
                             }
@@ -289,7 +280,12 @@ fn device_view(session: Option<&Session>, l: &Listing) -> Markup {
         (rent_action(l, session))
         dl {
             dt { "Price per hour" } dd data-testid="price" { (d.hourly_rate.map_or("not set".into(), show_price)) }
-            dt { "Uptime, last 30 days" } dd { (l.uptime.map_or("unknown".into(), |u| u.to_string())) }
+            dt { "Uptime" } dd data-testid="uptime" {
+                @match l.uptime {
+                    Some(u) => { (Uptime::percent(u.week_permille)) " over 7 days, " (Uptime::percent(u.month_permille)) " over 30 days" }
+                    None => { "unknown" }
+                }
+            }
         }
         h2 { "Hardware" }
         p.hint { "What a renter's sandbox gets: the device's claims, and what this broker measured inside the sandbox." }

@@ -288,6 +288,17 @@ pub fn lan_block_in_place(container: &str) -> Result<(), String> {
     }
 }
 
+/// Asserts that an SSH client was turned away at the port, before any
+/// login: a listed device between rentals admits no one.
+pub fn assert_port_refuses(out: &Output) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("Connection reset"),
+        "expected the port to reset the connection, got {:?}: {stderr}",
+        out.status
+    );
+}
+
 /// Asserts that the login is refused.
 pub fn assert_refused(out: &Output, what: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
