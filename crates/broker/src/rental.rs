@@ -49,6 +49,24 @@ pub enum RentalError {
     Store(#[from] StoreError),
 }
 
+/// Longest reason for ending someone's rental, in characters.
+pub const MAX_REASON: usize = 200;
+
+/// Checks the reason an owner or administrator gives a renter for ending
+/// their rental: 1 to [`MAX_REASON`] characters, no control characters.
+pub fn parse_reason(text: &str) -> Result<String, String> {
+    let reason = text.trim();
+    if reason.is_empty()
+        || reason.chars().count() > MAX_REASON
+        || reason.chars().any(char::is_control)
+    {
+        return Err(format!(
+            "Give the renter a reason of 1 to {MAX_REASON} characters."
+        ));
+    }
+    Ok(reason.to_string())
+}
+
 /// A rental that has its account: what the renter needs to log in.
 #[derive(Debug, Serialize)]
 pub struct Started {
@@ -201,8 +219,8 @@ pub async fn stop(shared: &Arc<Shared>, device: &DeviceName) -> Result<RentalRec
 }
 
 /// [`stop`], only if the open rental is `expected` (when given): a renter
-/// ends their own rental, never the next one. `reason` is what the renter
-/// is told when the owner or an administrator ends it.
+/// ends their own rental, never the next one. `reason` is the sentence the
+/// renter is shown when the owner or an administrator ends it.
 pub async fn stop_rental(
     shared: &Arc<Shared>,
     device: &DeviceName,

@@ -1,13 +1,14 @@
 //! The design document's story over the web pages, with a real agent and
 //! sandbox: an owner registers a device and lists it once it is verified; a
 //! renter rents it, logs in with the credentials the page showed, and stops;
-//! two renters racing for one device get exactly one rental. A listed device
-//! admits visitors only while it is rented, and its stop cuts them.
+//! two renters racing for one device get exactly one rental, which an
+//! administrator ends. A listed device admits visitors only while it is
+//! rented, and its stop cuts them.
 
 mod common;
 
 use common::sandbox::{self, Cleanup, RenterLogin, assert_port_refuses, assert_ran, renter_ssh};
-use common::web::{WebClient, csrf_of, sign_up};
+use common::web::{WebClient, csrf_of, sign_in_admin, sign_up};
 use common::{Device, TestAgent, TestBroker};
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -263,6 +264,33 @@ async fn two_renters_racing_for_one_device_get_one_rental() {
     );
     let loser = if ra.status == 201 { &rb } else { &ra };
     assert!(!loser.body.contains("data-testid=\"password\""));
+
+    // An administrator ends the rental, with a reason the renter sees.
+    let mut admin = sign_in_admin(&broker, "root@example.org").await;
+    let page = admin.get("/admin").await;
+    let marker = "name=\"rental\" value=\"";
+    let start = page.body.find(marker).expect("the open rental's form") + marker.len();
+    let rental = &page.body[start..start + page.body[start..].find('"').unwrap()];
+    let r = admin
+        .post(
+            "/admin/rentals/end",
+            &[
+                ("csrf", &csrf_of(&page.body)),
+                ("name", name),
+                ("rental", rental),
+                ("reason", "hardware check"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let winner_client = if ra.status == 201 { &mut a } else { &mut b };
+    let mine = winner_client.get("/rentals").await;
+    assert!(
+        mine.body
+            .contains("Ended by an administrator: hardware check"),
+        "{}",
+        mine.body
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

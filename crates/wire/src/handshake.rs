@@ -64,6 +64,8 @@ pub enum ErrorCode {
     PortPoolExhausted,
     /// The public key in the request is not a valid OpenSSH public key.
     BadPublicKey,
+    /// An administrator suspended the device; it may not connect.
+    DeviceSuspended,
     /// Something went wrong on the broker; details are in its log.
     Internal,
 }

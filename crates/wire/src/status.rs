@@ -50,6 +50,9 @@ pub struct DeviceStatus {
     /// Share of the last 7 and 30 days the device was connected.
     #[serde(default)]
     pub uptime: Option<Uptime>,
+    /// Why the broker's administrators suspended it, while they do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended: Option<String>,
     /// What its rentals earned; only in its owner's view.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub earnings: Option<Earnings>,

@@ -106,8 +106,18 @@ pub async fn connect(
         .blocking(move |s| -> Result<_, StoreError> {
             let device = match s.lookup_token(&hash)? {
                 TokenLookup::Current(d) => d,
-                other => return Ok(Err(other)),
+                other => return Ok(Err(token_refused(other))),
             };
+            if let Some(suspension) = s.device_suspension(device.id)? {
+                return Ok(Err(Failure::new(
+                    StatusCode::FORBIDDEN,
+                    ErrorCode::DeviceSuspended,
+                    format!(
+                        "device {} was suspended by the broker's administrators: {}",
+                        device.name, suspension.reason
+                    ),
+                )));
+            }
             let key = agent_key.as_ref().map(|(f, k)| (f.as_str(), k.as_str()));
             let ports = s.record_handshake(device.id, pool, key, &hardware, UnixTime::now())?;
             Ok(Ok((device, ports)))
@@ -115,7 +125,7 @@ pub async fn connect(
         .await;
     let (device, ports) = match outcome {
         Ok(Ok(found)) => found,
-        Ok(Err(lookup)) => return Err(token_refused(lookup)),
+        Ok(Err(refused)) => return Err(refused),
         Err(StoreError::PoolExhausted(pool)) => {
             tracing::error!(%pool, "device port pool exhausted");
             return Err(Failure::new(

@@ -9,12 +9,14 @@
 //! tunnel's event loop.
 
 mod accounts;
+mod admin;
 mod listings;
 mod migrations;
 mod sandboxes;
 mod uptime;
 
 pub use accounts::{SessionRecord, UserRecord};
+pub use admin::{AdminDevice, AdminRental, AdminUser, Suspension};
 pub use listings::ListedDevice;
 pub use sandboxes::{AccessFacts, RentalRecord, RentalState, VerificationRecord};
 
@@ -90,6 +92,7 @@ impl DeviceRecord {
             verification: None,
             rental: None,
             uptime: None,
+            suspended: None,
             earnings: None,
         }
     }
@@ -189,6 +192,7 @@ impl Store {
         status.verification = self.last_verification(id)?.map(|v| v.report());
         status.rental = self.open_rental(id)?.map(|r| r.summary());
         status.uptime = self.uptime(id, UnixTime::now())?;
+        status.suspended = self.device_suspension(id)?.map(|s| s.reason);
         Ok(status)
     }
 
@@ -220,8 +224,11 @@ impl Store {
         listed: bool,
         hourly_rate: Option<i64>,
     ) -> Result<(), StoreError> {
+        // A suspended device stays off the market whatever its owner asks.
         self.conn().execute(
-            "UPDATE devices SET listed = ?2, hourly_rate = ?3 WHERE id = ?1",
+            "UPDATE devices SET hourly_rate = ?3,
+                listed = ?2 AND NOT EXISTS (SELECT 1 FROM device_suspensions WHERE device_id = ?1)
+             WHERE id = ?1",
             params![device_id, listed, hourly_rate],
         )?;
         Ok(())

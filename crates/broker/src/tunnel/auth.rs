@@ -1,12 +1,13 @@
 //! Checking a device's SSH credentials: its token as password, or a public
-//! key registered for it. The SSH user name is the device name.
+//! key registered for it. The SSH user name is the device name. A device an
+//! administrator suspended is refused either way.
 
 use rpibroker_wire::{DeviceName, ServicePorts};
 use russh::keys::{HashAlg, PublicKey};
 
 use crate::broker::Shared;
 use crate::registry::Credential;
-use crate::store::{StoreError, TokenLookup};
+use crate::store::{Store, StoreError, TokenLookup};
 use crate::token;
 
 /// A device that proved who it is.
@@ -15,6 +16,15 @@ pub struct Authenticated {
     pub device_id: i64,
     pub ports: ServicePorts,
     pub credential: Credential,
+}
+
+/// Whether an administrator suspended the device: it may not connect.
+fn suspended(store: &Store, device_id: i64) -> Result<bool, StoreError> {
+    let suspension = store.device_suspension(device_id)?;
+    if suspension.is_some() {
+        tracing::info!(device_id, "refusing a suspended device");
+    }
+    Ok(suspension.is_some())
 }
 
 /// The device `user` names, if `password` is its current token.
@@ -28,6 +38,7 @@ pub async fn password(shared: &Shared, user: &str, password: &str) -> Option<Aut
             .store
             .blocking(move |s| -> Result<_, StoreError> {
                 match s.lookup_token(&hash)? {
+                    TokenLookup::Current(d) if suspended(s, d.id)? => Ok(None),
                     TokenLookup::Current(d) => {
                         // A stock OpenSSH device never called the handshake API,
                         // so its ports may not be assigned yet.
@@ -70,6 +81,9 @@ pub async fn public_key(shared: &Shared, user: &str, key: &PublicKey) -> Option<
                 let Some(d) = s.device(&device)? else {
                     return Ok(None);
                 };
+                if suspended(s, d.id)? {
+                    return Ok(None);
+                }
                 let ports = s.ensure_ports(d.id, pool)?;
                 Ok(Some((d.id, ports)))
             })

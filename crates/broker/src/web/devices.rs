@@ -119,7 +119,10 @@ fn device_rows(session: &Session, devices: &[DeviceStatus]) -> Markup {
                     @for d in devices {
                         tr {
                             td { strong { (d.name) } br; span.hint { (d.subdomain) } }
-                            td { @if d.online { "online" } @else if d.last_handshake.is_some() { "offline" } @else { "never connected" } }
+                            td {
+                                @if let Some(why) = &d.suspended { strong { "suspended" } " by the broker's administrators: " (why) }
+                                @else if d.online { "online" } @else if d.last_handshake.is_some() { "offline" } @else { "never connected" }
+                            }
                             td data-testid={ "uptime-" (d.name) } {
                                 @match d.uptime {
                                     Some(u) => { (Uptime::percent(u.week_permille)) " / " (Uptime::percent(u.month_permille)) }
@@ -436,14 +439,10 @@ pub async fn end_rental(
         Err(response) => return response,
     };
     let show = |status, flash| devices_reply(&shared, &session, status, flash);
-    let reason = form.reason.trim().to_string();
-    if reason.is_empty() || reason.chars().count() > 200 || reason.chars().any(char::is_control) {
-        return show(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Flash::Error("Give the renter a reason of 1 to 200 characters.".into()),
-        )
-        .await;
-    }
+    let reason = match crate::rental::parse_reason(&form.reason) {
+        Ok(r) => format!("Ended by the owner: {r}"),
+        Err(e) => return show(StatusCode::UNPROCESSABLE_ENTITY, Flash::Error(e)).await,
+    };
     let Some(device) = owned(&shared, &session, &form.name).await else {
         return show(
             StatusCode::NOT_FOUND,
@@ -506,7 +505,7 @@ pub async fn remove(
         &shared,
         &name,
         None,
-        Some("the owner removed the device".into()),
+        Some("Ended by the owner: the device was removed.".into()),
     )
     .await
     {

@@ -70,9 +70,10 @@ pub fn page(
                     a.brand href="/" { "rpibroker" }
                     nav aria-label="main" {
                         a href="/" { "Marketplace" }
-                        @if session.is_some() {
+                        @if let Some(s) = session {
                             a href="/devices" { "My devices" }
                             a href="/rentals" { "My rentals" }
+                            @if s.user.is_admin { a href="/admin" { "Admin" } }
                         }
                         div.right {
                             @match session {

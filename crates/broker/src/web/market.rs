@@ -472,7 +472,7 @@ fn rentals_page(
                                 td { (device) }
                                 td { (r.username.as_deref().unwrap_or("-")) }
                                 td { (r.state.as_str()) }
-                                td { @if let Some(why) = &r.end_reason { "Ended by the owner: " (why) } }
+                                td { @if let Some(why) = &r.end_reason { (why) } }
                                 td {
                                     @if r.ended_at.is_none() {
                                         form method="post" action="/rentals/stop" {

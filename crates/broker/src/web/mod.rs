@@ -5,6 +5,7 @@
 //! - [`auth`]: sign-up, sign-in, sign-out, the account page.
 //! - [`market`]: the marketplace page, device pages, renting and my rentals.
 //! - [`devices`]: the owner's devices and device registration.
+//! - [`admin`]: the administrators' overview and actions.
 //! - [`limit`]: per-address rate limits.
 //!
 //! Every form carries an anti-CSRF token: the session's own once signed in,
@@ -13,6 +14,7 @@
 //! is `HttpOnly`, `SameSite=Lax`, and `Secure` when the broker's public URL
 //! is https.
 
+pub mod admin;
 pub mod auth;
 pub mod devices;
 pub mod layout;
@@ -105,6 +107,10 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/rent", post(market::rent))
         .route("/rentals", get(market::rentals))
         .route("/rentals/stop", post(market::stop))
+        .route("/admin", get(admin::overview_page))
+        .route("/admin/users", post(admin::user_action))
+        .route("/admin/devices", post(admin::device_action))
+        .route("/admin/rentals/end", post(admin::end_rental))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM))
 }
 

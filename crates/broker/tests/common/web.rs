@@ -135,3 +135,38 @@ pub fn header<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
 }
+
+/// Creates administrator `email` (with [`PASSWORD`]) with `rpibroker admin
+/// create`, and returns a client signed in as them.
+pub async fn sign_in_admin(broker: &super::TestBroker, email: &str) -> WebClient {
+    use std::io::Write;
+    let mut child = broker
+        .command()
+        .args(["admin", "create", email, "--password-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run rpibroker admin create");
+    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut c = WebClient::new(broker.api);
+    let form = c.get("/signin").await;
+    let r = c
+        .post(
+            "/signin",
+            &[
+                ("csrf", &csrf_of(&form.body)),
+                ("email", email),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    c
+}
