@@ -254,6 +254,19 @@ async fn an_owner_manages_devices_through_the_api_and_nobody_else_can() {
     assert_eq!(offer["available"], false);
     assert_eq!(offer["unavailable_reason"], "offline");
     assert!(offer.get("ports").is_none() && offer.get("rental").is_none());
+    // The page's filters apply; a value the page would ignore is refused.
+    let cheap = call(
+        broker.api,
+        "GET",
+        "/api/v1/market?max_price=1.00",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(cheap.json["devices"], json!([]), "{}", cheap.raw.body);
+    assert_eq!(cheap.json["matching"], 0);
+    let bad = call(broker.api, "GET", "/api/v1/market?sort=colour", None, None).await;
+    assert_error(&bad, 422, "invalid_input");
     // The web marketplace shows the same device.
     assert!(eve.get("/").await.body.contains("pi-api"));
 

@@ -1,9 +1,8 @@
 //! What a person can do on the broker, once for every way of asking: the web
 //! pages and the JSON API both call these functions with the acting
 //! [`Actor`] and typed input, and render the typed result or error their own
-//! way.
+//! way. The marketplace listing itself is [`crate::market`].
 //!
-//! - [`market`]: the public listing and whether a device can be rented now.
 //! - [`rentals`]: renting a listed device, the renter's rentals, stopping one.
 //! - [`devices`]: an owner's devices: register, list, price and list on the
 //!   market, end a rental with a reason, remove.
@@ -12,17 +11,10 @@
 //! is reported exactly like one that does not exist.
 
 pub mod devices;
-pub mod market;
 pub mod rentals;
-
-use std::sync::Arc;
-
-use rpibroker_wire::DeviceStatus;
 
 use crate::accounts::Session;
 use crate::accounts::api_tokens::TokenHolder;
-use crate::broker::Shared;
-use crate::store::{DeviceRecord, Store, StoreError};
 
 /// The account an action is done for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,25 +45,4 @@ impl From<&TokenHolder> for Actor {
             suspended: h.suspended,
         }
     }
-}
-
-/// The devices `query` picks, with their live state filled in.
-async fn statuses(
-    shared: &Arc<Shared>,
-    query: impl FnOnce(&Store) -> Result<Vec<DeviceRecord>, StoreError> + Send + 'static,
-) -> Result<Vec<DeviceStatus>, StoreError> {
-    let domain = shared.settings.domain.clone();
-    let registry = shared.registry.clone();
-    shared
-        .store
-        .blocking(move |s| {
-            query(s)?
-                .into_iter()
-                .map(|d| {
-                    let online = registry.is_online(&d.name);
-                    s.full_status(d, &domain, online)
-                })
-                .collect()
-        })
-        .await
 }

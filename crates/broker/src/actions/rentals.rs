@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::Actor;
 use crate::broker::Shared;
 use crate::mail;
+use crate::market::{self, Unavailable};
 use crate::rental::{self, RentalError, Started};
 use crate::store::StoreError;
 
@@ -25,7 +26,7 @@ pub enum RentError {
     #[error("no listed device has that name")]
     NotListed,
     #[error("{0} cannot be rented now: {1}")]
-    Unavailable(DeviceName, &'static str),
+    Unavailable(DeviceName, Unavailable),
     #[error("{0} was just rented by someone else")]
     Taken(DeviceName),
     #[error("{0}")]
@@ -103,25 +104,23 @@ pub async fn rent(
         return Err(RentError::Suspended);
     }
     let name = DeviceName::parse(device).map_err(|_| RentError::NotListed)?;
-    let current = super::market::listing(shared)
+    let current = market::find(shared, &name)
         .await?
-        .into_iter()
-        .find(|d| d.name == name)
         .ok_or(RentError::NotListed)?;
-    if let Err(why) = super::market::availability(&current) {
-        return Err(RentError::Unavailable(current.name, why));
+    if let Err(why) = current.availability() {
+        return Err(RentError::Unavailable(name, why));
     }
-    match rental::start(shared, &current.name, ssh_keys, Some(actor.id)).await {
+    match rental::start(shared, &name, ssh_keys, Some(actor.id)).await {
         Ok(started) => {
-            tracing::info!(device = %current.name, renter = actor.id, rental = %started.rental, "rented");
+            tracing::info!(device = %name, renter = actor.id, rental = %started.rental, "rented");
             let mailed = mail_login(shared, email, &started).await;
             Ok((started, mailed))
         }
         Err(RentalError::AlreadyRented(..) | RentalError::Ending(..)) => {
-            Err(RentError::Taken(current.name))
+            Err(RentError::Taken(name))
         }
         Err(RentalError::BadKey(why)) => Err(RentError::BadKey(why)),
-        Err(e) => Err(RentError::Failed(current.name, e)),
+        Err(e) => Err(RentError::Failed(name, e)),
     }
 }
 
