@@ -2,12 +2,16 @@
 //!
 //! # Layout
 //!
-//! - [`accounts`]: accounts and sessions: sign-up, sign-in, throttling, timeouts.
+//! - [`accounts`]: accounts and sessions: sign-up, sign-in, throttling, timeouts;
+//!   API tokens.
+//! - [`actions`]: what a person does (rent, stop, register a device, list it…),
+//!   one implementation for the web pages and the JSON API.
 //! - [`broker`]: starting a broker on given listeners and running it until shutdown.
 //! - [`settings`]: defaults, config file, environment and flags, resolved once.
 //! - [`store`]: SQLite persistence of devices, ports, keys, retired tokens,
 //!   sandboxes, verifications and rentals.
-//! - [`api`]: the HTTP API; the agents' handshake (`POST /api/v1/connect`).
+//! - [`api`]: the HTTP API: the agents' handshake (`POST /api/v1/connect`), and
+//!   the JSON API for people's scripts with its OpenAPI document.
 //! - [`market`]: the listed devices, and filtering, sorting and paging them.
 //! - [`web`]: the web pages for people: marketplace, sign-up, sign-in, account.
 //! - [`mail`]: email to people (rental logins, password resets) through the
@@ -36,6 +40,7 @@
 pub mod accept;
 pub mod access;
 pub mod accounts;
+pub mod actions;
 pub mod admin_cmd;
 pub mod api;
 pub mod broker;

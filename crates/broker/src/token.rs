@@ -1,4 +1,4 @@
-//! Device tokens: created here, shown once, stored only as a SHA-256 hash.
+//! Device tokens (and accounts' API tokens): created here, shown once, stored only as a SHA-256 hash.
 //!
 //! A token carries 256 random bits, so a fast hash is enough: there is nothing
 //! to brute-force that a slow password hash would protect.
@@ -11,8 +11,13 @@ const PREFIX: &str = "rpb_";
 
 /// A new random token, e.g. `rpb_3f9a…` (64 hex digits after the prefix).
 pub fn generate() -> String {
+    generate_with(PREFIX)
+}
+
+/// A new random token with its own `prefix`: 256 random bits in hex.
+pub fn generate_with(prefix: &str) -> String {
     let bytes: [u8; 32] = rand::rng().random();
-    format!("{PREFIX}{}", hex::encode(bytes))
+    format!("{prefix}{}", hex::encode(bytes))
 }
 
 /// The hash stored for `token`.

@@ -68,6 +68,26 @@ pub enum ErrorCode {
     DeviceSuspended,
     /// Something went wrong on the broker; details are in its log.
     Internal,
+    /// No API token was sent, or it is not a current one.
+    BadApiToken,
+    /// The token's account is suspended.
+    AccountSuspended,
+    /// No such thing, or it is not the caller's.
+    NotFound,
+    /// A field is out of range or malformed; the message names it.
+    InvalidInput,
+    /// The device name is taken.
+    NameTaken,
+    /// The account holds as many of these as it may.
+    LimitReached,
+    /// The device cannot be rented now (offline, unverified, not ready...).
+    DeviceUnavailable,
+    /// Someone else rents the device (or won the race for it).
+    AlreadyRented,
+    /// The device has no rental to end.
+    NotRented,
+    /// The device did not do what the broker asked; try again later.
+    DeviceUnreachable,
 }
 
 /// The body of every failed broker API call.

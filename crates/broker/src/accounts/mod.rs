@@ -1,6 +1,7 @@
 //! Accounts and sessions: sign-up, sign-in with throttling, sessions with
-//! idle and absolute timeouts, sign-out, password change. One implementation
-//! of each action, for the web pages, the JSON API and the command line.
+//! idle and absolute timeouts, sign-out, password change, API tokens
+//! ([`api_tokens`]). One implementation of each action, for the web pages,
+//! the JSON API and the command line.
 //!
 //! A session is a random 256-bit token, handed to the browser in a cookie
 //! and stored only as its SHA-256; each session carries its own anti-CSRF
@@ -10,6 +11,7 @@
 //! Every function here is synchronous (it runs Argon2 and SQLite); async
 //! callers go through [`crate::store::Store::blocking`].
 
+pub mod api_tokens;
 pub mod password;
 pub mod reset;
 
@@ -52,6 +54,12 @@ pub enum AccountError {
     Locked,
     #[error("this account is suspended; contact the broker's operator")]
     Suspended,
+    #[error("{0}")]
+    BadTokenName(String),
+    #[error("an account may hold at most {0} API tokens; revoke one first")]
+    TooManyTokens(i64),
+    #[error("you have no API token by that id")]
+    NoSuchToken,
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -1,6 +1,14 @@
 //! The broker's HTTP listener: the agents' handshake (`POST
-//! /api/v1/connect`, see [`connect`]), a device's own status, a health
-//! check, and the web pages ([`crate::web`]).
+//! /api/v1/connect`, see [`connect`]), a device's own status, the JSON API
+//! for people's scripts, its OpenAPI document, a health check, and the web
+//! pages ([`crate::web`]).
+//!
+//! The JSON API does what the web pages do, through the same
+//! [`crate::actions`]: [`account`] (who am I, API tokens), [`market`],
+//! [`rentals`], [`devices`]. Its callers authenticate with an API token
+//! ([`caller`]); bodies are bounded and parsed strictly ([`body`]). Every
+//! endpoint under `/api/v1` is listed once in [`endpoints`], and the
+//! OpenAPI document ([`openapi`]) describes exactly those.
 //!
 //! Every failure is a JSON [`ApiError`] with a machine-readable code and a
 //! sentence for a person; details of internal errors go to the log only.
@@ -8,7 +16,14 @@
 //! timeout, its body within [`BODY_TIMEOUT`], and bodies are size-limited
 //! per endpoint.
 
+mod account;
+mod body;
+mod caller;
 mod connect;
+mod devices;
+mod market;
+pub mod openapi;
+mod rentals;
 mod status;
 
 use std::sync::Arc;
@@ -16,10 +31,10 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rpibroker_wire::handshake::CONNECT_PATH;
@@ -104,6 +119,57 @@ impl IntoResponse for Failure {
     }
 }
 
+/// Every endpoint under `/api/v1`: method, path and handler. The OpenAPI
+/// document lists exactly these (a test holds the two together).
+pub fn endpoints() -> Vec<(Method, &'static str, MethodRouter<Arc<Shared>>)> {
+    vec![
+        (Method::POST, CONNECT_PATH, post(connect::connect)),
+        (Method::GET, STATUS_PATH, get(status::status)),
+        (Method::GET, openapi::PATH, get(openapi::document)),
+        (Method::GET, "/api/v1/me", get(account::me)),
+        (Method::GET, "/api/v1/tokens", get(account::tokens)),
+        (Method::POST, "/api/v1/tokens", post(account::create_token)),
+        (
+            Method::DELETE,
+            "/api/v1/tokens/{id}",
+            delete(account::revoke_token),
+        ),
+        (Method::GET, "/api/v1/market", get(market::listing)),
+        (Method::GET, "/api/v1/rentals", get(rentals::mine)),
+        (Method::POST, "/api/v1/rentals", post(rentals::rent)),
+        (
+            Method::POST,
+            "/api/v1/rentals/{id}/stop",
+            post(rentals::stop),
+        ),
+        (Method::GET, "/api/v1/devices", get(devices::mine)),
+        (Method::POST, "/api/v1/devices", post(devices::register)),
+        (
+            Method::PUT,
+            "/api/v1/devices/{name}/listing",
+            put(devices::set_listing),
+        ),
+        (
+            Method::POST,
+            "/api/v1/devices/{name}/end-rental",
+            post(devices::end_rental),
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/devices/{name}",
+            delete(devices::remove),
+        ),
+    ]
+}
+
+/// API answers may carry secrets (tokens, passwords): never cache them.
+async fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 /// Time a client has to send a request's whole body once its head arrived.
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Largest body any endpoint reads; each endpoint has its own, smaller limit.
@@ -135,9 +201,14 @@ async fn body_deadline(request: Request, next: Next) -> Response {
 }
 
 pub fn router(shared: Arc<Shared>) -> Router {
+    let api = endpoints()
+        .into_iter()
+        .fold(Router::new(), |r, (_, path, handler)| {
+            r.route(path, handler)
+        })
+        .layer(axum::middleware::map_response(no_store));
     Router::new()
-        .route(CONNECT_PATH, post(connect::connect))
-        .route(STATUS_PATH, get(status::status))
+        .merge(api)
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(crate::web::routes())
         .layer(axum::middleware::from_fn(body_deadline))
@@ -172,5 +243,29 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdown: Shu
             }
             drop(permit);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn the_openapi_document_lists_exactly_the_served_endpoints() {
+        let doc: serde_json::Value = serde_json::from_str(super::openapi::DOCUMENT).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                if method != "parameters" {
+                    documented.insert((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        let served: BTreeSet<_> = super::endpoints()
+            .into_iter()
+            .map(|(m, p, _)| (m.to_string(), p.to_string()))
+            .collect();
+        assert_eq!(documented, served);
     }
 }

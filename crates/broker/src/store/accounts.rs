@@ -29,13 +29,18 @@ pub(super) const USER_COLUMNS: &str =
     "id, email, password_hash, is_admin, created_at, suspended_at";
 
 pub(super) fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
+    user_row_at(r, 0)
+}
+
+/// A user read from [`USER_COLUMNS`] starting at column `offset`.
+pub(super) fn user_row_at(r: &rusqlite::Row<'_>, offset: usize) -> rusqlite::Result<UserRecord> {
     Ok(UserRecord {
-        id: r.get(0)?,
-        email: r.get(1)?,
-        password_hash: r.get(2)?,
-        is_admin: r.get(3)?,
-        created_at: r.get(4)?,
-        suspended_at: r.get(5)?,
+        id: r.get(offset)?,
+        email: r.get(offset + 1)?,
+        password_hash: r.get(offset + 2)?,
+        is_admin: r.get(offset + 3)?,
+        created_at: r.get(offset + 4)?,
+        suspended_at: r.get(offset + 5)?,
     })
 }
 

@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0006_login_failures.sql"),
     include_str!("../../migrations/0007_rental_end_reason.sql"),
     include_str!("../../migrations/0008_password_resets.sql"),
+    include_str!("../../migrations/0009_api_tokens.sql"),
     include_str!("../../migrations/0010_uptime_and_rental_rate.sql"),
     include_str!("../../migrations/0011_device_suspensions.sql"),
 ];

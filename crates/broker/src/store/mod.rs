@@ -1,7 +1,7 @@
 //! The broker's persistent state: devices, their public ports, their SSH keys,
-//! retired tokens, sandboxes, verifications, rentals, accounts and sessions,
-//! connected stretches (uptime), and the marketplace's listing of them, in
-//! one SQLite file in the data directory.
+//! retired tokens, sandboxes, verifications, rentals, accounts, sessions, API
+//! tokens, connected stretches (uptime), and the marketplace's listing of
+//! them, in one SQLite file in the data directory.
 //!
 //! Every method is one transaction, so a crash leaves either all of a change or
 //! none of it. Methods are synchronous (SQLite answers in microseconds); async
@@ -10,6 +10,7 @@
 
 mod accounts;
 mod admin;
+mod api_tokens;
 mod listings;
 mod migrations;
 mod password_resets;
@@ -18,6 +19,7 @@ mod uptime;
 
 pub use accounts::{SessionRecord, UserRecord};
 pub use admin::{AdminDevice, AdminRental, AdminUser, Suspension};
+pub use api_tokens::ApiTokenRecord;
 pub use listings::ListedDevice;
 pub use password_resets::PasswordResetRecord;
 pub use sandboxes::{AccessFacts, RentalRecord, RentalState, VerificationRecord};

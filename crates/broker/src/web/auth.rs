@@ -1,4 +1,5 @@
-//! Sign-up, sign-in, sign-out and the account page (password change).
+//! Sign-up, sign-in, sign-out and the account page (password change, API
+//! tokens).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use super::{
     BUSY, anonymous_csrf, check_anonymous_csrf, check_session_csrf, clear_session_cookie,
     current_session, hashing_slot, html_response, see_other, session_cookie, signed_in_form,
 };
+use crate::accounts::api_tokens::{self, ApiToken};
 use crate::accounts::{self, AccountError, password};
 use crate::broker::Shared;
 use crate::time::UnixTime;
@@ -45,6 +47,22 @@ pub struct SignInForm {
 pub struct CsrfForm {
     #[serde(default)]
     csrf: String,
+}
+
+#[derive(Deserialize)]
+pub struct NewTokenForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+}
+
+#[derive(Deserialize)]
+pub struct RevokeTokenForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    id: String,
 }
 
 #[derive(Deserialize)]
@@ -290,8 +308,60 @@ pub async fn signout(
     response
 }
 
-fn account_content(session: &crate::accounts::Session) -> Markup {
+fn tokens_section(session: &crate::accounts::Session, tokens: &[ApiToken]) -> Markup {
+    let now = UnixTime::now();
+    let ago = |t: i64| UnixTime(t).ago(now);
     html! {
+        h2 { "API tokens" }
+        p { "Scripts call the " a href="/api/v1/openapi.json" { "JSON API" }
+            " with " code { "Authorization: Bearer <token>" } ". A token acts as you; revoke one you no longer use." }
+        @if tokens.is_empty() {
+            div.empty { p { "No API tokens yet." } }
+        } @else {
+            div.table-wrap { table {
+                thead { tr { th { "Name" } th { "Created" } th { "Last used" } th { "" } } }
+                tbody {
+                    @for t in tokens {
+                        tr {
+                            td { (t.name) }
+                            td { (ago(t.created_at)) }
+                            td { (t.last_used_at.map_or("never".to_string(), ago)) }
+                            td {
+                                form method="post" action="/account/tokens/revoke" {
+                                    input type="hidden" name="csrf" value=(session.csrf);
+                                    input type="hidden" name="id" value=(t.id);
+                                    button.link type="submit" aria-label={ "Revoke token " (t.name) } { "Revoke" }
+                                }
+                            }
+                        }
+                    }
+                }
+            } }
+        }
+        form.stack method="post" action="/account/tokens" {
+            input type="hidden" name="csrf" value=(session.csrf);
+            label { "Token name"
+                span.hint { "What the token is for, e.g. \"backup script\"; at most " (api_tokens::MAX_NAME_LEN) " characters." }
+                input type="text" name="name" required maxlength=(api_tokens::MAX_NAME_LEN) autocomplete="off";
+            }
+            button type="submit" { "Create token" }
+        }
+    }
+}
+
+fn account_content(
+    session: &crate::accounts::Session,
+    tokens: &[ApiToken],
+    new_token: Option<&str>,
+) -> Markup {
+    html! {
+        @if let Some(secret) = new_token {
+            section {
+                h2 { "Your new API token" }
+                p { strong { "Copy it now: it is shown only this once." } " The broker keeps only a hash of it." }
+                pre { code data-testid="api-token" { (secret) } }
+            }
+        }
         h1 { "Your account" }
         p { "Signed in as " strong { (session.user.email) }
             @if session.user.is_admin { " (administrator)" } "." }
@@ -312,15 +382,39 @@ fn account_content(session: &crate::accounts::Session) -> Markup {
             }
             button type="submit" { "Change password" }
         }
+        (tokens_section(session, tokens))
+    }
+}
+
+/// The account's API tokens; an empty list (logged) if they cannot be read.
+async fn tokens_of(shared: &Arc<Shared>, user: i64) -> Vec<ApiToken> {
+    match shared
+        .store
+        .blocking(move |s| api_tokens::list(s, user))
+        .await
+    {
+        Ok(tokens) => tokens,
+        Err(e) => {
+            tracing::error!(error = %e, "listing API tokens failed");
+            Vec::new()
+        }
     }
 }
 
 pub async fn account_page(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     match current_session(&shared, &headers).await {
-        Some((session, _)) => html_response(
-            StatusCode::OK,
-            page("Account", Some(&session), None, account_content(&session)),
-        ),
+        Some((session, _)) => {
+            let tokens = tokens_of(&shared, session.user.id).await;
+            html_response(
+                StatusCode::OK,
+                page(
+                    "Account",
+                    Some(&session),
+                    None,
+                    account_content(&session, &tokens, None),
+                ),
+            )
+        }
         None => see_other("/signin"),
     }
 }
@@ -334,6 +428,7 @@ pub async fn change_password(
         Ok(s) => s,
         Err(response) => return response,
     };
+    let tokens = tokens_of(&shared, session.user.id).await;
     let show = |status, flash| {
         html_response(
             status,
@@ -341,7 +436,7 @@ pub async fn change_password(
                 "Account",
                 Some(&session),
                 Some(flash),
-                account_content(&session),
+                account_content(&session, &tokens, None),
             ),
         )
     };
@@ -393,4 +488,103 @@ pub async fn change_password(
             )
         }
     }
+}
+
+/// Creates an API token; the page shows it once.
+pub async fn create_token(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Form(form): Form<NewTokenForm>,
+) -> Response {
+    let (session, _) = match signed_in_form(&shared, &headers, &form.csrf).await {
+        Ok(s) => s,
+        Err(response) => return response,
+    };
+    let user = session.user.id;
+    let created = shared
+        .store
+        .blocking(move |s| api_tokens::create(s, user, &form.name, UnixTime::now()))
+        .await;
+    let tokens = tokens_of(&shared, user).await;
+    let (status, flash, secret) = match created {
+        Ok(new) => {
+            tracing::info!(user, token = new.token.id, "API token created");
+            (
+                StatusCode::CREATED,
+                Flash::Ok(format!("API token {} created.", new.token.name)),
+                Some(new.secret),
+            )
+        }
+        Err(e @ (AccountError::BadTokenName(_) | AccountError::TooManyTokens(_))) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Flash::Error(sentence(&e)),
+            None,
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "creating an API token failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Flash::Error("The broker could not create the token; try again later.".into()),
+                None,
+            )
+        }
+    };
+    html_response(
+        status,
+        page(
+            "Account",
+            Some(&session),
+            Some(flash),
+            account_content(&session, &tokens, secret.as_deref()),
+        ),
+    )
+}
+
+/// Revokes one of the account's API tokens.
+pub async fn revoke_token(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Form(form): Form<RevokeTokenForm>,
+) -> Response {
+    let (session, _) = match signed_in_form(&shared, &headers, &form.csrf).await {
+        Ok(s) => s,
+        Err(response) => return response,
+    };
+    let user = session.user.id;
+    let revoked = match form.id.trim().parse::<i64>() {
+        Ok(id) => {
+            shared
+                .store
+                .blocking(move |s| api_tokens::revoke(s, user, id))
+                .await
+        }
+        Err(_) => Err(AccountError::NoSuchToken),
+    };
+    let tokens = tokens_of(&shared, user).await;
+    let (status, flash) = match revoked {
+        Ok(()) => {
+            tracing::info!(user, "API token revoked");
+            (
+                StatusCode::OK,
+                Flash::Ok("The token is revoked: it no longer works.".into()),
+            )
+        }
+        Err(e @ AccountError::NoSuchToken) => (StatusCode::NOT_FOUND, Flash::Error(sentence(&e))),
+        Err(e) => {
+            tracing::error!(error = %e, "revoking an API token failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Flash::Error("The broker could not revoke the token; try again later.".into()),
+            )
+        }
+    };
+    html_response(
+        status,
+        page(
+            "Account",
+            Some(&session),
+            Some(flash),
+            account_content(&session, &tokens, None),
+        ),
+    )
 }

@@ -8,21 +8,16 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::{Markup, html};
+use rpibroker_wire::DeviceStatus;
 use rpibroker_wire::status::{Earnings, Uptime};
-use rpibroker_wire::{DeviceName, DeviceStatus};
 use serde::Deserialize;
 
 use super::layout::{Flash, page};
 use super::{current_session, html_response, see_other, signed_in_form};
 use crate::accounts::Session;
+use crate::actions::devices::{self, DeviceError, MAX_DEVICES_PER_ACCOUNT};
 use crate::broker::Shared;
 use crate::price::{parse_price, show_price};
-use crate::store::StoreError;
-use crate::time::UnixTime;
-use crate::{enroll, token};
-
-/// Devices one account may register (each takes three public ports).
-pub const MAX_DEVICES_PER_ACCOUNT: i64 = 20;
 
 #[derive(Deserialize)]
 pub struct ListingForm {
@@ -165,30 +160,6 @@ fn device_rows(session: &Session, devices: &[DeviceStatus]) -> Markup {
     }
 }
 
-async fn my_devices(
-    shared: &Arc<Shared>,
-    session: &Session,
-) -> Result<Vec<DeviceStatus>, StoreError> {
-    let (owner, domain) = (session.user.id, shared.settings.domain.clone());
-    let registry = shared.registry.clone();
-    shared
-        .store
-        .blocking(move |s| {
-            let mut earnings = s.earnings_of_owner(owner, UnixTime::now())?;
-            s.devices_of_owner(owner)?
-                .into_iter()
-                .map(|d| {
-                    let online = registry.is_online(&d.name);
-                    let id = d.id;
-                    let mut status = s.full_status(d, &domain, online)?;
-                    status.earnings = Some(earnings.remove(&id).unwrap_or_default());
-                    Ok(status)
-                })
-                .collect()
-        })
-        .await
-}
-
 fn devices_page(
     session: &Session,
     devices: &[DeviceStatus],
@@ -214,7 +185,9 @@ async fn devices_reply(
     status: StatusCode,
     flash: Flash,
 ) -> Response {
-    let devices = my_devices(shared, session).await.unwrap_or_default();
+    let devices = devices::mine(shared, session.into())
+        .await
+        .unwrap_or_default();
     html_response(status, devices_page(session, &devices, Some(flash), ""))
 }
 
@@ -222,7 +195,7 @@ pub async fn list(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Resp
     let Some((session, _)) = current_session(&shared, &headers).await else {
         return see_other("/signin");
     };
-    match my_devices(&shared, &session).await {
+    match devices::mine(&shared, (&session).into()).await {
         Ok(devices) => html_response(StatusCode::OK, devices_page(&session, &devices, None, "")),
         Err(e) => {
             tracing::error!(error = %e, "listing devices failed");
@@ -251,37 +224,24 @@ pub async fn register(
         Err(response) => return response,
     };
     let refuse = |message: String| async {
-        let devices = my_devices(&shared, &session).await.unwrap_or_default();
+        let devices = devices::mine(&shared, (&session).into())
+            .await
+            .unwrap_or_default();
         html_response(
             StatusCode::UNPROCESSABLE_ENTITY,
             devices_page(&session, &devices, Some(Flash::Error(message)), &form.name),
         )
     };
-    let name = match DeviceName::parse(form.name.trim()) {
-        Ok(n) => n,
-        Err(e) => return refuse(format!("{e}.")).await,
-    };
-    let owner = session.user.id;
-    let count = shared
-        .store
-        .blocking(move |s| s.device_count_of_owner(owner))
-        .await
-        .unwrap_or(i64::MAX);
-    if count >= MAX_DEVICES_PER_ACCOUNT {
-        return refuse(format!(
-            "An account may register at most {MAX_DEVICES_PER_ACCOUNT} devices; remove one first or ask the operator."
-        ))
-        .await;
-    }
-    let device_token = token::generate();
-    let (owner, hash, device) = (session.user.id, token::hash(&device_token), name.clone());
-    let added = shared
-        .store
-        .blocking(move |s| s.add_owned_device(&device, &hash, owner, UnixTime::now()))
-        .await;
-    match added {
-        Ok(_) => {}
-        Err(StoreError::NameTaken(_)) => {
+    let registered = match devices::register(&shared, (&session).into(), &form.name).await {
+        Ok(r) => r,
+        Err(DeviceError::BadName(e)) => return refuse(format!("{e}.")).await,
+        Err(DeviceError::TooMany) => {
+            return refuse(format!(
+                "An account may register at most {MAX_DEVICES_PER_ACCOUNT} devices; remove one first or ask the operator."
+            ))
+            .await;
+        }
+        Err(DeviceError::NameTaken(name)) => {
             return refuse(format!("The name {name} is taken; pick another.")).await;
         }
         Err(e) => {
@@ -289,15 +249,9 @@ pub async fn register(
             return refuse("The broker could not register the device; try again later.".into())
                 .await;
         }
-    }
-    tracing::info!(device = %name, owner = session.user.id, "device registered");
-    let config = enroll::agent_config(
-        &shared.settings,
-        &shared.host_key_fingerprint,
-        &name,
-        &device_token,
-        true,
-    );
+    };
+    let (name, device_token, config) =
+        (registered.name, registered.token.0, registered.agent_config);
     let json = serde_json::to_string_pretty(&config).unwrap_or_default();
     let download = format!(
         "data:application/json;base64,{}",
@@ -322,7 +276,7 @@ pub async fn register(
                 p { "With Docker installed, build the sandbox image and start the agent (as root, or a member of the docker group):" }
                 pre { "sandbox/build-image.sh\nrpibroker-agent --config device.json" }
                 p { "It connects to this broker, starts the sandbox renters get, and the broker verifies its hardware. Or, to reach your own services without a sandbox, remove the \"sandbox\" section; a stock OpenSSH client works too (the token is the password):" }
-                pre { (enroll::openssh_command(&shared.settings, &name)) }
+                pre { (registered.openssh_command) }
                 p { a href="/devices" { "Back to my devices" } }
             },
         ),
@@ -351,27 +305,8 @@ pub async fn set_listing(
         }
     };
     let listed = form.listed.is_some();
-    let owner = session.user.id;
-    let name = DeviceName::parse(&form.name).ok();
-    let updated = shared
-        .store
-        .blocking(move |s| -> Result<bool, StoreError> {
-            // Only the owner's own device; anything else looks like no device.
-            let Some(d) = name.and_then(|n| s.device(&n).transpose()).transpose()? else {
-                return Ok(false);
-            };
-            if d.owner_id != Some(owner) {
-                return Ok(false);
-            }
-            s.set_listing(d.id, listed, Some(rate))?;
-            Ok(true)
-        })
-        .await;
-    match updated {
-        Ok(true) => {
-            if let Ok(name) = DeviceName::parse(&form.name) {
-                shared.registry.access.refresh(&name).await;
-            }
+    match devices::set_listing(&shared, (&session).into(), &form.name, listed, rate).await {
+        Ok(()) => {
             show(
                 StatusCode::OK,
                 Flash::Ok(format!(
@@ -383,21 +318,7 @@ pub async fn set_listing(
             )
             .await
         }
-        Ok(false) => {
-            show(
-                StatusCode::NOT_FOUND,
-                Flash::Error("You have no device by that name.".into()),
-            )
-            .await
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "updating a listing failed");
-            show(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Flash::Error("The broker could not save that; try again later.".into()),
-            )
-            .await
-        }
+        Err(e) => show(error_status(&e), Flash::Error(error_sentence(&e))).await,
     }
 }
 
@@ -411,21 +332,44 @@ pub struct EndRentalForm {
     reason: String,
 }
 
-/// The signed-in owner's device called `name`, if it is theirs.
-async fn owned(
-    shared: &Arc<Shared>,
-    session: &Session,
-    name: &str,
-) -> Option<crate::store::DeviceRecord> {
-    let name = DeviceName::parse(name).ok()?;
-    let owner = session.user.id;
-    shared
-        .store
-        .blocking(move |s| s.device(&name))
-        .await
-        .ok()
-        .flatten()
-        .filter(|d| d.owner_id == Some(owner))
+/// The status of a page that reports `e`.
+fn error_status(e: &DeviceError) -> StatusCode {
+    match e {
+        DeviceError::BadName(_) | DeviceError::BadRate | DeviceError::BadReason(_) => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        DeviceError::NotFound => StatusCode::NOT_FOUND,
+        DeviceError::Suspended => StatusCode::FORBIDDEN,
+        DeviceError::TooMany
+        | DeviceError::NameTaken(_)
+        | DeviceError::NotRented(_)
+        | DeviceError::RentalStuck(..) => StatusCode::CONFLICT,
+        DeviceError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// How a page words `e`; internal details go to the log.
+fn error_sentence(e: &DeviceError) -> String {
+    match e {
+        DeviceError::NotFound => "You have no device by that name.".into(),
+        DeviceError::BadReason(why) => why.clone(),
+        DeviceError::NotRented(name) => format!("{name} has no rental."),
+        DeviceError::RentalStuck(name, _) => format!(
+            "{name} has a rental that could not be ended cleanly (is the device online?); try again when it is."
+        ),
+        DeviceError::Store(e) => {
+            tracing::error!(error = %e, "a device action failed");
+            "The broker could not save that; try again later.".into()
+        }
+        other => {
+            let text = other.to_string();
+            let mut chars = text.chars();
+            match chars.next() {
+                Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str()),
+                None => text,
+            }
+        }
+    }
 }
 
 /// Ends the rental of one of the owner's devices, with a reason the renter sees.
@@ -439,46 +383,28 @@ pub async fn end_rental(
         Err(response) => return response,
     };
     let show = |status, flash| devices_reply(&shared, &session, status, flash);
-    let reason = match crate::rental::parse_reason(&form.reason) {
-        Ok(r) => format!("Ended by the owner: {r}"),
-        Err(e) => return show(StatusCode::UNPROCESSABLE_ENTITY, Flash::Error(e)).await,
-    };
-    let Some(device) = owned(&shared, &session, &form.name).await else {
-        return show(
-            StatusCode::NOT_FOUND,
-            Flash::Error("You have no device by that name.".into()),
-        )
-        .await;
-    };
-    match crate::rental::stop_rental(&shared, &device.name, None, Some(reason)).await {
-        Ok(_) => {
+    match devices::end_rental(&shared, (&session).into(), &form.name, &form.reason).await {
+        Ok(ended) if ended.wiped => {
             show(
                 StatusCode::OK,
                 Flash::Ok(format!(
                     "The rental of {} ended; its sandbox was wiped.",
-                    device.name
+                    ended.device
                 )),
             )
             .await
         }
-        Err(crate::rental::RentalError::NotRented(_)) => {
-            show(
-                StatusCode::CONFLICT,
-                Flash::Error(format!("{} has no rental.", device.name)),
-            )
-            .await
-        }
-        Err(e) => {
-            tracing::warn!(device = %device.name, error = %e, "ending a rental failed");
+        Ok(ended) => {
             show(
                 StatusCode::ACCEPTED,
                 Flash::Ok(format!(
                     "The rental of {} is ending; the device is wiped as soon as it is reachable.",
-                    device.name
+                    ended.device
                 )),
             )
             .await
         }
+        Err(e) => show(error_status(&e), Flash::Error(error_sentence(&e))).await,
     }
 }
 
@@ -493,57 +419,24 @@ pub async fn remove(
         Err(response) => return response,
     };
     let show = |status, flash| devices_reply(&shared, &session, status, flash);
-    let Some(device) = owned(&shared, &session, &form.name).await else {
-        return show(
-            StatusCode::NOT_FOUND,
-            Flash::Error("You have no device by that name.".into()),
-        )
-        .await;
-    };
-    let name = device.name.clone();
-    match crate::rental::stop_rental(
-        &shared,
-        &name,
-        None,
-        Some("Ended by the owner: the device was removed.".into()),
-    )
-    .await
-    {
-        Ok(_) | Err(crate::rental::RentalError::NotRented(_)) => {}
-        Err(e) => {
-            tracing::warn!(device = %name, error = %e, "could not end the rental before removing");
-            return show(
-                StatusCode::CONFLICT,
-                Flash::Error(format!("{name} has a rental that could not be ended cleanly (is the device online?); try again when it is.")),
+    match devices::remove(&shared, (&session).into(), &form.name).await {
+        Ok(name) => {
+            show(
+                StatusCode::OK,
+                Flash::Ok(format!("{name} is removed: its token no longer works.")),
             )
-            .await;
+            .await
         }
+        Err(DeviceError::Store(e)) => {
+            tracing::error!(error = %e, "removing a device failed");
+            show(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Flash::Error("The broker could not remove the device; try again later.".into()),
+            )
+            .await
+        }
+        Err(e) => show(error_status(&e), Flash::Error(error_sentence(&e))).await,
     }
-    let gone = name.clone();
-    if let Err(e) = shared
-        .store
-        .blocking(move |s| s.remove_device(&gone, UnixTime::now()))
-        .await
-    {
-        tracing::error!(device = %name, error = %e, "removing a device failed");
-        return show(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Flash::Error("The broker could not remove the device; try again later.".into()),
-        )
-        .await;
-    }
-    shared.registry.access.refresh(&name).await;
-    if let Some((generation, _)) = shared.registry.credential(&name) {
-        shared
-            .registry
-            .kick_generation(&name, generation, "the device was removed by its owner");
-    }
-    tracing::info!(device = %name, owner = session.user.id, "device removed by its owner");
-    show(
-        StatusCode::OK,
-        Flash::Ok(format!("{name} is removed: its token no longer works.")),
-    )
-    .await
 }
 
 /// Standard base64, for the config's download link.

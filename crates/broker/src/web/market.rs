@@ -18,19 +18,14 @@ use serde::Deserialize;
 use super::layout::{Flash, page};
 use super::{current_session, html_response, see_other, signed_in_form};
 use crate::accounts::Session;
+use crate::actions::rentals::{self, Mailed, RentError, Rental, StopError, Which};
 use crate::broker::Shared;
-use crate::mail;
 use crate::market::listing::architectures;
 use crate::market::query::{Order, SortKey};
 use crate::market::{self, Listing, MarketQuery, QueryProblem};
 use crate::price::show_price;
-use crate::rental::{self, RentalError, Started};
-use crate::store::{RentalRecord, StoreError};
+use crate::store::StoreError;
 use crate::time::UnixTime;
-
-/// How long the rental page waits for the copy of the login by mail before
-/// it says the mail is still on its way (sending goes on regardless).
-const MAIL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Deserialize)]
 pub struct DeviceForm {
@@ -380,102 +375,87 @@ pub async fn rent(
             ),
         )
     };
-    let current = match DeviceName::parse(&form.name) {
-        Ok(name) => market::find(&shared, &name).await.ok().flatten(),
-        Err(_) => None,
-    };
-    let Some(current) = current else {
-        return back(
-            StatusCode::NOT_FOUND,
-            "No listed device has that name.".into(),
-        )
-        .await;
-    };
-    let current_name = current.device.name.clone();
-    if let Err(why) = current.availability() {
-        return back(
-            StatusCode::CONFLICT,
-            format!("{current_name} cannot be rented now: {why}."),
-        )
-        .await;
-    }
-    match rental::start(&shared, &current_name, Vec::new(), Some(session.user.id)).await {
-        Ok(started) => {
-            tracing::info!(device = %current_name, renter = session.user.id, rental = %started.rental, "rented on the web");
-            let ssh = started.ssh_command().unwrap_or_default();
-            let mailed = mail_login(&shared, &session.user.email, &started).await;
-            html_response(
-                StatusCode::CREATED,
-                page(
-                    "Rental started",
-                    Some(&session),
-                    Some(Flash::Ok(format!("You are renting {current_name}."))),
-                    html! {
-                        h1 { "Your login on " (current_name) }
-                        p { strong { "Save the password now: it is shown only this once." } }
-                        dl {
-                            dt { "Username" } dd { code data-testid="username" { (started.username) } }
-                            dt { "Password" } dd { code data-testid="password" { (started.password) } }
-                            dt { "SSH" } dd { code data-testid="ssh-command" { (ssh) } }
-                            dt { "Web" } dd { code data-testid="http-url" { (started.http_url) } " and " code data-testid="https-url" { (started.https_url) } }
-                        }
-                        p data-testid="mail-note" { (mailed) }
-                        p { "End the rental from " a href="/rentals" { "My rentals" } "; the sandbox is then wiped." }
-                    },
-                ),
+    let rented = rentals::rent(
+        &shared,
+        (&session).into(),
+        &session.user.email,
+        &form.name,
+        Vec::new(),
+    )
+    .await;
+    let (started, mailed) = match rented {
+        Ok(done) => done,
+        Err(RentError::NotListed) => {
+            return back(
+                StatusCode::NOT_FOUND,
+                "No listed device has that name.".into(),
             )
+            .await;
         }
-        Err(RentalError::AlreadyRented(..) | RentalError::Ending(..)) => {
-            back(
+        Err(RentError::Unavailable(device, why)) => {
+            return back(
                 StatusCode::CONFLICT,
-                format!("{current_name} was just rented by someone else."),
+                format!("{device} cannot be rented now: {why}."),
             )
-            .await
+            .await;
         }
-        Err(e) => {
-            tracing::warn!(device = %current_name, error = %e, "rental failed");
-            back(
+        Err(RentError::Taken(device)) => {
+            return back(
+                StatusCode::CONFLICT,
+                format!("{device} was just rented by someone else."),
+            )
+            .await;
+        }
+        Err(RentError::Failed(device, e)) => {
+            tracing::warn!(%device, error = %e, "rental failed");
+            return back(
                 StatusCode::BAD_GATEWAY,
-                format!("{current_name} could not be set up for you; try again later."),
+                format!("{device} could not be set up for you; try again later."),
             )
-            .await
+            .await;
         }
-    }
-}
-
-/// Mails the renter a copy of the login, waiting at most [`MAIL_WAIT`];
-/// returns what the rental page says about it.
-async fn mail_login(shared: &Arc<Shared>, to: &str, started: &Started) -> String {
-    let message = match mail::rental_credentials(to, started, &shared.settings.public_url) {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::warn!(error = %e, "composing the rental mail failed");
-            return "The copy by email could not be sent.".into();
+        Err(e @ (RentError::Suspended | RentError::BadKey(_))) => {
+            return back(StatusCode::FORBIDDEN, format!("{e}.")).await;
+        }
+        Err(RentError::Store(e)) => {
+            tracing::error!(error = %e, "renting failed");
+            return back(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The marketplace is unavailable; try again later.".into(),
+            )
+            .await;
         }
     };
-    match tokio::time::timeout(MAIL_WAIT, shared.mailer.send_in_background(message)).await {
-        Ok(Ok(Ok(()))) => format!("A copy was emailed to {to}."),
-        Ok(_) => "The copy by email could not be sent.".into(),
-        Err(_) => format!("A copy is on its way to {to}."),
-    }
+    let ssh = started.ssh_command().unwrap_or_default();
+    let to = &session.user.email;
+    let mailed = match mailed {
+        Mailed::Sent => format!("A copy was emailed to {to}."),
+        Mailed::Sending => format!("A copy is on its way to {to}."),
+        Mailed::Failed => "The copy by email could not be sent.".into(),
+    };
+    html_response(
+        StatusCode::CREATED,
+        page(
+            "Rental started",
+            Some(&session),
+            Some(Flash::Ok(format!("You are renting {}.", started.device))),
+            html! {
+                h1 { "Your login on " (started.device) }
+                p { strong { "Save the password now: it is shown only this once." } }
+                dl {
+                    dt { "Username" } dd { code data-testid="username" { (started.username) } }
+                    dt { "Password" } dd { code data-testid="password" { (started.password) } }
+                    dt { "SSH" } dd { code data-testid="ssh-command" { (ssh) } }
+                    dt { "Web" } dd { code data-testid="http-url" { (started.http_url) } " and " code data-testid="https-url" { (started.https_url) } }
+                }
+                p data-testid="mail-note" { (mailed) }
+                p { "End the rental from " a href="/rentals" { "My rentals" } "; the sandbox is then wiped." }
+            },
+        ),
+    )
 }
 
-async fn my_rentals(
-    shared: &Arc<Shared>,
-    session: &Session,
-) -> Result<Vec<(String, RentalRecord)>, StoreError> {
-    let renter = session.user.id;
-    shared
-        .store
-        .blocking(move |s| s.rentals_of_renter(renter))
-        .await
-}
-
-fn rentals_page(
-    session: &Session,
-    rentals: &[(String, RentalRecord)],
-    flash: Option<Flash>,
-) -> Markup {
+fn rentals_page(session: &Session, rentals: &[Rental], flash: Option<Flash>) -> Markup {
     page(
         "My rentals",
         Some(session),
@@ -488,18 +468,18 @@ fn rentals_page(
                 div.table-wrap { table {
                     thead { tr { th { "Device" } th { "Login" } th { "State" } th { "Note" } th { "" } } }
                     tbody {
-                        @for (device, r) in rentals {
+                        @for r in rentals {
                             tr {
-                                td { (device) }
+                                td { (r.device) }
                                 td { (r.username.as_deref().unwrap_or("-")) }
-                                td { (r.state.as_str()) }
+                                td { (r.state) }
                                 td { @if let Some(why) = &r.end_reason { (why) } }
                                 td {
                                     @if r.ended_at.is_none() {
                                         form method="post" action="/rentals/stop" {
                                             input type="hidden" name="csrf" value=(session.csrf);
-                                            input type="hidden" name="name" value=(device);
-                                            button type="submit" aria-label={ "Stop renting " (device) } { "Stop" }
+                                            input type="hidden" name="name" value=(r.device);
+                                            button type="submit" aria-label={ "Stop renting " (r.device) } { "Stop" }
                                         }
                                     }
                                 }
@@ -516,7 +496,7 @@ pub async fn rentals(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> R
     let Some((session, _)) = current_session(&shared, &headers).await else {
         return see_other("/signin");
     };
-    match my_rentals(&shared, &session).await {
+    match rentals::mine(&shared, (&session).into()).await {
         Ok(list) => html_response(StatusCode::OK, rentals_page(&session, &list, None)),
         Err(e) => {
             tracing::error!(error = %e, "listing rentals failed");
@@ -543,49 +523,36 @@ pub async fn stop(
         Ok(s) => s,
         Err(response) => return response,
     };
-    let list = my_rentals(&shared, &session).await.unwrap_or_default();
-    // Only a rental of this person, still open.
-    let mine = list
-        .iter()
-        .find(|(device, r)| *device == form.name && r.ended_at.is_none())
-        .and_then(|(device, r)| Some((DeviceName::parse(device).ok()?, r.id.clone())));
-    let Some((device, rental_id)) = mine else {
-        return html_response(
-            StatusCode::NOT_FOUND,
-            rentals_page(
-                &session,
-                &list,
-                Some(Flash::Error(
-                    "You have no open rental of that device.".into(),
-                )),
-            ),
-        );
-    };
-    let outcome = rental::stop_rental(&shared, &device, Some(&rental_id), None).await;
-    let list = my_rentals(&shared, &session).await.unwrap_or_default();
-    match outcome {
-        Ok(_) => html_response(
+    let outcome = rentals::stop(&shared, (&session).into(), Which::Device(&form.name)).await;
+    let list = rentals::mine(&shared, (&session).into())
+        .await
+        .unwrap_or_default();
+    let (status, flash) = match outcome {
+        Ok(stopped) if stopped.wiped => (
             StatusCode::OK,
-            rentals_page(
-                &session,
-                &list,
-                Some(Flash::Ok(format!(
-                    "Your rental of {device} ended; its sandbox was wiped."
-                ))),
-            ),
+            Flash::Ok(format!(
+                "Your rental of {} ended; its sandbox was wiped.",
+                stopped.device
+            )),
         ),
-        Err(e) => {
-            tracing::warn!(%device, error = %e, "stopping a rental failed");
-            html_response(
-                StatusCode::ACCEPTED,
-                rentals_page(
-                    &session,
-                    &list,
-                    Some(Flash::Ok(format!(
-                        "Your rental of {device} is ending; the device will be wiped as soon as it is reachable."
-                    ))),
-                ),
+        Ok(stopped) => (
+            StatusCode::ACCEPTED,
+            Flash::Ok(format!(
+                "Your rental of {} is ending; the device will be wiped as soon as it is reachable.",
+                stopped.device
+            )),
+        ),
+        Err(StopError::NotFound | StopError::Suspended) => (
+            StatusCode::NOT_FOUND,
+            Flash::Error("You have no open rental of that device.".into()),
+        ),
+        Err(StopError::Store(e)) => {
+            tracing::error!(error = %e, "stopping a rental failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Flash::Error("The broker could not stop the rental; try again later.".into()),
             )
         }
-    }
+    };
+    html_response(status, rentals_page(&session, &list, Some(flash)))
 }

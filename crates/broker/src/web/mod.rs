@@ -2,7 +2,7 @@
 //! HTTP listener beside the API.
 //!
 //! - [`layout`]: the page frame and stylesheet.
-//! - [`auth`]: sign-up, sign-in, sign-out, the account page.
+//! - [`auth`]: sign-up, sign-in, sign-out, the account page and its API tokens.
 //! - [`market`]: the marketplace page, device pages, renting and my rentals.
 //! - [`devices`]: the owner's devices and device registration.
 //! - [`admin`]: the administrators' overview and actions.
@@ -104,6 +104,8 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/signout", post(auth::signout))
         .route("/account", get(auth::account_page))
         .route("/account/password", post(auth::change_password))
+        .route("/account/tokens", post(auth::create_token))
+        .route("/account/tokens/revoke", post(auth::revoke_token))
         .route(
             "/password/forgot",
             get(reset::forgot_page).post(reset::forgot),

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod api;
 pub mod browser;
 pub mod http;
 pub mod openssh;

@@ -1,0 +1,198 @@
+//! Rentals as a renter sees them: rent a listed device that is free, list
+//! one's rentals, stop one's own open rental. The rental machinery itself
+//! (provision, wipe) is [`crate::rental`].
+
+use std::sync::Arc;
+
+use rpibroker_wire::DeviceName;
+use rpibroker_wire::control::RentalId;
+use serde::Serialize;
+
+use super::Actor;
+use crate::broker::Shared;
+use crate::mail;
+use crate::market::{self, Unavailable};
+use crate::rental::{self, RentalError, Started};
+use crate::store::StoreError;
+
+/// How long renting waits for the copy of the login by mail before it says
+/// the mail is still on its way (sending goes on regardless).
+const MAIL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RentError {
+    #[error("this account is suspended")]
+    Suspended,
+    #[error("no listed device has that name")]
+    NotListed,
+    #[error("{0} cannot be rented now: {1}")]
+    Unavailable(DeviceName, Unavailable),
+    #[error("{0} was just rented by someone else")]
+    Taken(DeviceName),
+    #[error("{0}")]
+    BadKey(String),
+    #[error("{0} could not be set up: {1}")]
+    Failed(DeviceName, RentalError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StopError {
+    #[error("this account is suspended")]
+    Suspended,
+    #[error("you have no open rental of that device")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One rental of the renter, without its password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rental {
+    pub id: RentalId,
+    pub device: String,
+    /// `provisioning`, `active`, `ending` or `ended`.
+    pub state: &'static str,
+    pub username: Option<String>,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    /// Why the owner or an administrator ended it.
+    pub end_reason: Option<String>,
+}
+
+/// What became of the copy of the login mailed to the renter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mailed {
+    Sent,
+    /// Still being sent when renting stopped waiting.
+    Sending,
+    Failed,
+}
+
+/// Which of the renter's open rentals to stop.
+#[derive(Debug, Clone, Copy)]
+pub enum Which<'a> {
+    /// By its id.
+    Id(&'a str),
+    /// The open rental of the device with this name.
+    Device(&'a str),
+}
+
+/// A rental the renter stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Stopped {
+    pub rental: RentalId,
+    pub device: DeviceName,
+    /// True when the sandbox is already wiped; false when the device could
+    /// not be reached and is wiped as soon as it is.
+    pub wiped: bool,
+}
+
+/// Rents the listed device called `device` for `actor`, with optional SSH
+/// public keys for the login, and mails a copy of the login to `email`
+/// (the renter's address).
+pub async fn rent(
+    shared: &Arc<Shared>,
+    actor: Actor,
+    email: &str,
+    device: &str,
+    ssh_keys: Vec<String>,
+) -> Result<(Started, Mailed), RentError> {
+    if actor.suspended {
+        return Err(RentError::Suspended);
+    }
+    let name = DeviceName::parse(device).map_err(|_| RentError::NotListed)?;
+    let current = market::find(shared, &name)
+        .await?
+        .ok_or(RentError::NotListed)?;
+    if let Err(why) = current.availability() {
+        return Err(RentError::Unavailable(name, why));
+    }
+    match rental::start(shared, &name, ssh_keys, Some(actor.id)).await {
+        Ok(started) => {
+            tracing::info!(device = %name, renter = actor.id, rental = %started.rental, "rented");
+            let mailed = mail_login(shared, email, &started).await;
+            Ok((started, mailed))
+        }
+        Err(RentalError::AlreadyRented(..) | RentalError::Ending(..)) => {
+            Err(RentError::Taken(name))
+        }
+        Err(RentalError::BadKey(why)) => Err(RentError::BadKey(why)),
+        Err(e) => Err(RentError::Failed(name, e)),
+    }
+}
+
+/// Mails the renter a copy of the login, waiting at most [`MAIL_WAIT`].
+async fn mail_login(shared: &Arc<Shared>, to: &str, started: &Started) -> Mailed {
+    let message = match mail::rental_credentials(to, started, &shared.settings.public_url) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "composing the rental mail failed");
+            return Mailed::Failed;
+        }
+    };
+    match tokio::time::timeout(MAIL_WAIT, shared.mailer.send_in_background(message)).await {
+        Ok(Ok(Ok(()))) => Mailed::Sent,
+        Ok(_) => Mailed::Failed,
+        Err(_) => Mailed::Sending,
+    }
+}
+
+/// The renter's rentals, newest first (the latest 50).
+pub async fn mine(shared: &Arc<Shared>, actor: Actor) -> Result<Vec<Rental>, StoreError> {
+    let renter = actor.id;
+    let rows = shared
+        .store
+        .blocking(move |s| s.rentals_of_renter(renter))
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(device, r)| Rental {
+            id: r.id,
+            device,
+            state: r.state.as_str(),
+            username: r.username,
+            started_at: r.started_at,
+            ended_at: r.ended_at,
+            end_reason: r.end_reason,
+        })
+        .collect())
+}
+
+/// Stops one of the renter's own open rentals: visitor access is cut and
+/// the sandbox wiped.
+pub async fn stop(
+    shared: &Arc<Shared>,
+    actor: Actor,
+    which: Which<'_>,
+) -> Result<Stopped, StopError> {
+    if actor.suspended {
+        return Err(StopError::Suspended);
+    }
+    let open = mine(shared, actor).await?.into_iter().find(|r| {
+        r.ended_at.is_none()
+            && match which {
+                Which::Id(id) => r.id.as_str() == id,
+                Which::Device(name) => r.device == name,
+            }
+    });
+    let Some((device, rental_id)) =
+        open.and_then(|r| Some((DeviceName::parse(&r.device).ok()?, r.id)))
+    else {
+        return Err(StopError::NotFound);
+    };
+    let wiped = match rental::stop_rental(shared, &device, Some(&rental_id), None).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(%device, error = %e, "stopping a rental failed");
+            false
+        }
+    };
+    Ok(Stopped {
+        rental: rental_id,
+        device,
+        wiped,
+    })
+}
