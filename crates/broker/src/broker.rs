@@ -37,6 +37,8 @@ pub struct Shared {
     pub web_limits: crate::web::Limits,
     /// Sends the broker's mail, through the transport the settings chose.
     pub mailer: Arc<Mailer>,
+    /// The marketplace's listing, read again only when the store changed.
+    pub market: Arc<crate::market::Cache>,
 }
 
 /// The broker's listeners, bound before start.
@@ -122,6 +124,7 @@ impl Broker {
             settings,
             store,
             registry,
+            market: Arc::default(),
         });
         let path = addresses_path(&shared.settings.data_dir);
         std::fs::write(&path, serde_json::to_vec_pretty(&addresses)?)

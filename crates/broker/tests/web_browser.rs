@@ -158,12 +158,16 @@ async fn an_owner_lists_a_device_and_a_renter_rents_it_in_a_browser() {
         token: config["token"].as_str().unwrap().into(),
         config: path,
     };
+    // My devices follows the device without a reload: it connects, its
+    // sandbox comes up and the broker verifies it.
+    owner.click("Back to my devices").await;
+    owner.wait_text("never connected").await;
     let agent = TestAgent::start_as_configured(&device);
     agent.wait_up(1).await;
     sandbox::wait_verified_idle(&broker, name).await;
-
-    owner.click("Back to my devices").await;
-    owner.wait_text("verified").await;
+    let page = owner.wait_text("verified").await;
+    assert!(page.contains("online"), "{page}");
+    owner.shot("device-verified-live").await;
     owner.fill("rate", "0.75").await;
     owner
         .client

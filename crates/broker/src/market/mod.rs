@@ -6,19 +6,21 @@
 //! - [`listing`]: one row per listed device, and the search over the rows.
 //!
 //! The store answers with every listed device in one query, and with every
-//! device's uptime in another; whether a device is online comes from the
-//! live registry.
+//! device's uptime in another, and [`Cache`] keeps the answer while the store
+//! does not change; whether a device is online comes from the live registry
+//! at each request.
 
 pub mod listing;
 pub mod query;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use rpibroker_wire::DeviceName;
 use rpibroker_wire::status::Uptime;
 
 use crate::broker::Shared;
-use crate::store::{ListedDevice, StoreError};
+use crate::store::{ListedDevice, Store, StoreError};
 use crate::time::UnixTime;
 pub use listing::{Listing, Page, Unavailable, search};
 pub use query::{MarketQuery, QueryProblem};
@@ -31,20 +33,66 @@ fn with_live_state(shared: &Shared, device: ListedDevice, uptime: Option<Uptime>
     }
 }
 
+/// Longest a cached listing is used while the store does not change: only
+/// uptimes move on with time alone.
+const CACHE_FOR: Duration = Duration::from_secs(5);
+
+/// The last listing read from the store, with the store's change stamp at
+/// the time. A marketplace request uses it while the stamp is unchanged, so
+/// a busy marketplace costs one stamp check per request instead of reading
+/// every listed device.
+#[derive(Default)]
+pub struct Cache {
+    last: Mutex<Option<Snapshot>>,
+}
+
+struct Snapshot {
+    stamp: (u64, i64),
+    at: Instant,
+    rows: Arc<Vec<(ListedDevice, Option<Uptime>)>>,
+}
+
+impl Cache {
+    fn lock(&self) -> MutexGuard<'_, Option<Snapshot>> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The listing as the store has it now.
+    fn read(&self, store: &Store) -> Result<Arc<Vec<(ListedDevice, Option<Uptime>)>>, StoreError> {
+        let stamp = store.change_stamp()?;
+        if let Some(s) = self.lock().as_ref()
+            && s.stamp == stamp
+            && s.at.elapsed() < CACHE_FOR
+        {
+            return Ok(s.rows.clone());
+        }
+        let mut uptimes = store.uptimes(UnixTime::now())?;
+        let rows: Arc<Vec<_>> = Arc::new(
+            store
+                .listed_devices()?
+                .into_iter()
+                .map(|d| {
+                    let uptime = uptimes.remove(&d.id);
+                    (d, uptime)
+                })
+                .collect(),
+        );
+        *self.lock() = Some(Snapshot {
+            stamp,
+            at: Instant::now(),
+            rows: rows.clone(),
+        });
+        Ok(rows)
+    }
+}
+
 /// Every listed device, by name.
 pub async fn load(shared: &Arc<Shared>) -> Result<Vec<Listing>, StoreError> {
-    let (devices, mut uptimes) = shared
-        .store
-        .blocking(|s| -> Result<_, StoreError> {
-            Ok((s.listed_devices()?, s.uptimes(UnixTime::now())?))
-        })
-        .await?;
-    Ok(devices
-        .into_iter()
-        .map(|d| {
-            let uptime = uptimes.remove(&d.id);
-            with_live_state(shared, d, uptime)
-        })
+    let cache = shared.market.clone();
+    let rows = shared.store.blocking(move |s| cache.read(&s)).await?;
+    Ok(rows
+        .iter()
+        .map(|(d, uptime)| with_live_state(shared, d.clone(), *uptime))
         .collect())
 }
 

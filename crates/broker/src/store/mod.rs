@@ -182,6 +182,15 @@ impl Store {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Changes whenever anything in the store changes: a write through this
+    /// broker's connection, or a commit by another process (`rpibroker
+    /// device add` and the like).
+    pub fn change_stamp(&self) -> Result<(u64, i64), StoreError> {
+        let conn = self.conn();
+        let others: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        Ok((conn.total_changes(), others))
+    }
+
     /// The device's status with its sandbox, last verification and open
     /// rental filled in.
     pub fn full_status(

@@ -114,19 +114,19 @@ fn device_rows(session: &Session, devices: &[DeviceStatus]) -> Markup {
                     @for d in devices {
                         tr {
                             td { strong { (d.name) } br; span.hint { (d.subdomain) } }
-                            td {
+                            td data-live={ "state-" (d.name) } {
                                 @if let Some(why) = &d.suspended { strong { "suspended" } " by the broker's administrators: " (why) }
                                 @else if d.online { "online" } @else if d.last_handshake.is_some() { "offline" } @else { "never connected" }
                             }
-                            td data-testid={ "uptime-" (d.name) } {
+                            td data-testid={ "uptime-" (d.name) } data-live={ "uptime-" (d.name) } {
                                 @match d.uptime {
                                     Some(u) => { (Uptime::percent(u.week_permille)) " / " (Uptime::percent(u.month_permille)) }
                                     None => { "-" }
                                 }
                             }
-                            td { (d.sandbox.as_ref().map_or("unknown", |s| s.state.as_str())) }
-                            td.hint { (hardware(d)) }
-                            td { (d.verification.as_ref().map_or("not yet", |v| v.verdict.as_str())) }
+                            td data-live={ "sandbox-" (d.name) } { (d.sandbox.as_ref().map_or("unknown", |s| s.state.as_str())) }
+                            td.hint data-live={ "hardware-" (d.name) } { (hardware(d)) }
+                            td data-live={ "verified-" (d.name) } { (d.verification.as_ref().map_or("not yet", |v| v.verdict.as_str())) }
                             td { (listing_form(session, d)) }
                             td {
                                 @if let Some(r) = &d.rental {

@@ -101,6 +101,7 @@ pub fn page(
                     (content)
                 }
                 footer { "rpibroker: small computers, rented by the hour." }
+                script src=(super::LIVE_JS_PATH) defer {}
             }
         }
     }

@@ -189,7 +189,7 @@ fn market_view(
                                     span.hint { @if l.verified() { "verified" } @else if l.measured().is_some() { "measured, not verified" } @else { "claimed" } } }
                                 td { (l.uptime.map_or("unknown".into(), |u| Uptime::percent(u.month_permille))) }
                                 td { (l.device.hourly_rate.map(show_price).unwrap_or_default()) }
-                                td { (rent_action(l, session)) }
+                                td data-live={ "rent-" (l.device.name) } { (rent_action(l, session)) }
                             }
                         }
                     }
@@ -273,11 +273,13 @@ fn device_view(session: Option<&Session>, l: &Listing) -> Markup {
     let claim = |text: Option<&String>| text.cloned().unwrap_or_else(|| "unknown".into());
     html! {
         h1 { (d.name) }
-        @match l.availability() {
-            Ok(()) => { p data-testid="availability" { "Available now." } }
-            Err(why) => { p data-testid="availability" { "Not available now: " (why) "." } }
+        div data-live="availability" {
+            @match l.availability() {
+                Ok(()) => { p data-testid="availability" { "Available now." } }
+                Err(why) => { p data-testid="availability" { "Not available now: " (why) "." } }
+            }
+            (rent_action(l, session))
         }
-        (rent_action(l, session))
         dl {
             dt { "Price per hour" } dd data-testid="price" { (d.hourly_rate.map_or("not set".into(), show_price)) }
             dt { "Uptime" } dd data-testid="uptime" {
@@ -472,8 +474,8 @@ fn rentals_page(session: &Session, rentals: &[Rental], flash: Option<Flash>) -> 
                             tr {
                                 td { (r.device) }
                                 td { (r.username.as_deref().unwrap_or("-")) }
-                                td { (r.state) }
-                                td { @if let Some(why) = &r.end_reason { (why) } }
+                                td data-live={ "state-" (r.id) } { (r.state) }
+                                td data-live={ "note-" (r.id) } { @if let Some(why) = &r.end_reason { (why) } }
                                 td {
                                     @if r.ended_at.is_none() {
                                         form method="post" action="/rentals/stop" {

@@ -99,6 +99,7 @@ impl Default for Limits {
 pub fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/", get(market::home))
+        .route(LIVE_JS_PATH, get(live_js))
         .route("/signup", get(auth::signup_page).post(auth::signup))
         .route("/signin", get(auth::signin_page).post(auth::signin))
         .route("/signout", post(auth::signout))
@@ -125,6 +126,30 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/admin/devices", post(admin::device_action))
         .route("/admin/rentals/end", post(admin::end_rental))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM))
+}
+
+/// Where pages load [`LIVE_JS`] from.
+pub const LIVE_JS_PATH: &str = "/static/live.js";
+/// The one script the pages use: it refreshes the elements marked
+/// `data-live` (device and rental state) without a reload.
+const LIVE_JS: &str = include_str!("static/live.js");
+
+async fn live_js() -> Response {
+    let mut response = LIVE_JS.into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 /// The value of cookie `name` in the request; `None` when it is missing, or
@@ -307,7 +332,7 @@ pub fn html_response(status: StatusCode, markup: Markup) -> Response {
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
     h.insert(
