@@ -213,6 +213,20 @@ async fn owner_changes_sandbox_limits_between_rentals() {
         "{}",
         r.body
     );
+    let out = broker.run(&[
+        "device",
+        "limits",
+        name,
+        "--cpus",
+        "1",
+        "--memory-mb",
+        "256",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("is rented: change limits between rentals"),
+        "the command line is refused the same way: {stderr}"
+    );
     assert_eq!(sandbox::the_sandbox(name), rented);
     assert_eq!(docker_limits(&rented), (500_000_000, 192 * MIB));
     assert_eq!(sandbox::show(&broker, name)["rental"]["state"], "active");
@@ -232,6 +246,27 @@ async fn owner_changes_sandbox_limits_between_rentals() {
     let fresh = sandbox::the_sandbox(name);
     assert_ne!(fresh, rented);
     assert_eq!(docker_limits(&fresh), (500_000_000, 192 * MIB));
+
+    // The operator's command line sets them too.
+    let out = broker.run(&[
+        "device",
+        "limits",
+        name,
+        "--cpus",
+        "1",
+        "--memory-mb",
+        "320",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 CPU cores, 320 MiB memory"));
+    assert_eq!(
+        docker_limits(&sandbox::the_sandbox(name)),
+        (1_000_000_000, 320 * MIB)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
