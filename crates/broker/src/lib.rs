@@ -8,6 +8,7 @@
 //! - [`store`]: SQLite persistence of devices, ports, keys, retired tokens,
 //!   sandboxes, verifications and rentals.
 //! - [`api`]: the HTTP API; the agents' handshake (`POST /api/v1/connect`).
+//! - [`market`]: the listed devices, and filtering, sorting and paging them.
 //! - [`web`]: the web pages for people: marketplace, sign-up, sign-in, account.
 //! - [`mail`]: email to people (rental logins, password resets) through the
 //!   outbox in the data directory or an SMTP server.
@@ -29,6 +30,7 @@
 //! - [`sandbox_limits`]: an owner changing their sandbox's CPU, memory and disk limits.
 //! - [`device_cmd`], [`rental_cmd`], [`admin_cmd`], [`cli`]: the command line.
 //! - [`enroll`]: a new device's agent config and start commands.
+//! - [`price`]: hourly prices, parsed and shown in minor units.
 //! - [`token`], [`host_key`], [`private_file`], [`port_pool`], [`time`], [`shutdown`], [`accept`]: small
 //!   pieces named for what they own.
 
@@ -46,9 +48,11 @@ pub mod enroll;
 pub mod gate;
 pub mod host_key;
 pub mod mail;
+pub mod market;
 pub mod notify;
 pub mod port_pool;
 pub mod presence;
+pub mod price;
 pub mod private_file;
 pub mod registry;
 pub mod rental;

@@ -454,3 +454,28 @@ async fn the_operator_suspends_reinstates_and_unlocks_accounts() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no account"));
 }
+
+/// A form whose body never arrives in full is answered 408 within the body
+/// deadline instead of holding the handler, and the broker keeps serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_that_never_arrives_is_answered_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let broker = TestBroker::start(1).await;
+    let mut s = tokio::net::TcpStream::connect(broker.api).await.unwrap();
+    s.write_all(
+        b"POST /signin HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nemail=a",
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        s.read_to_end(&mut answer),
+    )
+    .await
+    .expect("answered within the body deadline")
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert_eq!(WebClient::new(broker.api).get("/signin").await.status, 200);
+}

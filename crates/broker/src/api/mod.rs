@@ -5,7 +5,8 @@
 //! Every failure is a JSON [`ApiError`] with a machine-readable code and a
 //! sentence for a person; details of internal errors go to the log only.
 //! Connections are bounded: a request head must arrive within the edge read
-//! timeout and bodies are size-limited per endpoint.
+//! timeout, its body within [`BODY_TIMEOUT`], and bodies are size-limited
+//! per endpoint.
 
 mod connect;
 mod status;
@@ -13,7 +14,10 @@ mod status;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -100,12 +104,43 @@ impl IntoResponse for Failure {
     }
 }
 
+/// Time a client has to send a request's whole body once its head arrived.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Largest body any endpoint reads; each endpoint has its own, smaller limit.
+const MAX_ANY_BODY: usize = 256 * 1024;
+
+/// Reads the request body before any handler runs, within [`BODY_TIMEOUT`]
+/// and [`MAX_ANY_BODY`], so a client that trickles a body cannot hold a
+/// handler (or a password hashing slot) open.
+async fn body_deadline(request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_ANY_BODY)).await {
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Ok(Err(_)) => Failure::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::BodyTooLarge,
+            format!("request bodies are limited to {MAX_ANY_BODY} bytes"),
+        )
+        .into_response(),
+        Err(_) => Failure::new(
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::MalformedRequest,
+            "the request body did not arrive in time",
+        )
+        .into_response(),
+    }
+}
+
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route(CONNECT_PATH, post(connect::connect))
         .route(STATUS_PATH, get(status::status))
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(crate::web::routes())
+        .layer(axum::middleware::from_fn(body_deadline))
         .with_state(shared)
 }
 

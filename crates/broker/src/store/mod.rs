@@ -1,6 +1,7 @@
 //! The broker's persistent state: devices, their public ports, their SSH keys,
 //! retired tokens, sandboxes, verifications, rentals, accounts and sessions,
-//! connected stretches (uptime), in one SQLite file in the data directory.
+//! connected stretches (uptime), and the marketplace's listing of them, in
+//! one SQLite file in the data directory.
 //!
 //! Every method is one transaction, so a crash leaves either all of a change or
 //! none of it. Methods are synchronous (SQLite answers in microseconds); async
@@ -9,6 +10,7 @@
 
 mod accounts;
 mod admin;
+mod listings;
 mod migrations;
 mod password_resets;
 mod sandboxes;
@@ -16,6 +18,7 @@ mod uptime;
 
 pub use accounts::{SessionRecord, UserRecord};
 pub use admin::{AdminDevice, AdminRental, AdminUser, Suspension};
+pub use listings::ListedDevice;
 pub use password_resets::PasswordResetRecord;
 pub use sandboxes::{AccessFacts, RentalRecord, RentalState, VerificationRecord};
 
@@ -231,11 +234,6 @@ impl Store {
             params![device_id, listed, hourly_rate],
         )?;
         Ok(())
-    }
-
-    /// The devices on the marketplace, by name.
-    pub fn listed_devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
-        self.devices_where("listed = 1", [])
     }
 
     fn devices_where(

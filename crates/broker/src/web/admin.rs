@@ -17,11 +17,11 @@ use rpibroker_wire::DeviceName;
 use rpibroker_wire::control::RentalId;
 use serde::Deserialize;
 
-use super::devices::show_price;
 use super::layout::{Flash, page};
 use super::{current_session, html_response, signed_in_form};
 use crate::accounts::{Session, normalize_email};
 use crate::broker::Shared;
+use crate::price::show_price;
 use crate::rental::{self, RentalError};
 use crate::store::{AdminDevice, AdminRental, AdminUser, StoreError, Suspension};
 use crate::time::UnixTime;

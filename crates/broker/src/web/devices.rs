@@ -16,6 +16,7 @@ use super::layout::{Flash, page};
 use super::{current_session, html_response, see_other, signed_in_form};
 use crate::accounts::Session;
 use crate::broker::Shared;
+use crate::price::{parse_price, show_price};
 use crate::store::StoreError;
 use crate::time::UnixTime;
 use crate::{enroll, token};
@@ -57,30 +58,6 @@ fn register_form(session: &Session, name: &str) -> Markup {
             button type="submit" { "Register device" }
         }
     }
-}
-
-/// Parses a price like `1.25` or `2` into minor units (cents), exactly.
-pub fn parse_price(text: &str) -> Result<i64, String> {
-    let text = text.trim();
-    let (whole, frac) = match text.split_once('.') {
-        Some((w, f)) => (w, Some(f)),
-        None => (text, None),
-    };
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let frac_ok = frac.is_none_or(|f| digits(f) && f.len() <= 2);
-    if !digits(whole) || !frac_ok || whole.len() > 6 {
-        return Err(format!(
-            "{text:?} is not a price per hour like 0.50 or 2 (at most two decimals)"
-        ));
-    }
-    let whole: i64 = whole.parse().map_err(|_| "price too large".to_string())?;
-    let cents: i64 = format!("{:0<2}", frac.unwrap_or("")).parse().unwrap_or(0);
-    Ok(whole * 100 + cents)
-}
-
-/// A price in minor units, as people write it.
-pub fn show_price(cents: i64) -> String {
-    format!("{}.{:02}", cents / 100, cents % 100)
 }
 
 fn listing_form(session: &Session, d: &DeviceStatus) -> Markup {
@@ -593,18 +570,6 @@ fn base64_encode(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn prices_parse_exactly() {
-        assert_eq!(super::parse_price("1.25"), Ok(125));
-        assert_eq!(super::parse_price("2"), Ok(200));
-        assert_eq!(super::parse_price("0.5"), Ok(50));
-        assert_eq!(super::parse_price(" 10.05 "), Ok(1005));
-        for bad in ["", "-1", "1.234", "1e3", "abc", "1.", ".5", "9999999"] {
-            assert!(super::parse_price(bad).is_err(), "{bad:?}");
-        }
-        assert_eq!(super::show_price(1005), "10.05");
-    }
-
     #[test]
     fn base64_matches_the_standard() {
         assert_eq!(super::base64_encode(b""), "");

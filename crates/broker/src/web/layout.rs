@@ -20,7 +20,7 @@ main { max-width: 52rem; margin: 0 auto; padding: 1rem; }
 a { color: var(--accent); }
 form.stack { display: grid; gap: .75rem; max-width: 26rem; }
 label { display: grid; gap: .25rem; font-weight: 600; }
-input[type=email], input[type=password], input[type=text], input[type=number] { font: inherit; padding: .5rem; border: 1px solid #8888; border-radius: .375rem; }
+input[type=email], input[type=password], input[type=text], input[type=number], select { font: inherit; padding: .5rem; border: 1px solid #8888; border-radius: .375rem; }
 button { font: inherit; padding: .5rem 1rem; border: 0; border-radius: .375rem; background: var(--accent); color: #fff; cursor: pointer; }
 button.link { background: none; color: var(--accent); padding: 0; text-decoration: underline; }
 .hint { color: var(--muted); font-weight: 400; font-size: .9rem; }
@@ -34,6 +34,10 @@ pre { overflow-x: auto; padding: .75rem; background: #8881; border-radius: .375r
 code { word-break: break-all; }
 form.inline { display: flex; flex-wrap: wrap; gap: .5rem; align-items: center; }
 label.check, label.inline { display: inline-flex; gap: .25rem; align-items: center; font-weight: 400; }
+form.filters { display: grid; grid-template-columns: repeat(auto-fit, minmax(9rem, 1fr)); gap: .75rem; align-items: end; margin-bottom: 1rem; }
+form.filters input { width: 100%; }
+form.filters .checks { display: flex; flex-wrap: wrap; gap: .5rem 1rem; align-items: center; }
+nav.pages { display: flex; gap: 1rem; justify-content: center; align-items: center; }
 .empty { padding: 2rem 1rem; text-align: center; color: var(--muted); border: 1px dashed #8886; border-radius: .5rem; }
 footer { color: var(--muted); font-size: .85rem; text-align: center; padding: 2rem 1rem; }
 "#;

@@ -1,26 +1,32 @@
-//! The marketplace and rentals: anyone browses the listed devices; a signed-in
-//! person rents one that is verified, online and idle, gets its login once,
-//! and ends the rental from "My rentals".
+//! The marketplace and rentals: anyone browses the listed devices, filters
+//! and sorts them, and opens a device's page; a signed-in person rents one
+//! that is verified, online and idle, gets its login once, and ends the
+//! rental from "My rentals".
 
 use std::sync::Arc;
 
 use axum::Form;
-use axum::extract::State;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::{Markup, html};
-use rpibroker_wire::verification::Verdict;
-use rpibroker_wire::{DeviceName, DeviceStatus};
+use rpibroker_wire::DeviceName;
+use rpibroker_wire::status::Uptime;
 use serde::Deserialize;
 
-use super::devices::show_price;
 use super::layout::{Flash, page};
 use super::{current_session, html_response, see_other, signed_in_form};
 use crate::accounts::Session;
 use crate::broker::Shared;
 use crate::mail;
+use crate::market::listing::architectures;
+use crate::market::query::{Order, SortKey};
+use crate::market::{self, Listing, MarketQuery, QueryProblem};
+use crate::price::show_price;
 use crate::rental::{self, RentalError, Started};
 use crate::store::{RentalRecord, StoreError};
+use crate::time::UnixTime;
 
 /// How long the rental page waits for the copy of the login by mail before
 /// it says the mail is still on its way (sending goes on regardless).
@@ -34,72 +40,130 @@ pub struct DeviceForm {
     name: String,
 }
 
-/// Whether a listed device can be rented now, and if not, why.
-fn availability(d: &DeviceStatus) -> Result<(), &'static str> {
-    if !d.online {
-        return Err("offline");
-    }
-    if d.rental.is_some() {
-        return Err("rented");
-    }
-    if d.verification.as_ref().map(|v| v.verdict) != Some(Verdict::Verified) {
-        return Err("not verified");
-    }
-    if d.sandbox.as_ref().map(|s| s.state.as_str()) != Some("ready") {
-        return Err("sandbox not ready");
-    }
-    if d.hourly_rate.is_none() {
-        return Err("no price");
-    }
-    Ok(())
+fn cores(millicores: Option<u64>) -> String {
+    millicores.map_or("?".into(), |m| format!("{}.{:02}", m / 1000, m % 1000 / 10))
 }
 
-async fn listed(shared: &Arc<Shared>) -> Result<Vec<DeviceStatus>, StoreError> {
-    let domain = shared.settings.domain.clone();
-    let registry = shared.registry.clone();
-    shared
-        .store
-        .blocking(move |s| {
-            s.listed_devices()?
-                .into_iter()
-                .map(|d| {
-                    let online = registry.is_online(&d.name);
-                    s.full_status(d, &domain, online)
-                })
-                .collect()
-        })
-        .await
+fn mib(bytes: Option<u64>) -> String {
+    bytes.map_or("?".into(), |b| (b >> 20).to_string())
 }
 
-fn figures(d: &DeviceStatus) -> String {
-    let measured = d
-        .verification
-        .as_ref()
-        .and_then(|v| v.measured.as_ref())
-        .map(|m| m.figures.clone())
-        .or_else(|| d.claimed.clone())
-        .unwrap_or_default();
-    format!(
-        "{} cores, {} MiB memory, {} GiB disk",
-        measured.cpu_millicores.map_or("?".into(), |m| format!(
-            "{}.{:02}",
-            m / 1000,
-            m % 1000 / 10
-        )),
-        measured
-            .memory_bytes
-            .map_or("?".into(), |b| (b >> 20).to_string()),
-        measured
-            .disk_bytes
-            .map_or("?".into(), |b| (b >> 30).to_string()),
-    )
+fn gib(bytes: Option<u64>) -> String {
+    bytes.map_or("?".into(), |b| (b >> 30).to_string())
 }
 
-fn market(session: Option<&Session>, devices: &[DeviceStatus]) -> Markup {
+/// A throughput in KiB/s, in MiB/s.
+fn throughput(kib_s: Option<u64>) -> String {
+    kib_s.map_or("not measured".into(), |k| {
+        format!("{}.{} MiB/s", k / 1024, k % 1024 * 10 / 1024)
+    })
+}
+
+/// Where a marketplace query string leads.
+fn market_href(query: &str) -> String {
+    if query.is_empty() {
+        "/".into()
+    } else {
+        format!("/?{query}")
+    }
+}
+
+/// The rent button, or what stands in its way.
+fn rent_action(l: &Listing, session: Option<&Session>) -> Markup {
+    html! {
+        @match (l.availability(), session) {
+            (Ok(()), Some(s)) => {
+                form method="post" action="/rent" {
+                    input type="hidden" name="csrf" value=(s.csrf);
+                    input type="hidden" name="name" value=(l.device.name);
+                    button type="submit" aria-label={ "Rent " (l.device.name) } { "Rent" }
+                }
+            }
+            (Ok(()), None) => { a href="/signin" { "Sign in to rent" } }
+            (Err(why), _) => { span.hint { (why) } }
+        }
+    }
+}
+
+fn problems_box(problems: &[QueryProblem]) -> Markup {
+    html! {
+        @if !problems.is_empty() {
+            div.flash.error role="alert" {
+                @for p in problems { p { (p) } }
+            }
+        }
+    }
+}
+
+fn text_filter(q: &MarketQuery, name: &str, label: &str, hint: &str) -> Markup {
+    html! {
+        label { (label) " " span.hint { (hint) }
+            input type="text" inputmode="decimal" name=(name) value=(q.field(name))
+                maxlength=(market::query::MAX_VALUE_LEN) size="6";
+        }
+    }
+}
+
+fn filter_form(q: &MarketQuery, all: &[Listing]) -> Markup {
+    let mut arches = architectures(all);
+    if let Some(a) = q.arch.as_deref()
+        && !arches.contains(&a)
+    {
+        arches.push(a);
+    }
+    html! {
+        form.filters method="get" action="/" aria-label="Filter and sort" {
+            (text_filter(q, "min_price", "Price from", "per hour"))
+            (text_filter(q, "max_price", "Price up to", "per hour"))
+            (text_filter(q, "min_cores", "Cores", "at least"))
+            (text_filter(q, "min_memory", "Memory", "GiB, at least"))
+            (text_filter(q, "min_disk", "Disk", "GiB, at least"))
+            (text_filter(q, "min_uptime", "Uptime", "%, at least"))
+            label { "Architecture"
+                select name="arch" {
+                    option value="" { "any" }
+                    @for a in &arches {
+                        option value=(a) selected[q.arch.as_deref() == Some(*a)] { (a) }
+                    }
+                }
+            }
+            label { "Sort by"
+                select name="sort" {
+                    @for key in SortKey::ALL {
+                        option value=(key.as_str()) selected[q.sort == key] { (key) }
+                    }
+                }
+            }
+            label { "Order"
+                select name="order" {
+                    option value="asc" selected[q.order == Order::Asc] { "ascending" }
+                    option value="desc" selected[q.order == Order::Desc] { "descending" }
+                }
+            }
+            div.checks {
+                label.check { input type="checkbox" name="verified" value="on" checked[q.verified_only]; " verified only" }
+                label.check { input type="checkbox" name="available" value="on" checked[q.available_only]; " available now" }
+            }
+            div.checks {
+                button type="submit" { "Apply" }
+                a href="/" { "Clear filters" }
+            }
+        }
+    }
+}
+
+fn market_view(
+    session: Option<&Session>,
+    all: &[Listing],
+    q: &MarketQuery,
+    problems: &[QueryProblem],
+) -> Markup {
+    let found = market::search(all, q);
     html! {
         h1 { "Marketplace" }
         p { "Small computers, verified by this broker, rented by the hour." }
-        @if devices.is_empty() {
+        (problems_box(problems))
+        @if all.is_empty() {
             div.empty {
                 p { "No devices are listed yet." }
                 @if session.is_none() {
@@ -107,58 +171,190 @@ fn market(session: Option<&Session>, devices: &[DeviceStatus]) -> Markup {
                 }
             }
         } @else {
-            div.table-wrap { table {
-                thead { tr { th { "Device" } th { "Hardware (measured)" } th { "Price per hour" } th { "" } } }
-                tbody {
-                    @for d in devices {
-                        tr {
-                            td { strong { (d.name) } br;
-                                span.hint { (d.hardware.as_ref().map_or("", |h| h.arch.as_str())) } }
-                            td { (figures(d)) }
-                            td { (d.hourly_rate.map(show_price).unwrap_or_default()) }
-                            td {
-                                @match (availability(d), session) {
-                                    (Ok(()), Some(s)) => {
-                                        form method="post" action="/rent" {
-                                            input type="hidden" name="csrf" value=(s.csrf);
-                                            input type="hidden" name="name" value=(d.name);
-                                            button type="submit" aria-label={ "Rent " (d.name) } { "Rent" }
-                                        }
-                                    }
-                                    (Ok(()), None) => { a href="/signin" { "Sign in to rent" } }
-                                    (Err(why), _) => { span.hint { (why) } }
-                                }
+            (filter_form(q, all))
+            @if found.rows.is_empty() {
+                div.empty {
+                    p { "No device matches these filters." }
+                    p { a href="/" { "Clear the filters" } " to see all " (all.len()) " listed devices." }
+                }
+            } @else {
+                p.hint data-testid="matching" {
+                    (found.matching) @if found.matching == 1 { " device matches" } @else { " devices match" }
+                    @if found.pages > 1 { "; page " (found.page) " of " (found.pages) }
+                    "."
+                }
+                div.table-wrap { table {
+                    thead { tr { th { "Device" } th { "Hardware" } th { "Uptime, 30 days" } th { "Price per hour" } th { "" } } }
+                    tbody {
+                        @for l in &found.rows {
+                            tr {
+                                td { a href={ "/market/" (l.device.name) } { strong { (l.device.name) } } br;
+                                    span.hint { (l.arch().unwrap_or("")) } }
+                                td { (l.figures().summary()) br;
+                                    span.hint { @if l.verified() { "verified" } @else if l.measured().is_some() { "measured, not verified" } @else { "claimed" } } }
+                                td { (l.uptime.map_or("unknown".into(), |u| Uptime::percent(u.month_permille))) }
+                                td { (l.device.hourly_rate.map(show_price).unwrap_or_default()) }
+                                td { (rent_action(l, session)) }
                             }
                         }
                     }
+                } }
+                @if found.pages > 1 {
+                    nav.pages aria-label="pages" {
+                        @if found.page > 1 {
+                            a rel="prev" href=(market_href(&q.query_string(found.page - 1))) { "Previous" }
+                        }
+                        span { "Page " (found.page) " of " (found.pages) }
+                        @if found.page < found.pages {
+                            a rel="next" href=(market_href(&q.query_string(found.page + 1))) { "Next" }
+                        }
+                    }
                 }
-            } }
+            }
         }
     }
 }
 
-pub async fn home(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+fn unavailable_page(session: Option<&Session>, error: &StoreError) -> Response {
+    tracing::error!(%error, "listing the marketplace failed");
+    html_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        page(
+            "Marketplace",
+            session,
+            Some(Flash::Error(
+                "The marketplace is unavailable; try again later.".into(),
+            )),
+            html! {},
+        ),
+    )
+}
+
+pub async fn home(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let session = current_session(&shared, &headers).await;
     let session = session.as_ref().map(|(s, _)| s);
-    match listed(&shared).await {
-        Ok(devices) => html_response(
+    let (query, problems) = MarketQuery::parse(raw.as_deref());
+    match market::load(&shared).await {
+        Ok(all) => html_response(
             StatusCode::OK,
-            page("Marketplace", session, None, market(session, &devices)),
+            page(
+                "Marketplace",
+                session,
+                None,
+                market_view(session, &all, &query, &problems),
+            ),
         ),
-        Err(e) => {
-            tracing::error!(error = %e, "listing the marketplace failed");
-            html_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                page(
-                    "Marketplace",
-                    session,
-                    Some(Flash::Error(
-                        "The marketplace is unavailable; try again later.".into(),
-                    )),
-                    html! {},
-                ),
-            )
+        Err(e) => unavailable_page(session, &e),
+    }
+}
+
+fn not_found(session: Option<&Session>, name: &str) -> Response {
+    let shown: String = name
+        .chars()
+        .take(rpibroker_wire::device_name::MAX_LEN)
+        .collect();
+    html_response(
+        StatusCode::NOT_FOUND,
+        page(
+            "No such device",
+            session,
+            Some(Flash::Error(format!(
+                "No device called \u{201c}{shown}\u{201d} is on the marketplace."
+            ))),
+            html! { p { a href="/" { "Back to the marketplace" } } },
+        ),
+    )
+}
+
+fn device_view(session: Option<&Session>, l: &Listing) -> Markup {
+    let d = &l.device;
+    let claimed = l.claimed();
+    let measured = l.measured();
+    let hw = d.hardware.as_ref();
+    let claim = |text: Option<&String>| text.cloned().unwrap_or_else(|| "unknown".into());
+    html! {
+        h1 { (d.name) }
+        @match l.availability() {
+            Ok(()) => { p data-testid="availability" { "Available now." } }
+            Err(why) => { p data-testid="availability" { "Not available now: " (why) "." } }
         }
+        (rent_action(l, session))
+        dl {
+            dt { "Price per hour" } dd data-testid="price" { (d.hourly_rate.map_or("not set".into(), show_price)) }
+            dt { "Uptime" } dd data-testid="uptime" {
+                @match l.uptime {
+                    Some(u) => { (Uptime::percent(u.week_permille)) " over 7 days, " (Uptime::percent(u.month_permille)) " over 30 days" }
+                    None => { "unknown" }
+                }
+            }
+        }
+        h2 { "Hardware" }
+        p.hint { "What a renter's sandbox gets: the device's claims, and what this broker measured inside the sandbox." }
+        div.table-wrap { table {
+            thead { tr { th { "" } th { "Claimed" } th { "Measured" } } }
+            tbody {
+                tr { th { "Cores" } td { (cores(claimed.cpu_millicores)) }
+                    td { (measured.map_or("-".into(), |m| cores(m.cpu_millicores))) } }
+                tr { th { "Memory, MiB" } td { (mib(claimed.memory_bytes)) }
+                    td { (measured.map_or("-".into(), |m| mib(m.memory_bytes))) } }
+                tr { th { "Disk, GiB" } td { (gib(claimed.disk_bytes)) }
+                    td { (measured.map_or("-".into(), |m| gib(m.disk_bytes))) } }
+            }
+        } }
+        dl {
+            dt { "Architecture" } dd { (l.arch().unwrap_or("unknown")) }
+            dt { "CPU model" } dd data-testid="cpu-model" { (claim(hw.and_then(|h| h.cpu_model.as_ref()))) }
+            dt { "Board" } dd { (claim(hw.and_then(|h| h.board.as_ref()))) }
+            dt { "Operating system" } dd { (claim(hw.and_then(|h| h.os.as_ref()))) }
+        }
+        h2 { "Verification" }
+        @match &d.verification {
+            Some(v) => {
+                p data-testid="verdict" { (v.verdict.as_str()) ", " (UnixTime(v.at).ago(UnixTime::now())) "." }
+                @if !v.reasons.is_empty() { p { (v.reasons) } }
+                @if let Some(m) = &v.measured {
+                    dl {
+                        dt { "SHA-256, one core" } dd { (throughput(m.cpu_sha256_kib_s)) }
+                        dt { "Memory copy" } dd { (throughput(m.memory_copy_kib_s)) }
+                        dt { "Disk write, synced" } dd { (throughput(m.disk_write_kib_s)) }
+                    }
+                }
+            }
+            None => { p data-testid="verdict" { "Not verified yet." } }
+        }
+        p { a href="/" { "Back to the marketplace" } }
+    }
+}
+
+pub async fn device(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    name: Result<Path<String>, PathRejection>,
+) -> Response {
+    let session = current_session(&shared, &headers).await;
+    let session = session.as_ref().map(|(s, _)| s);
+    let Ok(Path(name)) = name else {
+        return not_found(session, "");
+    };
+    let Ok(device) = DeviceName::parse(&name) else {
+        return not_found(session, &name);
+    };
+    match market::find(&shared, &device).await {
+        Ok(Some(listing)) => html_response(
+            StatusCode::OK,
+            page(
+                device.as_str(),
+                session,
+                None,
+                device_view(session, &listing),
+            ),
+        ),
+        Ok(None) => not_found(session, &name),
+        Err(e) => unavailable_page(session, &e),
     }
 }
 
@@ -173,23 +369,21 @@ pub async fn rent(
     };
     let (shared_ref, session_ref) = (&shared, &session);
     let back = move |status, message: String| async move {
-        let devices = listed(shared_ref).await.unwrap_or_default();
+        let all = market::load(shared_ref).await.unwrap_or_default();
         html_response(
             status,
             page(
                 "Marketplace",
                 Some(session_ref),
                 Some(Flash::Error(message)),
-                market(Some(session_ref), &devices),
+                market_view(Some(session_ref), &all, &MarketQuery::default(), &[]),
             ),
         )
     };
-    let device = DeviceName::parse(&form.name).ok();
-    let current = listed(&shared)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .find(|d| Some(&d.name) == device.as_ref());
+    let current = match DeviceName::parse(&form.name) {
+        Ok(name) => market::find(&shared, &name).await.ok().flatten(),
+        Err(_) => None,
+    };
     let Some(current) = current else {
         return back(
             StatusCode::NOT_FOUND,
@@ -197,16 +391,17 @@ pub async fn rent(
         )
         .await;
     };
-    if let Err(why) = availability(&current) {
+    let current_name = current.device.name.clone();
+    if let Err(why) = current.availability() {
         return back(
             StatusCode::CONFLICT,
-            format!("{} cannot be rented now: {why}.", current.name),
+            format!("{current_name} cannot be rented now: {why}."),
         )
         .await;
     }
-    match rental::start(&shared, &current.name, Vec::new(), Some(session.user.id)).await {
+    match rental::start(&shared, &current_name, Vec::new(), Some(session.user.id)).await {
         Ok(started) => {
-            tracing::info!(device = %current.name, renter = session.user.id, rental = %started.rental, "rented on the web");
+            tracing::info!(device = %current_name, renter = session.user.id, rental = %started.rental, "rented on the web");
             let ssh = started.ssh_command().unwrap_or_default();
             let mailed = mail_login(&shared, &session.user.email, &started).await;
             html_response(
@@ -214,9 +409,9 @@ pub async fn rent(
                 page(
                     "Rental started",
                     Some(&session),
-                    Some(Flash::Ok(format!("You are renting {}.", current.name))),
+                    Some(Flash::Ok(format!("You are renting {current_name}."))),
                     html! {
-                        h1 { "Your login on " (current.name) }
+                        h1 { "Your login on " (current_name) }
                         p { strong { "Save the password now: it is shown only this once." } }
                         dl {
                             dt { "Username" } dd { code data-testid="username" { (started.username) } }
@@ -233,18 +428,15 @@ pub async fn rent(
         Err(RentalError::AlreadyRented(..) | RentalError::Ending(..)) => {
             back(
                 StatusCode::CONFLICT,
-                format!("{} was just rented by someone else.", current.name),
+                format!("{current_name} was just rented by someone else."),
             )
             .await
         }
         Err(e) => {
-            tracing::warn!(device = %current.name, error = %e, "rental failed");
+            tracing::warn!(device = %current_name, error = %e, "rental failed");
             back(
                 StatusCode::BAD_GATEWAY,
-                format!(
-                    "{} could not be set up for you; try again later.",
-                    current.name
-                ),
+                format!("{current_name} could not be set up for you; try again later."),
             )
             .await
         }

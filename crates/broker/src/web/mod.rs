@@ -3,7 +3,7 @@
 //!
 //! - [`layout`]: the page frame and stylesheet.
 //! - [`auth`]: sign-up, sign-in, sign-out, the account page.
-//! - [`market`]: the marketplace.
+//! - [`market`]: the marketplace page, device pages, renting and my rentals.
 //! - [`devices`]: the owner's devices and device registration.
 //! - [`admin`]: the administrators' overview and actions.
 //! - [`limit`]: per-address rate limits.
@@ -117,6 +117,7 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/devices/end-rental", post(devices::end_rental))
         .route("/devices/remove", post(devices::remove))
         .route("/devices/limits", post(limits::set_limits))
+        .route("/market/{name}", get(market::device))
         .route("/rent", post(market::rent))
         .route("/rentals", get(market::rentals))
         .route("/rentals/stop", post(market::stop))
