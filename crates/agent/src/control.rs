@@ -120,6 +120,7 @@ async fn run(command: Command, sandbox: Option<&Sandbox>) -> Result<Reply, Contr
         }
         Command::Wipe { after } => Reply::Status(sandbox.wipe(after).await?),
         Command::Verify { public_key } => Reply::VerifyLogin(sandbox.verify(&public_key).await?),
+        Command::Configure { limits } => Reply::Status(sandbox.configure(limits).await?),
     })
 }
 
@@ -129,7 +130,7 @@ fn parse_keys(command: &Command) -> Result<(), String> {
     let keys: &[String] = match command {
         Command::Provision { ssh_keys, .. } => ssh_keys,
         Command::Verify { public_key } => std::slice::from_ref(public_key),
-        Command::Status | Command::Wipe { .. } => &[],
+        Command::Status | Command::Wipe { .. } | Command::Configure { .. } => &[],
     };
     for key in keys {
         russh::keys::PublicKey::from_openssh(key)

@@ -125,6 +125,21 @@ pub enum DeviceCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Set the CPU, memory and disk limits of the device's sandbox; the
+    /// agent recreates the idle sandbox under them (needs a running broker;
+    /// refused while the device is rented).
+    Limits {
+        name: DeviceName,
+        /// CPU cores, fractions allowed (`1.5`).
+        #[arg(long)]
+        cpus: String,
+        /// Memory in MiB, at least 64.
+        #[arg(long, value_name = "MIB")]
+        memory_mb: String,
+        /// Disk in GiB, where Docker's storage driver can enforce it; no limit when left out.
+        #[arg(long, value_name = "GIB")]
+        disk_gb: Option<String>,
+    },
     /// Remove a device: its token stops working, its tunnel is cut, its ports are freed.
     Remove { name: DeviceName },
     /// Give a device a new token; the old one stops working and its tunnel is cut.

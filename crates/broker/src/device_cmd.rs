@@ -6,6 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use rpibroker_wire::agent_config::AgentConfig;
+use rpibroker_wire::limits::{LimitSettings, show_cpus};
 use rpibroker_wire::verification::Figures;
 use rpibroker_wire::{DeviceName, Service};
 use russh::keys::{HashAlg, PublicKey};
@@ -71,6 +72,34 @@ pub async fn run(settings: &Settings, command: DeviceCommand) -> anyhow::Result<
                     }
                 );
             }
+            Ok(())
+        }
+        DeviceCommand::Limits {
+            name,
+            cpus,
+            memory_mb,
+            disk_gb,
+        } => {
+            let limits =
+                LimitSettings::parse(&cpus, &memory_mb, disk_gb.as_deref().unwrap_or_default())
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!("Setting the limits of {name}: its idle sandbox is recreated under them …");
+            notify::request(
+                &settings.data_dir,
+                &notify::LocalRequest::Limits {
+                    device: name.clone(),
+                    limits,
+                },
+            )
+            .await?;
+            println!(
+                "{name}: {} CPU cores, {} MiB memory, {}; the broker is measuring the sandbox again",
+                show_cpus(limits.cpus()),
+                limits.memory_mb(),
+                limits
+                    .disk_gb()
+                    .map_or("no disk limit".to_string(), |g| format!("{g} GiB disk"))
+            );
             Ok(())
         }
         DeviceCommand::Remove { name } => {

@@ -31,6 +31,7 @@
 //!   rental ends, and scheduled verification.
 //! - [`verify`]: measuring a sandbox through the tunnel and comparing with the claims.
 //! - [`rental`]: starting and stopping rentals (provision, wipe).
+//! - [`sandbox_limits`]: an owner changing their sandbox's CPU, memory and disk limits.
 //! - [`device_cmd`], [`rental_cmd`], [`admin_cmd`], [`cli`]: the command line.
 //! - [`enroll`]: a new device's agent config and start commands.
 //! - [`price`]: hourly prices, parsed and shown in minor units.
@@ -61,6 +62,7 @@ pub mod private_file;
 pub mod registry;
 pub mod rental;
 pub mod rental_cmd;
+pub mod sandbox_limits;
 pub mod sandbox_watch;
 pub mod settings;
 pub mod shutdown;

@@ -6,7 +6,8 @@
 //!   the broker act at once on what the store already says: cut the session
 //!   of a removed device, or of one whose token or key was revoked, and
 //!   reload whom it admits.
-//! - A JSON [`LocalRequest`] (`rental start`, `rental stop`, `device verify`):
+//! - A JSON [`LocalRequest`] (`rental start`, `rental stop`, `device verify`,
+//!   `device limits`):
 //!   things only the broker can do, because they talk to the device over its
 //!   live session. The answer is `{"ok": …}` or `{"error": "…"}`.
 
@@ -15,13 +16,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rpibroker_wire::DeviceName;
+use rpibroker_wire::limits::LimitSettings;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::broker::Shared;
 use crate::shutdown::Shutdown;
-use crate::{rental, tunnel, verify};
+use crate::{rental, sandbox_limits, tunnel, verify};
 
 /// File name of the socket inside the data directory.
 pub const SOCKET: &str = "broker.sock";
@@ -45,6 +47,10 @@ pub enum LocalRequest {
     },
     Verify {
         device: DeviceName,
+    },
+    Limits {
+        device: DeviceName,
+        limits: LimitSettings,
     },
 }
 
@@ -137,6 +143,12 @@ async fn local_request(shared: &Arc<Shared>, request: LocalRequest) -> serde_jso
             .await
             .map(|r| serde_json::to_value(r.report()).unwrap_or_default())
             .map_err(|e| format!("device {device}: {e}")),
+        LocalRequest::Limits { device, limits } => {
+            sandbox_limits::configure(shared, &device, None, limits)
+                .await
+                .map(|s| serde_json::to_value(s).unwrap_or_default())
+                .map_err(|e| e.to_string())
+        }
     };
     match result {
         Ok(v) => serde_json::json!({ "ok": v }),

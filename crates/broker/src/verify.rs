@@ -192,6 +192,15 @@ pub async fn run(
         .registry
         .control(device)
         .ok_or_else(|| crate::control::unreachable(shared, device))?;
+    let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
+        .map_err(|e| VerifyError::Key(e.to_string()))?;
+    let public_key = key
+        .public_key()
+        .to_openssh()
+        .map_err(|e| VerifyError::Key(e.to_string()))?;
+    let _ops = link.ops.lock().await;
+    // The claims are read under the lock: a change of the sandbox's limits
+    // that ran meanwhile has changed them.
     let name = device.clone();
     let stored = shared
         .store
@@ -202,13 +211,6 @@ pub async fn run(
         .ok_or(CallError::Offline)?;
     let device_id = stored.id;
     let claims = claimed(&stored.hardware.unwrap_or_default());
-    let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
-        .map_err(|e| VerifyError::Key(e.to_string()))?;
-    let public_key = key
-        .public_key()
-        .to_openssh()
-        .map_err(|e| VerifyError::Key(e.to_string()))?;
-    let _ops = link.ops.lock().await;
     let login = match link.call(Command::Verify { public_key }, TIMEOUT).await? {
         Reply::VerifyLogin(l) => {
             l.check().map_err(CallError::Malformed)?;

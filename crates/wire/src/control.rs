@@ -14,10 +14,14 @@
 //!   returns the same credentials.
 //! - `wipe` names the rental that ended; if the sandbox was already wiped
 //!   after that rental, the agent answers at once without wiping again.
+//! - `configure` sets the sandbox's limits; asked again with the same
+//!   limits, the agent keeps the sandbox it has.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+use crate::limits::LimitSettings;
 
 /// The SSH subsystem the agent opens on a session channel for the broker's
 /// commands (see DESIGN.md, "Control channel"). The broker refuses every other
@@ -63,6 +67,11 @@ pub enum Command {
     /// Let the broker log into the idle sandbox once with this OpenSSH public
     /// key, to measure what it really has.
     Verify { public_key: String },
+    /// Run the sandbox under these limits from now on, in place of the
+    /// config file's: only between rentals (a rented sandbox is refused with
+    /// `busy`). The agent keeps them across restarts and answers with the
+    /// sandbox's status, whose limits are the ones in force.
+    Configure { limits: LimitSettings },
 }
 
 impl Command {
@@ -73,6 +82,7 @@ impl Command {
             Command::Provision { .. } => "provision",
             Command::Wipe { .. } => "wipe",
             Command::Verify { .. } => "verify",
+            Command::Configure { .. } => "configure",
         }
     }
 
@@ -86,7 +96,8 @@ impl Command {
                 ssh_keys.iter().try_for_each(|k| check_public_key(k))
             }
             Command::Verify { public_key } => check_public_key(public_key),
-            Command::Status | Command::Wipe { .. } => Ok(()),
+            // Limits are checked as they are read (see `LimitSettings`).
+            Command::Status | Command::Wipe { .. } | Command::Configure { .. } => Ok(()),
         }
     }
 }
@@ -216,7 +227,7 @@ pub struct Response {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reply {
-    /// For `status` and `wipe`: the sandbox as it is now.
+    /// For `status`, `wipe` and `configure`: the sandbox as it is now.
     Status(SandboxStatus),
     /// For `provision`.
     Provisioned(Credentials),
@@ -243,7 +254,7 @@ pub enum ControlErrorCode {
     /// This agent forwards fixed local services and manages no sandbox.
     NoSandbox,
     /// The sandbox holds another rental (wipe it first), or is rented and
-    /// cannot be verified now.
+    /// cannot be verified or reconfigured now.
     Busy,
     /// Docker or the sandbox failed; the message says how. Repeating the
     /// command may succeed.
@@ -433,6 +444,29 @@ mod tests {
         let status: Request =
             serde_json::from_str(r#"{"id":1,"command":{"op":"status"}}"#).unwrap();
         assert_eq!(status.command, Command::Status);
+    }
+
+    #[test]
+    fn configure_carries_checked_limits() {
+        let r: Request = serde_json::from_str(
+            r#"{"id":2,"command":{"op":"configure","limits":{"cpus":0.5,"memory_mb":128}}}"#,
+        )
+        .unwrap();
+        let Command::Configure { limits } = &r.command else {
+            panic!("{r:?}");
+        };
+        assert_eq!(limits.cpus().millicores(), 500);
+        assert_eq!(limits.memory_mb(), 128);
+        assert_eq!(r.command.name(), "configure");
+        let line = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), r);
+        assert!(
+            serde_json::from_str::<Request>(
+                r#"{"id":2,"command":{"op":"configure","limits":{"cpus":0.5,"memory_mb":1}}}"#
+            )
+            .is_err(),
+            "too little memory is refused as the request is read"
+        );
     }
 
     #[test]

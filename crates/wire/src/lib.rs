@@ -10,6 +10,7 @@
 //! - [`agent_config`]: the JSON file the owner puts on the device (seed step 2).
 //! - [`control`]: the control protocol on the agent's SSH connection: the
 //!   broker's sandbox commands and the agent's answers.
+//! - [`limits`]: the sandbox limits an owner sets from the broker, and their bounds.
 //! - [`status`]: a device's state as the broker reports it.
 //! - [`verification`]: claimed and measured sandbox figures, and the verdict.
 //!
@@ -21,6 +22,7 @@ pub mod control;
 pub mod device_name;
 pub mod handshake;
 pub mod hardware;
+pub mod limits;
 pub mod service;
 pub mod status;
 pub mod verification;

@@ -4,11 +4,19 @@
 //!
 //! The broker drives it through the control channel: `provision` creates a
 //! rental's account, `wipe` replaces the container with a fresh one, `verify`
-//! lets the broker log in once to measure it. Each is idempotent and safe to
+//! lets the broker log in once to measure it, `configure` sets the limits the
+//! owner chose on the broker. Each is idempotent and safe to
 //! repeat after a crash: the agent writes what it is about to do to its state
 //! file first, and on start it finds its containers by label, removes
 //! strays, finishes a wipe that was cut short, and starts the sandbox that
 //! holds an active rental again (a reboot keeps the rental).
+//!
+//! The owner's limits from `configure` are kept in the state file and win
+//! over the config file's. They are applied only between rentals, by
+//! recreating the idle sandbox the way a wipe does, rather than by updating
+//! the running container in place: a renter's sandbox is never changed
+//! under them, and a new container also takes a new disk size, which Docker
+//! cannot change on a running one.
 //!
 //! - [`engine`]: the Docker Engine API calls.
 //! - [`spec`]: the container's configuration: names, labels, limits, hardening.
@@ -20,7 +28,7 @@ pub mod login;
 pub mod spec;
 pub mod state;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,6 +37,7 @@ use rpibroker_wire::control::{
     ControlError, ControlErrorCode, Credentials, RentalId, SandboxLimits, SandboxState,
     SandboxStatus, VerifyLogin,
 };
+use rpibroker_wire::limits::LimitSettings;
 use rpibroker_wire::{SandboxConfig, Service};
 
 use crate::targets::LocalTargets;
@@ -59,7 +68,12 @@ struct View {
 /// The sandbox manager. Operations that change the sandbox run one at a time.
 pub struct Sandbox {
     engine: Engine,
+    /// The config file's sandbox section; the limits in force are in the
+    /// view (the owner's from the broker may replace the file's).
     config: SandboxConfig,
+    /// Docker's storage driver: whether it can give a container a disk
+    /// size decides whether a disk limit is enforced.
+    storage_driver: String,
     instance: Instance,
     state_file: StateFile,
     targets: Arc<LocalTargets>,
@@ -97,6 +111,24 @@ fn new_account(rental: RentalId, ssh_keys: Vec<String>) -> Account {
     }
 }
 
+/// The limits the sandbox runs under: the config file's, with the owner's
+/// from the broker in their place when set.
+fn limits_for(
+    config: &SandboxConfig,
+    owners: Option<&LimitSettings>,
+    driver: &str,
+) -> SandboxLimits {
+    let config = spec::with_owner_limits(config, owners);
+    let sizable = SIZED_DRIVERS.contains(&driver);
+    if config.disk_gb.is_some() && !sizable {
+        tracing::warn!(
+            storage_driver = %driver,
+            "the sandbox's disk size cannot be enforced with this storage driver; the sandbox may use the whole disk"
+        );
+    }
+    spec::limits(&config, config.disk_gb.is_some() && sizable)
+}
+
 impl Sandbox {
     /// Connects to Docker; does not touch any container yet (see [`Sandbox::bring_up`]).
     pub async fn connect(
@@ -108,19 +140,24 @@ impl Sandbox {
         let engine = Engine::connect(config.docker.as_deref()).await?;
         let (docker_version, docker_root) = engine.version().await?;
         let driver = engine.storage_driver().await?;
-        let disk_enforced = config.disk_gb.is_some() && SIZED_DRIVERS.contains(&driver.as_str());
-        if config.disk_gb.is_some() && !disk_enforced {
-            tracing::warn!(
-                storage_driver = %driver,
-                "the sandbox's disk_gb cannot be enforced with this storage driver; the sandbox may use the whole disk"
-            );
-        }
         tracing::info!(docker = %docker_version, storage_driver = %driver, container = %instance.container, image = %config.image, "sandbox: Docker Engine reached");
-        let limits = spec::limits(&config, disk_enforced);
+        let state_file = StateFile::new(state_path);
+        let owners = match state_file.load() {
+            Ok(st) => st.limits,
+            Err(e) => {
+                tracing::warn!(error = %e, "sandbox: could not read the owner's limits; using the config file's");
+                None
+            }
+        };
+        if let Some(set) = &owners {
+            tracing::info!(cpus = %rpibroker_wire::limits::show_cpus(set.cpus()), memory_mb = set.memory_mb(), disk_gb = ?set.disk_gb(), "sandbox: the owner's limits from the broker replace the config file's");
+        }
+        let limits = limits_for(&config, owners.as_ref(), &driver);
         Ok(Arc::new(Self {
             engine,
             instance,
-            state_file: StateFile::new(state_path),
+            storage_driver: driver,
+            state_file,
             targets,
             docker_version,
             docker_root,
@@ -655,5 +692,50 @@ impl Sandbox {
             username: VERIFY_USER.into(),
             host_key,
         })
+    }
+
+    /// Runs the sandbox under the owner's limits `set` from now on, in place
+    /// of the config file's, and recreates the idle sandbox to apply them
+    /// (the way a wipe does). Refused while a rental holds the sandbox.
+    pub async fn configure(&self, set: LimitSettings) -> Result<SandboxStatus, ControlError> {
+        let _op = self.ops.lock().await;
+        let root = self
+            .docker_root()
+            .map(Path::new)
+            .filter(|p| p.is_dir())
+            .unwrap_or(Path::new("/"));
+        let machine = crate::hardware::report(root);
+        set.fits(machine.cpu_cores, machine.memory_bytes, machine.disk_bytes)
+            .map_err(|message| ControlError {
+                code: ControlErrorCode::BadRequest,
+                message,
+            })?;
+        let mut st = self.state_file.load().map_err(failed)?;
+        if let Some(a) = &st.rental {
+            return Err(ControlError {
+                code: ControlErrorCode::Busy,
+                message: format!(
+                    "the sandbox holds rental {}: change limits between rentals",
+                    a.rental
+                ),
+            });
+        }
+        if st.limits == Some(set) && !st.wiping && self.view().state == SandboxState::Ready {
+            tracing::info!("sandbox: already running under these limits");
+            return Ok(self.status());
+        }
+        let started = Instant::now();
+        st.limits = Some(set);
+        st.wiping = true;
+        self.state_file.store(&st).map_err(failed)?;
+        self.view().limits = limits_for(&self.config, Some(&set), &self.storage_driver);
+        let result = self.wipe_now(&mut st, None).await;
+        if let Err(e) = &result {
+            self.targets.clear();
+            self.set_state(SandboxState::Failed, Some(e.message.clone()));
+        }
+        result?;
+        tracing::info!(cpus = %rpibroker_wire::limits::show_cpus(set.cpus()), memory_mb = set.memory_mb(), disk_gb = ?set.disk_gb(), took_ms = started.elapsed().as_millis() as u64, "sandbox: recreated under the owner's new limits");
+        Ok(self.status())
     }
 }

@@ -9,6 +9,7 @@ use bollard::models::{
     RestartPolicyNameEnum,
 };
 use rpibroker_wire::control::SandboxLimits;
+use rpibroker_wire::limits::LimitSettings;
 use rpibroker_wire::{DeviceName, SandboxConfig, Service};
 use sha2::{Digest, Sha256};
 
@@ -67,6 +68,18 @@ impl Instance {
             (DEVICE_LABEL.to_string(), self.device.to_string()),
         ])
     }
+}
+
+/// The config file's settings with the owner's limits from the broker, if
+/// any, in place of its CPU, memory and disk limits.
+pub fn with_owner_limits(config: &SandboxConfig, set: Option<&LimitSettings>) -> SandboxConfig {
+    let mut config = config.clone();
+    if let Some(set) = set {
+        config.cpus = Some(set.cpus());
+        config.memory_mb = Some(set.memory_mb());
+        config.disk_gb = set.disk_gb();
+    }
+    config
 }
 
 /// The limits `config` asks for, as the agent applies and reports them.
@@ -230,5 +243,26 @@ mod tests {
         for b in ports.values() {
             assert_eq!(b.as_ref().unwrap()[0].host_ip.as_deref(), Some("127.0.0.1"));
         }
+    }
+
+    #[test]
+    fn the_owners_limits_replace_the_config_files() {
+        let config = SandboxConfig {
+            cpus: Some(Cpus::from_millicores(1500)),
+            memory_mb: Some(256),
+            disk_gb: Some(10),
+            pids: 100,
+            ..SandboxConfig::default()
+        };
+        assert_eq!(with_owner_limits(&config, None), config);
+        let set = LimitSettings::parse("0.5", "128", "").unwrap();
+        let l = limits(&with_owner_limits(&config, Some(&set)), false);
+        assert_eq!(l.cpu_millicores, Some(500));
+        assert_eq!(l.memory_bytes, Some(128 * 1024 * 1024));
+        assert_eq!(l.disk_bytes, None, "no disk limit set: none applied");
+        assert_eq!(l.pids, Some(100), "the process cap stays the config file's");
+        let h = sandbox(&instance(), &config, &l).host_config.unwrap();
+        assert_eq!(h.nano_cpus, Some(500_000_000));
+        assert_eq!(h.memory, Some(128 * 1024 * 1024));
     }
 }

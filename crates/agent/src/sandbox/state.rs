@@ -1,11 +1,13 @@
 //! What the agent remembers about its sandbox across restarts: the rental it
 //! holds (with its credentials, so a repeated `provision` returns the same
-//! ones) and whether a wipe was under way. Written atomically, owner-only.
+//! ones), whether a wipe was under way, and the limits the owner set from
+//! the broker. Written atomically, owner-only.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rpibroker_wire::control::RentalId;
+use rpibroker_wire::limits::LimitSettings;
 use serde::{Deserialize, Serialize};
 
 /// A rental's account in the sandbox.
@@ -40,6 +42,10 @@ pub struct Persisted {
     /// repeated `wipe` after one of them does nothing.
     #[serde(default)]
     pub ended: Vec<RentalId>,
+    /// The limits the owner set from the broker (`configure`); they win
+    /// over the config file's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<LimitSettings>,
 }
 
 /// How many ended rentals the state file remembers.
@@ -127,6 +133,7 @@ mod tests {
             }),
             wiping: true,
             ended: vec![],
+            limits: Some(LimitSettings::parse("0.5", "128", "").unwrap()),
         };
         file.store(&state).unwrap();
         assert_eq!(file.load().unwrap(), state);

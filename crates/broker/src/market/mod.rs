@@ -46,10 +46,13 @@ pub struct Cache {
     last: Mutex<Option<Snapshot>>,
 }
 
+/// Every listed device with its uptime, as read from the store.
+type Rows = Arc<Vec<(ListedDevice, Option<Uptime>)>>;
+
 struct Snapshot {
     stamp: (u64, i64),
     at: Instant,
-    rows: Arc<Vec<(ListedDevice, Option<Uptime>)>>,
+    rows: Rows,
 }
 
 impl Cache {
@@ -58,7 +61,7 @@ impl Cache {
     }
 
     /// The listing as the store has it now.
-    fn read(&self, store: &Store) -> Result<Arc<Vec<(ListedDevice, Option<Uptime>)>>, StoreError> {
+    fn read(&self, store: &Store) -> Result<Rows, StoreError> {
         let stamp = store.change_stamp()?;
         if let Some(s) = self.lock().as_ref()
             && s.stamp == stamp
@@ -67,7 +70,7 @@ impl Cache {
             return Ok(s.rows.clone());
         }
         let mut uptimes = store.uptimes(UnixTime::now())?;
-        let rows: Arc<Vec<_>> = Arc::new(
+        let rows: Rows = Arc::new(
             store
                 .listed_devices()?
                 .into_iter()
@@ -89,7 +92,7 @@ impl Cache {
 /// Every listed device, by name.
 pub async fn load(shared: &Arc<Shared>) -> Result<Vec<Listing>, StoreError> {
     let cache = shared.market.clone();
-    let rows = shared.store.blocking(move |s| cache.read(&s)).await?;
+    let rows = shared.store.blocking(move |s| cache.read(s)).await?;
     Ok(rows
         .iter()
         .map(|(d, uptime)| with_live_state(shared, d.clone(), *uptime))

@@ -1,7 +1,8 @@
 //! Sandboxes, verifications and rentals in the store.
 
 use rpibroker_wire::DeviceName;
-use rpibroker_wire::control::{RentalId, SandboxStatus};
+use rpibroker_wire::HardwareReport;
+use rpibroker_wire::control::{RentalId, SandboxLimits, SandboxStatus};
 use rpibroker_wire::status::{RentalSummary, SandboxReport};
 use rpibroker_wire::verification::{Figures, Measured, Verdict, Verification};
 use rusqlite::{OptionalExtension, params};
@@ -137,6 +138,38 @@ impl Store {
              ON CONFLICT (device_id) DO UPDATE SET state = ?2, status = ?3, updated_at = ?4",
             params![device_id, state, json, now.0],
         )?;
+        Ok(())
+    }
+
+    /// Replaces the sandbox limits in the device's stored hardware report
+    /// (its claims), as the agent reported them after the owner changed
+    /// them. A device that never reported hardware is left as it is.
+    pub fn set_claimed_limits(
+        &self,
+        device_id: i64,
+        limits: &SandboxLimits,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let stored: Option<String> = tx
+            .query_row(
+                "SELECT hardware FROM devices WHERE id = ?1",
+                [device_id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        if let Some(mut report) =
+            stored.and_then(|h| serde_json::from_str::<HardwareReport>(&h).ok())
+        {
+            report.sandbox = Some(limits.clone());
+            let json = serde_json::to_string(&report).expect("report serializes");
+            tx.execute(
+                "UPDATE devices SET hardware = ?1 WHERE id = ?2",
+                params![json, device_id],
+            )?;
+        }
+        tx.commit()?;
         Ok(())
     }
 

@@ -124,7 +124,7 @@ fn device_rows(session: &Session, devices: &[DeviceStatus]) -> Markup {
                                     None => { "-" }
                                 }
                             }
-                            td data-live={ "sandbox-" (d.name) } { (d.sandbox.as_ref().map_or("unknown", |s| s.state.as_str())) }
+                            td { span data-live={ "sandbox-" (d.name) } { (d.sandbox.as_ref().map_or("unknown", |s| s.state.as_str())) } (super::limits::form(&session.csrf, d)) }
                             td.hint data-live={ "hardware-" (d.name) } { (hardware(d)) }
                             td data-live={ "verified-" (d.name) } { (d.verification.as_ref().map_or("not yet", |v| v.verdict.as_str())) }
                             td { (listing_form(session, d)) }
@@ -179,7 +179,7 @@ fn devices_page(
 }
 
 /// My devices, with a message above them.
-async fn devices_reply(
+pub(super) async fn devices_reply(
     shared: &Arc<Shared>,
     session: &Session,
     status: StatusCode,

@@ -7,6 +7,7 @@
 //! - [`devices`]: the owner's devices and device registration.
 //! - [`admin`]: the administrators' overview and actions.
 //! - [`limit`]: per-address rate limits.
+//! - [`limits`]: the owner's sandbox limits (CPU, memory, disk) on My devices.
 //! - [`reset`]: password reset by email.
 //!
 //! Every form carries an anti-CSRF token: the session's own once signed in,
@@ -20,6 +21,7 @@ pub mod auth;
 pub mod devices;
 pub mod layout;
 pub mod limit;
+pub mod limits;
 pub mod market;
 pub mod reset;
 
@@ -117,6 +119,7 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/devices/listing", post(devices::set_listing))
         .route("/devices/end-rental", post(devices::end_rental))
         .route("/devices/remove", post(devices::remove))
+        .route("/devices/limits", post(limits::set_limits))
         .route("/market/{name}", get(market::device))
         .route("/rent", post(market::rent))
         .route("/rentals", get(market::rentals))
