@@ -1,9 +1,9 @@
-//! JSON request bodies of the API for people's scripts: bounded in size and
-//! in time, `application/json`, and parsed strictly (unknown fields are
-//! refused), with every failure in the API's error shape.
+//! Request bodies of the API: bounded in size (the router's middleware has
+//! already bounded the time they take to arrive); for people's scripts,
+//! `application/json` parsed strictly (unknown fields are refused), with
+//! every failure in the API's error shape.
 
-use std::time::Duration;
-
+use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
 use rpibroker_wire::ErrorCode;
@@ -11,20 +11,32 @@ use serde::de::DeserializeOwned;
 
 use super::Failure;
 
-/// Largest request body accepted.
+/// Largest body of a request from people's scripts.
 pub const MAX_BODY: usize = 16 * 1024;
-/// Time allowed to receive the body once the head has arrived.
-const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A request body parsed as `T`.
 pub struct JsonBody<T>(pub T);
 
-fn too_large() -> Failure {
-    Failure::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorCode::BodyTooLarge,
-        format!("request bodies are limited to {MAX_BODY} bytes"),
-    )
+/// The body of `req`, if it is at most `max` bytes.
+pub async fn bounded(req: Request, max: usize) -> Result<Bytes, Failure> {
+    let too_large = || {
+        Failure::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::BodyTooLarge,
+            format!("request bodies here are limited to {max} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(req.into_body(), max)
+        .await
+        .map_err(|_| too_large())
 }
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
@@ -44,27 +56,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 "send the body as JSON with `Content-Type: application/json`",
             ));
         }
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > MAX_BODY) {
-            return Err(too_large());
-        }
-        let bytes = tokio::time::timeout(
-            BODY_TIMEOUT,
-            axum::body::to_bytes(req.into_body(), MAX_BODY),
-        )
-        .await
-        .map_err(|_| {
-            Failure::new(
-                StatusCode::REQUEST_TIMEOUT,
-                ErrorCode::MalformedRequest,
-                "the request body did not arrive in time",
-            )
-        })?
-        .map_err(|_| too_large())?;
+        let bytes = bounded(req, MAX_BODY).await?;
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
             Failure::new(
                 StatusCode::BAD_REQUEST,

@@ -4,11 +4,10 @@
 //! same transaction as everything else, so a failure leaves nothing behind.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use rpibroker_wire::handshake::MAX_CONNECT_BODY;
 use rpibroker_wire::{ConnectRequest, ConnectResponse, ErrorCode};
 use russh::keys::{HashAlg, PublicKey};
@@ -21,8 +20,6 @@ use crate::token;
 
 /// Longest agent version accepted (it is logged).
 const MAX_AGENT_VERSION: usize = 64;
-/// Time allowed to receive the body once the head has arrived.
-const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn malformed(message: impl Into<String>) -> Failure {
     Failure::new(
@@ -32,39 +29,12 @@ fn malformed(message: impl Into<String>) -> Failure {
     )
 }
 
-fn too_large() -> Failure {
-    Failure::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorCode::BodyTooLarge,
-        format!("the handshake body is limited to {MAX_CONNECT_BODY} bytes"),
-    )
-}
 
 pub async fn connect(
     State(shared): State<Arc<Shared>>,
     req: Request,
 ) -> Result<Json<ConnectResponse>, Failure> {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_CONNECT_BODY) {
-        return Err(too_large());
-    }
-    let body = tokio::time::timeout(
-        BODY_TIMEOUT,
-        axum::body::to_bytes(req.into_body(), MAX_CONNECT_BODY),
-    )
-    .await
-    .map_err(|_| {
-        Failure::new(
-            StatusCode::REQUEST_TIMEOUT,
-            ErrorCode::MalformedRequest,
-            "the request body did not arrive in time",
-        )
-    })?
-    .map_err(|_| too_large())?;
+    let body = super::body::bounded(req, MAX_CONNECT_BODY).await?;
     let request: ConnectRequest = serde_json::from_slice(&body)
         .map_err(|e| malformed(format!("the handshake is not valid: {e}")))?;
     if !request.hardware.is_well_formed() {
