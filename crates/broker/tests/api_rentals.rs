@@ -5,11 +5,11 @@
 
 mod common;
 
+use common::TestBroker;
 use common::api::{call, create_token};
 use common::sandbox::{self, Cleanup, RenterLogin, assert_port_refuses, assert_ran, renter_ssh};
 use common::web::sign_up;
-use common::{Device, TestAgent, TestBroker};
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn renters_rent_and_stop_through_the_api() {
@@ -39,20 +39,8 @@ async fn renters_rent_and_stop_through_the_api() {
     )
     .await;
     assert_eq!(r.status, 201, "{}", r.raw.body);
-    let mut config = r.json["agent_config"].clone();
-    config["sandbox"]["image"] = Value::String(sandbox::image());
-    config["sandbox"]["cpus"] = 1.into();
-    config["sandbox"]["memory_mb"] = 256.into();
-    let path = broker.dir.path().join(format!("{name}.json"));
-    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-    let device = Device {
-        name: name.to_string(),
-        token: r.json["token"].as_str().unwrap().to_string(),
-        config: path,
-    };
-    let agent = TestAgent::start_as_configured(&device);
-    agent.wait_up(1).await;
-    sandbox::wait_verified_idle(&broker, name).await;
+    let (_device, _agent) =
+        sandbox::start_configured(&broker, name, r.json["agent_config"].clone()).await;
     let listing = json!({"listed": true, "hourly_rate_cents": 30});
     let r = call(
         broker.api,

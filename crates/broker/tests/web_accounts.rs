@@ -404,19 +404,7 @@ async fn sign_in(
     email: &str,
     password: &str,
 ) -> (WebClient, common::http::Response) {
-    let mut c = WebClient::new(broker.api);
-    let form = c.get("/signin").await;
-    let r = c
-        .post(
-            "/signin",
-            &[
-                ("csrf", &csrf_of(&form.body)),
-                ("email", email),
-                ("password", password),
-            ],
-        )
-        .await;
-    (c, r)
+    common::web::sign_in(broker.api, email, password).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

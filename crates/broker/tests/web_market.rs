@@ -35,18 +35,7 @@ async fn handshake(broker: &TestBroker, token: &str, hardware: Value) {
 }
 
 async fn list_at(owner: &mut WebClient, name: &str, rate: &str) {
-    let page = owner.get("/devices").await;
-    let r = owner
-        .post(
-            "/devices/listing",
-            &[
-                ("csrf", &csrf_of(&page.body)),
-                ("name", name),
-                ("rate", rate),
-                ("listed", "on"),
-            ],
-        )
-        .await;
+    let r = common::web::list_at(owner, name, true, rate).await;
     assert_eq!(r.status, 200, "{}", r.body);
 }
 

@@ -7,11 +7,12 @@
 
 mod common;
 
-use common::sandbox::{self, Cleanup, RenterLogin, assert_port_refuses, assert_ran, renter_ssh};
+use common::TestBroker;
+use common::sandbox::{
+    self, Cleanup, RenterLogin, assert_port_refuses, assert_ran, register_and_start, renter_ssh,
+};
 use common::smtp::SmtpServer;
-use common::web::{WebClient, csrf_of, sign_in_admin, sign_up};
-use common::{Device, TestAgent, TestBroker};
-use serde_json::Value;
+use common::web::{WebClient, csrf_of, list_at, sign_in_admin, sign_up, testid};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
@@ -42,76 +43,6 @@ async fn wait_closed(s: &mut TcpStream) {
     })
     .await
     .expect("the live connection is cut when the rental stops");
-}
-
-fn unescape(html: &str) -> String {
-    html.replace("&quot;", "\"")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
-/// The text of the element with `data-testid="id"`.
-fn testid(page: &str, id: &str) -> String {
-    let marker = format!("data-testid=\"{id}\">");
-    let start = page
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {id} in {page}"))
-        + marker.len();
-    let end = page[start..].find('<').unwrap() + start;
-    unescape(&page[start..end])
-}
-
-/// Registers `name` on the web for `owner`, writes the agent config the page
-/// showed (with the test image and small limits) and starts the agent.
-async fn register_and_start(
-    broker: &TestBroker,
-    owner: &mut WebClient,
-    name: &str,
-) -> (Device, TestAgent) {
-    let list = owner.get("/devices").await;
-    let r = owner
-        .post(
-            "/devices",
-            &[("csrf", &csrf_of(&list.body)), ("name", name)],
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    let mut config: Value = serde_json::from_str(&testid(&r.body, "agent-config")).unwrap();
-    assert_eq!(config["device"], name);
-    config["sandbox"]["image"] = Value::String(sandbox::image());
-    config["sandbox"]["cpus"] = 1.into();
-    config["sandbox"]["memory_mb"] = 256.into();
-    let path = broker.dir.path().join(format!("{name}.json"));
-    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-    let device = Device {
-        name: name.to_string(),
-        token: config["token"].as_str().unwrap().to_string(),
-        config: path,
-    };
-    let agent = TestAgent::start_as_configured(&device);
-    agent.wait_up(1).await;
-    sandbox::wait_verified_idle(broker, name).await;
-    (device, agent)
-}
-
-async fn list_at(
-    owner: &mut WebClient,
-    name: &str,
-    listed: bool,
-    rate: &str,
-) -> common::http::Response {
-    let page = owner.get("/devices").await;
-    let mut fields = vec![
-        ("csrf", csrf_of(&page.body)),
-        ("name", name.to_string()),
-        ("rate", rate.to_string()),
-    ];
-    if listed {
-        fields.push(("listed", "on".to_string()));
-    }
-    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    owner.post("/devices/listing", &fields).await
 }
 
 async fn rent(c: &mut WebClient, name: &str) -> common::http::Response {

@@ -6,51 +6,11 @@
 
 mod common;
 
-use common::sandbox::{self, Cleanup, RenterLogin, assert_ran, renter_ssh};
+use common::sandbox::{self, Cleanup, RenterLogin, assert_ran, register_and_start, renter_ssh};
 use common::web::{WebClient, csrf_of, sign_up};
-use common::{Device, TestAgent, TestBroker};
-use serde_json::Value;
+use common::{TestAgent, TestBroker};
 
 const MIB: i64 = 1024 * 1024;
-
-/// Registers `name` on the web for `owner`, writes the agent config the page
-/// showed (the test image, 1 core and 256 MiB) and starts the agent; returns
-/// once the sandbox is verified.
-async fn register_and_start(
-    broker: &TestBroker,
-    owner: &mut WebClient,
-    name: &str,
-) -> (Device, TestAgent) {
-    let list = owner.get("/devices").await;
-    let r = owner
-        .post(
-            "/devices",
-            &[("csrf", &csrf_of(&list.body)), ("name", name)],
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    let marker = "data-testid=\"agent-config\">";
-    let start = r.body.find(marker).unwrap() + marker.len();
-    let end = r.body[start..].find('<').unwrap() + start;
-    let json = r.body[start..end]
-        .replace("&quot;", "\"")
-        .replace("&amp;", "&");
-    let mut config: Value = serde_json::from_str(&json).unwrap();
-    config["sandbox"]["image"] = Value::String(sandbox::image());
-    config["sandbox"]["cpus"] = 1.into();
-    config["sandbox"]["memory_mb"] = 256.into();
-    let path = broker.dir.path().join(format!("{name}.json"));
-    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-    let device = Device {
-        name: name.to_string(),
-        token: config["token"].as_str().unwrap().to_string(),
-        config: path,
-    };
-    let agent = TestAgent::start_as_configured(&device);
-    agent.wait_up(1).await;
-    sandbox::wait_verified_idle(broker, name).await;
-    (device, agent)
-}
 
 /// Posts the limits form of My devices for `name`.
 async fn set_limits(

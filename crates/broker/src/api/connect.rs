@@ -29,7 +29,6 @@ fn malformed(message: impl Into<String>) -> Failure {
     )
 }
 
-
 pub async fn connect(
     State(shared): State<Arc<Shared>>,
     req: Request,

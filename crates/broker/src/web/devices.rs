@@ -118,7 +118,7 @@ fn device_rows(session: &Session, devices: &[DeviceStatus]) -> Markup {
                                 @if let Some(why) = &d.suspended { strong { "suspended" } " by the broker's administrators: " (why) }
                                 @else if d.online { "online" } @else if d.last_handshake.is_some() { "offline" } @else { "never connected" }
                             }
-                            td data-testid={ "uptime-" (d.name) } data-live={ "uptime-" (d.name) } {
+                            td data-live={ "uptime-" (d.name) } data-testid={ "uptime-" (d.name) } {
                                 @match d.uptime {
                                     Some(u) => { (Uptime::percent(u.week_permille)) " / " (Uptime::percent(u.month_permille)) }
                                     None => { "-" }

@@ -8,7 +8,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::http::{Response, read_response};
-use super::web::{WebClient, csrf_of};
+use super::web::{WebClient, csrf_of, testid};
 
 /// An answer: status, parsed body, and the raw response.
 pub struct Answer {
@@ -57,17 +57,6 @@ pub async fn send_raw(addr: SocketAddr, request: &[u8]) -> Answer {
         json,
         raw,
     }
-}
-
-/// The value of the element with `data-testid="id"` in a page.
-pub fn testid(page: &str, id: &str) -> String {
-    let marker = format!("data-testid=\"{id}\">");
-    let start = page
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {id} in {page}"))
-        + marker.len();
-    let end = page[start..].find('<').unwrap() + start;
-    page[start..end].to_string()
 }
 
 /// Creates an API token called `name` on the account page of a signed-in

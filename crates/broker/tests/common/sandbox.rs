@@ -320,3 +320,47 @@ pub fn assert_ran(out: &Output, what: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Starts an agent for `name` with `config` (an agent config the broker
+/// gave) set to the test image, 1 core and 256 MiB; returns once its sandbox
+/// is verified.
+pub async fn start_configured(
+    broker: &TestBroker,
+    name: &str,
+    mut config: Value,
+) -> (Device, TestAgent) {
+    assert_eq!(config["device"], name);
+    config["sandbox"]["image"] = Value::String(image());
+    config["sandbox"]["cpus"] = 1.into();
+    config["sandbox"]["memory_mb"] = 256.into();
+    let path = broker.dir.path().join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    let device = Device {
+        name: name.to_string(),
+        token: config["token"].as_str().unwrap().to_string(),
+        config: path,
+    };
+    let agent = TestAgent::start_as_configured(&device);
+    agent.wait_up(1).await;
+    wait_verified_idle(broker, name).await;
+    (device, agent)
+}
+
+/// Registers `name` on the web for `owner` and starts its agent with the
+/// config the page showed (see [`start_configured`]).
+pub async fn register_and_start(
+    broker: &TestBroker,
+    owner: &mut super::web::WebClient,
+    name: &str,
+) -> (Device, TestAgent) {
+    let list = owner.get("/devices").await;
+    let r = owner
+        .post(
+            "/devices",
+            &[("csrf", &super::web::csrf_of(&list.body)), ("name", name)],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let config = serde_json::from_str(&super::web::testid(&r.body, "agent-config")).unwrap();
+    start_configured(broker, name, config).await
+}

@@ -155,7 +155,15 @@ pub async fn sign_in_admin(broker: &super::TestBroker, email: &str) -> WebClient
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut c = WebClient::new(broker.api);
+    let (c, r) = sign_in(broker.api, email, PASSWORD).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    c
+}
+
+/// Signs in `email` from a fresh client on the broker's web address
+/// `addr`; returns the client and the sign-in response.
+pub async fn sign_in(addr: SocketAddr, email: &str, password: &str) -> (WebClient, Response) {
+    let mut c = WebClient::new(addr);
     let form = c.get("/signin").await;
     let r = c
         .post(
@@ -163,10 +171,35 @@ pub async fn sign_in_admin(broker: &super::TestBroker, email: &str) -> WebClient
             &[
                 ("csrf", &csrf_of(&form.body)),
                 ("email", email),
-                ("password", PASSWORD),
+                ("password", password),
             ],
         )
         .await;
-    assert_eq!(r.status, 303, "{}", r.body);
-    c
+    (c, r)
+}
+
+/// The text of the element with `data-testid="id"` in a page, unescaped.
+pub fn testid(page: &str, id: &str) -> String {
+    let marker = format!("data-testid=\"{id}\">");
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {id} in {page}"))
+        + marker.len();
+    let end = page[start..].find('<').unwrap() + start;
+    page[start..end]
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// Lists (or unlists) `name` at `rate` per hour with the form on My devices.
+pub async fn list_at(owner: &mut WebClient, name: &str, listed: bool, rate: &str) -> Response {
+    let page = owner.get("/devices").await;
+    let csrf = csrf_of(&page.body);
+    let mut fields = vec![("csrf", csrf.as_str()), ("name", name), ("rate", rate)];
+    if listed {
+        fields.push(("listed", "on"));
+    }
+    owner.post("/devices/listing", &fields).await
 }
