@@ -70,6 +70,13 @@ async fn a_forgotten_password_is_reset_through_a_mailed_link_once() {
     let smtp = SmtpServer::start().await;
     let broker = TestBroker::start_with(1, &smtp.broker_config()).await;
     let mut old_browser = sign_up(broker.api, "alice@example.org").await;
+    let api_token = common::api::create_token(&mut old_browser, "script").await;
+    let me = |token: String| async move {
+        common::api::call(broker.api, "GET", "/api/v1/me", Some(&token), None)
+            .await
+            .status
+    };
+    assert_eq!(me(api_token.clone()).await, 200);
 
     // An unknown address gets the same answer as a known one, and no mail.
     let unknown = ask_for_reset(&broker, "nobody@example.org").await;
@@ -168,8 +175,9 @@ async fn a_forgotten_password_is_reset_through_a_mailed_link_once() {
     assert_eq!(account.status, 200, "signed in afresh");
     assert!(account.body.contains("alice@example.org"));
 
-    // Every earlier session ended; only the new password works.
+    // Every earlier session and API token ended; only the new password works.
     assert_eq!(old_browser.get("/account").await.status, 303);
+    assert_eq!(me(api_token).await, 401);
     assert_eq!(sign_in(&broker, PASSWORD).await, 401);
     assert_eq!(sign_in(&broker, NEW_PASSWORD).await, 303);
 

@@ -1,5 +1,7 @@
 //! The caller's account: who they are (`GET /api/v1/me`) and their API
-//! tokens (list, create, revoke), as on the account page.
+//! tokens (list, revoke). Tokens are made only on the account page, by a
+//! signed-in person: a token cannot mint more tokens, so revoking a stolen
+//! one (or resetting the password, which revokes them all) ends its reach.
 
 use std::sync::Arc;
 
@@ -7,33 +9,17 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use rpibroker_wire::ErrorCode;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::Failure;
-use super::body::JsonBody;
 use super::caller::Caller;
 use crate::accounts::api_tokens::{self, ApiToken};
 use crate::accounts::{AccountError, User};
 use crate::broker::Shared;
-use crate::time::UnixTime;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewToken {
-    name: String,
-}
 
 #[derive(Serialize)]
 pub struct Tokens {
     tokens: Vec<ApiToken>,
-}
-
-/// A token just created, with its secret this once.
-#[derive(Serialize)]
-pub struct CreatedToken {
-    token: String,
-    #[serde(flatten)]
-    about: ApiToken,
 }
 
 impl From<AccountError> for Failure {
@@ -64,26 +50,6 @@ pub async fn tokens(
         .blocking(move |s| api_tokens::list(s, user))
         .await?;
     Ok(Json(Tokens { tokens }))
-}
-
-pub async fn create_token(
-    State(shared): State<Arc<Shared>>,
-    caller: Caller,
-    JsonBody(body): JsonBody<NewToken>,
-) -> Result<(StatusCode, Json<CreatedToken>), Failure> {
-    let user = caller.user.id;
-    let new = shared
-        .store
-        .blocking(move |s| api_tokens::create(s, user, &body.name, UnixTime::now()))
-        .await?;
-    tracing::info!(user, token = new.token.id, "API token created");
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedToken {
-            token: new.secret,
-            about: new.token,
-        }),
-    ))
 }
 
 pub async fn revoke_token(

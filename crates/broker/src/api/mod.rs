@@ -128,7 +128,6 @@ pub fn endpoints() -> Vec<(Method, &'static str, MethodRouter<Arc<Shared>>)> {
         (Method::GET, openapi::PATH, get(openapi::document)),
         (Method::GET, "/api/v1/me", get(account::me)),
         (Method::GET, "/api/v1/tokens", get(account::tokens)),
-        (Method::POST, "/api/v1/tokens", post(account::create_token)),
         (
             Method::DELETE,
             "/api/v1/tokens/{id}",

@@ -116,6 +116,8 @@ impl Store {
             params![user_id, password_hash, now.0],
         )?;
         tx.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])?;
+        // Whoever took over the account may have made tokens: they go too.
+        tx.execute("DELETE FROM api_tokens WHERE user_id = ?1", [user_id])?;
         tx.execute(
             "DELETE FROM login_failures WHERE email = (SELECT email FROM users WHERE id = ?1)",
             [user_id],
