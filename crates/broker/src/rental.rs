@@ -250,7 +250,7 @@ pub async fn stop_rental(
         let rid = rental.id.clone();
         shared
             .store
-            .blocking(move |s| s.set_rental_ending(&rid, reason.as_deref()))
+            .blocking(move |s| s.set_rental_ending(&rid, reason.as_deref(), UnixTime::now()))
             .await?;
     }
     // Visitors are cut now, before the wipe.

@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0009_api_tokens.sql"),
     include_str!("../../migrations/0010_uptime_and_rental_rate.sql"),
     include_str!("../../migrations/0011_device_suspensions.sql"),
+    include_str!("../../migrations/0012_rental_ending_at.sql"),
 ];
 
 pub fn apply(conn: &mut Connection) -> rusqlite::Result<()> {

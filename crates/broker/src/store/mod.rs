@@ -488,11 +488,11 @@ impl Store {
     pub fn set_offline(&self, device_id: i64, now: UnixTime) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        uptime::extended(&tx, device_id, now.0)?;
         tx.execute(
             "UPDATE devices SET online_since = NULL, last_seen = ?1 WHERE id = ?2",
             params![now.0, device_id],
         )?;
-        uptime::extended(&tx, device_id, now.0)?;
         tx.commit()?;
         Ok(())
     }

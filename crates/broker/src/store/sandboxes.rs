@@ -358,11 +358,17 @@ impl Store {
 
     /// Marks a rental ending, with the reason when its owner or an
     /// administrator ends it.
-    pub fn set_rental_ending(&self, id: &RentalId, reason: Option<&str>) -> Result<(), StoreError> {
+    pub fn set_rental_ending(
+        &self,
+        id: &RentalId,
+        reason: Option<&str>,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
         self.conn().execute(
-            "UPDATE rentals SET state = 'ending', end_reason = COALESCE(?2, end_reason)
+            "UPDATE rentals SET state = 'ending', end_reason = COALESCE(?2, end_reason),
+                ending_at = COALESCE(ending_at, ?3)
              WHERE id = ?1 AND state != 'ended'",
-            params![id.as_str(), reason],
+            params![id.as_str(), reason, now.0],
         )?;
         Ok(())
     }
@@ -404,7 +410,7 @@ mod tests {
             .unwrap();
         assert_eq!(again.id, a, "an open rental is returned, not replaced");
         assert!(store.set_rental_active(&a, "ruser").unwrap());
-        store.set_rental_ending(&a, None).unwrap();
+        store.set_rental_ending(&a, None, UnixTime(2)).unwrap();
         assert!(
             !store.set_rental_active(&a, "ruser").unwrap(),
             "an ending rental stays ending"
@@ -433,7 +439,9 @@ mod tests {
         assert_eq!(mine[0].0, "pi");
         assert_eq!(mine[0].1.id, a);
         assert_eq!(mine[0].1.end_reason, None);
-        store.set_rental_ending(&a, Some("maintenance")).unwrap();
+        store
+            .set_rental_ending(&a, Some("maintenance"), UnixTime(2))
+            .unwrap();
         let mine = store.rentals_of_renter(renter).unwrap();
         assert_eq!(mine[0].0, "pi");
         assert_eq!(mine[0].1.end_reason.as_deref(), Some("maintenance"));

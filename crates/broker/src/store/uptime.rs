@@ -47,7 +47,9 @@ pub(super) fn opened(tx: &rusqlite::Connection, device_id: i64, now: i64) -> rus
     Ok(())
 }
 
-/// Moves the device's latest stretch forward to `now`.
+/// Moves the device's latest stretch forward to `now`, if the store has
+/// the device online (a heartbeat that runs before the session's "online"
+/// is written must not stretch the previous, closed one over the gap).
 pub(super) fn extended(
     tx: &rusqlite::Connection,
     device_id: i64,
@@ -55,7 +57,8 @@ pub(super) fn extended(
 ) -> rusqlite::Result<()> {
     tx.execute(
         "UPDATE device_uptime SET until = MAX(until, ?2)
-         WHERE rowid = (SELECT MAX(rowid) FROM device_uptime WHERE device_id = ?1)",
+         WHERE rowid = (SELECT MAX(rowid) FROM device_uptime WHERE device_id = ?1)
+           AND EXISTS (SELECT 1 FROM devices WHERE id = ?1 AND online_since IS NOT NULL)",
         params![device_id, now],
     )?;
     Ok(())
@@ -107,8 +110,8 @@ impl Store {
     }
 
     /// What the rentals of `owner_id`'s devices were worth, by device id:
-    /// each rental's time (to now while it runs) at the rate agreed when it
-    /// started.
+    /// each rental's time until it was stopped (to now while it runs) at the
+    /// rate agreed when it started.
     pub fn earnings_of_owner(
         &self,
         owner_id: i64,
@@ -116,7 +119,8 @@ impl Store {
     ) -> Result<HashMap<i64, Earnings>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT r.device_id, r.started_at, COALESCE(r.ended_at, ?2), COALESCE(r.hourly_rate, 0)
+            "SELECT r.device_id, r.started_at, COALESCE(r.ending_at, r.ended_at, ?2),
+                    COALESCE(r.hourly_rate, 0)
              FROM rentals r JOIN devices d ON d.id = r.device_id
              WHERE d.owner_id = ?1 AND r.username IS NOT NULL",
         )?;
@@ -164,6 +168,44 @@ mod tests {
     }
 
     #[test]
+    fn earnings_count_rented_time_until_the_stop_at_the_agreed_rate() {
+        use rpibroker_wire::control::RentalId;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+        let owner = store
+            .add_user("o@example.org", "h", false, UnixTime(0))
+            .unwrap();
+        let name = DeviceName::parse("pi").unwrap();
+        let id = store
+            .add_owned_device(&name, "h", owner.id, UnixTime(0))
+            .unwrap()
+            .id;
+        // 36.00 per hour is one cent a second.
+        store.set_listing(id, true, Some(3600)).unwrap();
+        let r = RentalId::parse("rnt-1").unwrap();
+        store
+            .begin_rental(id, &r, &[], None, UnixTime(1000))
+            .unwrap();
+        assert!(
+            store
+                .earnings_of_owner(owner.id, UnixTime(1100))
+                .unwrap()
+                .is_empty(),
+            "nothing before the renter has a login"
+        );
+        store.set_rental_active(&r, "renter").unwrap();
+        // The owner raising the price later does not change the agreed rate.
+        store.set_listing(id, true, Some(999_999)).unwrap();
+        let e = store.earnings_of_owner(owner.id, UnixTime(1100)).unwrap()[&id];
+        assert_eq!((e.cents, e.rented_secs, e.rentals), (100, 100, 1));
+        // Stopped at 1250; the wipe only finishes at 5000: 250 s are paid.
+        store.set_rental_ending(&r, None, UnixTime(1250)).unwrap();
+        store.end_rental(&r, UnixTime(5000)).unwrap();
+        let e = store.earnings_of_owner(owner.id, UnixTime(9000)).unwrap()[&id];
+        assert_eq!((e.cents, e.rented_secs), (250, 250));
+    }
+
+    #[test]
     fn stretches_make_uptime_and_reconnects_continue_them() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db.sqlite")).unwrap();
@@ -178,6 +220,10 @@ mod tests {
         assert_eq!(u.week_permille, 1000 / 7);
         assert_eq!(u.month_permille, 100, "1 day of the 10 it existed");
 
+        // A heartbeat that comes before the next "online" is written does
+        // not stretch the closed stretch over the time offline.
+        store.touch_online(&[id], UnixTime(t0 - DAY - 10)).unwrap();
+        assert_eq!(store.uptimes(UnixTime(t0)).unwrap()[&id], u);
         // Online again: the open stretch counts to now.
         store.set_online(id, UnixTime(t0 - DAY)).unwrap();
         let u = store.uptimes(UnixTime(t0)).unwrap()[&id];
