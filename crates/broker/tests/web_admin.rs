@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::web::{WebClient, csrf_of, sign_in_admin, sign_up};
+use common::web::{WebClient, csrf_of, list_at, sign_in_admin, sign_up};
 use common::{Targets, TestAgent, TestBroker, wait_for};
 use std::time::Duration;
 
@@ -61,6 +61,19 @@ async fn administrators_suspend_and_reinstate_accounts_and_devices() {
     let broker = TestBroker::start(1).await;
     let mut alice = sign_up(broker.api, "alice@example.org").await;
     let mut admin = sign_in_admin(&broker, "root@example.org").await;
+    let r = post_form(&mut alice, "/devices", "/devices", &[("name", "alices-pi")]).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(
+        list_at(&mut alice, "alices-pi", true, "1").await.status,
+        200
+    );
+    assert!(
+        WebClient::new(broker.api)
+            .get("/")
+            .await
+            .body
+            .contains("alices-pi")
+    );
 
     let r = post_form(
         &mut admin,
@@ -72,6 +85,14 @@ async fn administrators_suspend_and_reinstate_accounts_and_devices() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("alice@example.org is suspended"));
     assert_eq!(alice.get("/devices").await.status, 303, "signed out");
+    assert!(
+        !WebClient::new(broker.api)
+            .get("/")
+            .await
+            .body
+            .contains("alices-pi"),
+        "a suspended owner's devices leave the market"
+    );
     let r = post_form(
         &mut admin,
         "/admin",
@@ -92,6 +113,35 @@ async fn administrators_suspend_and_reinstate_accounts_and_devices() {
         "{}",
         r.body
     );
+
+    // A suspended device cannot be listed or removed by its owner.
+    let mut alice = common::web::sign_in(broker.api, "alice@example.org", common::web::PASSWORD)
+        .await
+        .0;
+    let r = post_form(
+        &mut admin,
+        "/admin",
+        "/admin/devices",
+        &[
+            ("name", "alices-pi"),
+            ("action", "suspend"),
+            ("reason", "stolen hardware"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = list_at(&mut alice, "alices-pi", true, "1").await;
+    assert_eq!(r.status, 403);
+    assert!(r.body.contains("stolen hardware"), "{}", r.body);
+    let r = post_form(
+        &mut alice,
+        "/devices",
+        "/devices/remove",
+        &[("name", "alices-pi")],
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    assert!(alice.get("/devices").await.body.contains("suspended"));
 
     // A device: suspended, its session is cut and it cannot connect again.
     let device = broker.add_device("adm-pi");

@@ -38,6 +38,8 @@ pub enum DeviceError {
     BadReason(String),
     #[error("{0} has no rental")]
     NotRented(DeviceName),
+    #[error("{0} is suspended by the broker's administrators: {1}")]
+    DeviceSuspended(DeviceName, String),
     #[error("{0} has a rental that could not be ended cleanly: {1}")]
     RentalStuck(DeviceName, RentalError),
     #[error(transparent)]
@@ -70,6 +72,20 @@ fn active(actor: Actor) -> Result<(), DeviceError> {
         Err(DeviceError::Suspended)
     } else {
         Ok(())
+    }
+}
+
+/// Refuses a device the administrators suspended: it stays off the market
+/// and on record until they reinstate it.
+async fn not_suspended(shared: &Arc<Shared>, device: &DeviceRecord) -> Result<(), DeviceError> {
+    let id = device.id;
+    match shared
+        .store
+        .blocking(move |s| s.device_suspension(id))
+        .await?
+    {
+        Some(s) => Err(DeviceError::DeviceSuspended(device.name.clone(), s.reason)),
+        None => Ok(()),
     }
 }
 
@@ -169,6 +185,9 @@ pub async fn set_listing(
         return Err(DeviceError::BadRate);
     }
     let device = reachable(shared, actor, name, false).await?;
+    if listed {
+        not_suspended(shared, &device).await?;
+    }
     let id = device.id;
     shared
         .store
@@ -220,7 +239,9 @@ pub async fn remove(
     name: &str,
 ) -> Result<DeviceName, DeviceError> {
     active(actor)?;
-    let name = reachable(shared, actor, name, false).await?.name;
+    let device = reachable(shared, actor, name, false).await?;
+    not_suspended(shared, &device).await?;
+    let name = device.name;
     match rental::stop_rental(
         shared,
         &name,

@@ -46,6 +46,7 @@ impl From<DeviceError> for Failure {
     fn from(e: DeviceError) -> Self {
         let (status, code) = match &e {
             DeviceError::Suspended => (StatusCode::FORBIDDEN, ErrorCode::AccountSuspended),
+            DeviceError::DeviceSuspended(..) => (StatusCode::FORBIDDEN, ErrorCode::DeviceSuspended),
             DeviceError::BadName(_) | DeviceError::BadRate | DeviceError::BadReason(_) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidInput)
             }

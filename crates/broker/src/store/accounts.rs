@@ -229,7 +229,7 @@ impl Store {
     }
 
     /// Suspends (with the time) or reinstates (`None`) an account; a
-    /// suspension also ends its sessions. False if there is no such account.
+    /// suspension also ends its sessions and unlists its devices. False if there is no such account.
     pub fn set_suspended(&self, email: &str, at: Option<i64>) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -240,6 +240,12 @@ impl Store {
         if at.is_some() {
             tx.execute(
                 "DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE email = ?1)",
+                [email],
+            )?;
+            // A suspended owner's devices leave the market; reinstated, the
+            // owner lists them again.
+            tx.execute(
+                "UPDATE devices SET listed = 0 WHERE owner_id = (SELECT id FROM users WHERE email = ?1)",
                 [email],
             )?;
         }

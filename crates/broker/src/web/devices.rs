@@ -339,7 +339,7 @@ fn error_status(e: &DeviceError) -> StatusCode {
             StatusCode::UNPROCESSABLE_ENTITY
         }
         DeviceError::NotFound => StatusCode::NOT_FOUND,
-        DeviceError::Suspended => StatusCode::FORBIDDEN,
+        DeviceError::Suspended | DeviceError::DeviceSuspended(..) => StatusCode::FORBIDDEN,
         DeviceError::TooMany
         | DeviceError::NameTaken(_)
         | DeviceError::NotRented(_)
