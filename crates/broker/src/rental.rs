@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use crate::broker::Shared;
 use crate::control::{CallError, ControlLink, unreachable};
-use crate::store::{RentalRecord, RentalState, StoreError};
+use crate::store::{RentalRecord, RentalState, RenterTerms, StoreError};
 use crate::time::UnixTime;
 use crate::{sandbox_watch, verify};
 
@@ -123,8 +123,9 @@ pub async fn start(
     shared: &Arc<Shared>,
     device: &DeviceName,
     ssh_keys: Vec<String>,
-    renter_id: Option<i64>,
+    renter: Option<RenterTerms>,
 ) -> Result<Started, RentalError> {
+    let renter_id = renter.map(|t| t.renter_id);
     if ssh_keys.len() > MAX_SSH_KEYS {
         return Err(RentalError::BadKey(format!(
             "at most {MAX_SSH_KEYS} SSH keys per rental"
@@ -146,7 +147,7 @@ pub async fn start(
         let (new_id, keys) = (new_id.clone(), ssh_keys.clone());
         shared
             .store
-            .blocking(move |s| s.begin_rental(id, &new_id, &keys, renter_id, UnixTime::now()))
+            .blocking(move |s| s.begin_rental(id, &new_id, &keys, renter, UnixTime::now()))
             .await?
     };
     shared.registry.access.refresh(device).await;

@@ -45,10 +45,21 @@ async fn wait_closed(s: &mut TcpStream) {
     .expect("the live connection is cut when the rental stops");
 }
 
+/// Rents `name` with the form the marketplace shows, at the price it shows.
 async fn rent(c: &mut WebClient, name: &str) -> common::http::Response {
     let home = c.get("/").await;
-    c.post("/rent", &[("csrf", &csrf_of(&home.body)), ("name", name)])
-        .await
+    let marker =
+        format!("name=\"name\" value=\"{name}\"><input type=\"hidden\" name=\"rate\" value=\"");
+    let rate = home.body.find(&marker).map(|i| {
+        let start = i + marker.len();
+        home.body[start..start + home.body[start..].find('"').unwrap()].to_string()
+    });
+    let csrf = csrf_of(&home.body);
+    let mut fields = vec![("csrf", csrf.as_str()), ("name", name)];
+    if let Some(rate) = &rate {
+        fields.push(("rate", rate));
+    }
+    c.post("/rent", &fields).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -103,6 +114,26 @@ async fn owner_lists_renter_rents_logs_in_and_stops() {
         page.body
     );
     assert!(ssh_greeting(broker.port(name, "ssh")).await.is_none());
+
+    // A form with a price the owner no longer asks rents nothing.
+    let home = renter.get("/").await;
+    assert!(
+        home.body.contains("name=\"rate\" value=\"50\""),
+        "the form carries the price shown"
+    );
+    let stale = renter
+        .post(
+            "/rent",
+            &[
+                ("csrf", &csrf_of(&home.body)),
+                ("name", name),
+                ("rate", "40"),
+            ],
+        )
+        .await;
+    assert_eq!(stale.status, 409, "{}", stale.body);
+    assert!(stale.body.contains("changed its price"), "{}", stale.body);
+    assert!(sandbox::show(&broker, name)["rental"].is_null());
 
     let r = rent(&mut renter, name).await;
     assert_eq!(r.status, 201, "{}", r.body);
@@ -276,6 +307,19 @@ async fn an_owner_ends_a_rental_with_a_reason_and_removes_the_device() {
     let r = rent(&mut renter, name).await;
     assert_eq!(r.status, 201, "{}", r.body);
     let (user, password) = (testid(&r.body, "username"), testid(&r.body, "password"));
+    // While it runs, the rental earns its owner 1.00 a second.
+    let earning = common::wait_for("the rental to earn", common::DEADLINE, || {
+        let mut owner = WebClient {
+            addr: owner.addr,
+            cookies: owner.cookies.clone(),
+        };
+        async move {
+            let page = owner.get("/devices").await;
+            let earned = testid(&page.body, &format!("earned-{name}"));
+            (earned != "0.00").then_some(earned)
+        }
+    })
+    .await;
 
     // Only the owner can end it or remove the device.
     let page = stranger.get("/devices").await;
@@ -314,7 +358,10 @@ async fn an_owner_ends_a_rental_with_a_reason_and_removes_the_device() {
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let earned = testid(&r.body, &format!("earned-{name}"));
-    assert_ne!(earned, "0.00", "a rental at 1.00 a second earned something");
+    assert!(
+        earned.len() > earning.len() || (earned.len() == earning.len() && earned >= earning),
+        "{earned} earned in all, at least the {earning} seen while it ran"
+    );
     assert!(
         r.body.contains("from 1 rental"),
         "{}",

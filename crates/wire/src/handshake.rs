@@ -80,6 +80,8 @@ pub enum ErrorCode {
     NameTaken,
     /// The account holds as many of these as it may.
     LimitReached,
+    /// The owner changed the device's price after the renter saw it.
+    PriceChanged,
     /// The device cannot be rented now (offline, unverified, not ready...).
     DeviceUnavailable,
     /// Someone else rents the device (or won the race for it).

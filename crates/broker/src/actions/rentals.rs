@@ -13,7 +13,7 @@ use crate::broker::Shared;
 use crate::mail;
 use crate::market::{self, Unavailable};
 use crate::rental::{self, RentalError, Started};
-use crate::store::StoreError;
+use crate::store::{RenterTerms, StoreError};
 
 /// How long renting waits for the copy of the login by mail before it says
 /// the mail is still on its way (sending goes on regardless).
@@ -29,6 +29,11 @@ pub enum RentError {
     Unavailable(DeviceName, Unavailable),
     #[error("{0} was just rented by someone else")]
     Taken(DeviceName),
+    /// The owner changed the price after the renter saw it; the new one.
+    #[error("the price of {0} changed since it was shown")]
+    PriceChanged(DeviceName, Option<i64>),
+    #[error("an account may have at most {MAX_OPEN_RENTALS} open rentals; stop one first")]
+    TooMany,
     #[error("{0}")]
     BadKey(String),
     #[error("{0} could not be set up: {1}")]
@@ -90,15 +95,20 @@ pub struct Stopped {
     pub wiped: bool,
 }
 
+/// Open rentals one account may hold at once.
+pub const MAX_OPEN_RENTALS: i64 = 10;
+
 /// Rents the listed device called `device` for `actor`, with optional SSH
 /// public keys for the login, and mails a copy of the login to `email`
-/// (the renter's address).
+/// (the renter's address). With `agreed_rate`, the rental starts only at
+/// that hourly rate (the one the renter was shown).
 pub async fn rent(
     shared: &Arc<Shared>,
     actor: Actor,
     email: &str,
     device: &str,
     ssh_keys: Vec<String>,
+    agreed_rate: Option<i64>,
 ) -> Result<(Started, Mailed), RentError> {
     if actor.suspended {
         return Err(RentError::Suspended);
@@ -110,7 +120,12 @@ pub async fn rent(
     if let Err(why) = current.availability() {
         return Err(RentError::Unavailable(name, why));
     }
-    match rental::start(shared, &name, ssh_keys, Some(actor.id)).await {
+    let terms = RenterTerms {
+        renter_id: actor.id,
+        hourly_rate: agreed_rate,
+        max_open: MAX_OPEN_RENTALS,
+    };
+    match rental::start(shared, &name, ssh_keys, Some(terms)).await {
         Ok(started) => {
             tracing::info!(device = %name, renter = actor.id, rental = %started.rental, "rented");
             let mailed = mail_login(shared, email, &started).await;
@@ -120,6 +135,10 @@ pub async fn rent(
             Err(RentError::Taken(name))
         }
         Err(RentalError::BadKey(why)) => Err(RentError::BadKey(why)),
+        Err(RentalError::Store(StoreError::RateChanged(now))) => {
+            Err(RentError::PriceChanged(name, now))
+        }
+        Err(RentalError::Store(StoreError::TooManyRentals(_))) => Err(RentError::TooMany),
         Err(e) => Err(RentError::Failed(name, e)),
     }
 }

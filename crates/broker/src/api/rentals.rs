@@ -23,6 +23,9 @@ pub struct NewRental {
     /// An OpenSSH public key that may log in besides the password.
     #[serde(default)]
     ssh_key: Option<String>,
+    /// The hourly rate the renter agreed to, in cents; omitted, the current one.
+    #[serde(default)]
+    hourly_rate_cents: Option<i64>,
 }
 
 /// A rental just started: its login, shown this once, and what became of
@@ -54,6 +57,19 @@ impl From<RentError> for Failure {
             RentError::NotListed => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
             RentError::Unavailable(..) => (StatusCode::CONFLICT, ErrorCode::DeviceUnavailable),
             RentError::Taken(_) => (StatusCode::CONFLICT, ErrorCode::AlreadyRented),
+            RentError::PriceChanged(device, now) => {
+                return Failure::new(
+                    StatusCode::CONFLICT,
+                    ErrorCode::PriceChanged,
+                    match now {
+                        Some(rate) => format!(
+                            "the price of {device} changed since it was shown: it is now {rate} cents per hour"
+                        ),
+                        None => format!("{device} has no price any more"),
+                    },
+                );
+            }
+            RentError::TooMany => (StatusCode::CONFLICT, ErrorCode::LimitReached),
             RentError::BadKey(_) => (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidInput),
             RentError::Failed(device, why) => {
                 tracing::warn!(%device, error = %why, "rental failed");
@@ -95,6 +111,7 @@ pub async fn rent(
         &caller.user.email,
         &body.device,
         keys,
+        body.hourly_rate_cents,
     )
     .await?;
     Ok((StatusCode::CREATED, Json(Rented { started, mail })))

@@ -22,7 +22,7 @@ pub use admin::{AdminDevice, AdminRental, AdminUser, Suspension};
 pub use api_tokens::ApiTokenRecord;
 pub use listings::ListedDevice;
 pub use password_resets::PasswordResetRecord;
-pub use sandboxes::{AccessFacts, RentalRecord, RentalState, VerificationRecord};
+pub use sandboxes::{AccessFacts, RentalRecord, RentalState, RenterTerms, VerificationRecord};
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -43,6 +43,11 @@ pub enum StoreError {
     NoSuchDevice(DeviceName),
     #[error("an account with this email address already exists")]
     EmailTaken,
+    /// The device's hourly rate now, which is not the one agreed.
+    #[error("the price changed since it was shown")]
+    RateChanged(Option<i64>),
+    #[error("an account may have at most {0} open rentals")]
+    TooManyRentals(i64),
     #[error("the device port pool {0} has no three free ports left")]
     PoolExhausted(PortPool),
     #[error("database error: {0}")]

@@ -67,6 +67,17 @@ impl RentalState {
     }
 }
 
+/// What a renter agreed to, checked in the transaction that takes the
+/// device, so a price raised a moment before is never charged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RenterTerms {
+    pub renter_id: i64,
+    /// The hourly rate the renter was shown; `None` accepts the current one.
+    pub hourly_rate: Option<i64>,
+    /// Open rentals the account may hold at once.
+    pub max_open: i64,
+}
+
 /// What decides whom a device admits (see [`crate::access`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessFacts {
@@ -280,7 +291,7 @@ impl Store {
         device_id: i64,
         id: &RentalId,
         ssh_keys: &[String],
-        renter_id: Option<i64>,
+        renter: Option<RenterTerms>,
         now: UnixTime,
     ) -> Result<RentalRecord, StoreError> {
         let mut conn = self.conn();
@@ -297,6 +308,25 @@ impl Store {
         if let Some(open) = open {
             return Ok(open);
         }
+        if let Some(terms) = renter {
+            let rate: Option<i64> = tx.query_row(
+                "SELECT hourly_rate FROM devices WHERE id = ?1",
+                [device_id],
+                |r| r.get(0),
+            )?;
+            if terms.hourly_rate.is_some_and(|agreed| Some(agreed) != rate) {
+                return Err(StoreError::RateChanged(rate));
+            }
+            let open: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM rentals WHERE renter_id = ?1 AND state != 'ended'",
+                [terms.renter_id],
+                |r| r.get(0),
+            )?;
+            if open >= terms.max_open {
+                return Err(StoreError::TooManyRentals(terms.max_open));
+            }
+        }
+        let renter_id = renter.map(|t| t.renter_id);
         let keys = serde_json::to_string(ssh_keys).unwrap_or_else(|_| "[]".into());
         tx.execute(
             "INSERT INTO rentals (id, device_id, state, ssh_keys, started_at, renter_id, hourly_rate)
@@ -424,6 +454,40 @@ mod tests {
     }
 
     #[test]
+    fn a_renter_gets_the_agreed_rate_and_no_more_rentals_than_allowed() {
+        let (_dir, store, device) = store_with_device();
+        let renter = store
+            .add_user("r@example.org", "hash", false, UnixTime(1))
+            .unwrap()
+            .id;
+        store.set_listing(device, true, Some(75)).unwrap();
+        let terms = |hourly_rate, max_open| RenterTerms {
+            renter_id: renter,
+            hourly_rate,
+            max_open,
+        };
+        let a = RentalId::parse("a").unwrap();
+        let stale = store.begin_rental(device, &a, &[], Some(terms(Some(50), 10)), UnixTime(2));
+        assert!(matches!(stale, Err(StoreError::RateChanged(Some(75)))));
+        assert!(
+            store.open_rental(device).unwrap().is_none(),
+            "nothing rented"
+        );
+        let limited = store.begin_rental(device, &a, &[], Some(terms(Some(75), 0)), UnixTime(2));
+        assert!(matches!(limited, Err(StoreError::TooManyRentals(0))));
+        let rented = store
+            .begin_rental(device, &a, &[], Some(terms(Some(75), 1)), UnixTime(2))
+            .unwrap();
+        assert_eq!((rented.id, rented.renter_id), (a, Some(renter)));
+        let other = store
+            .add_device(&DeviceName::parse("pi2").unwrap(), "h2", None, UnixTime(1))
+            .unwrap();
+        let b = RentalId::parse("b").unwrap();
+        let second = store.begin_rental(other.id, &b, &[], Some(terms(None, 1)), UnixTime(3));
+        assert!(matches!(second, Err(StoreError::TooManyRentals(1))));
+    }
+
+    #[test]
     fn a_renter_sees_their_rentals_with_the_device_name() {
         let (_dir, store, device) = store_with_device();
         let renter = store
@@ -432,7 +496,17 @@ mod tests {
             .id;
         let a = RentalId::parse("a").unwrap();
         store
-            .begin_rental(device, &a, &[], Some(renter), UnixTime(2))
+            .begin_rental(
+                device,
+                &a,
+                &[],
+                Some(RenterTerms {
+                    renter_id: renter,
+                    hourly_rate: None,
+                    max_open: 10,
+                }),
+                UnixTime(2),
+            )
             .unwrap();
         let mine = store.rentals_of_renter(renter).unwrap();
         assert_eq!(mine.len(), 1);

@@ -33,6 +33,9 @@ pub struct DeviceForm {
     csrf: String,
     #[serde(default)]
     name: String,
+    /// The hourly rate the page showed, in cents.
+    #[serde(default)]
+    rate: String,
 }
 
 fn cores(millicores: Option<u64>) -> String {
@@ -71,6 +74,9 @@ fn rent_action(l: &Listing, session: Option<&Session>) -> Markup {
                 form method="post" action="/rent" {
                     input type="hidden" name="csrf" value=(s.csrf);
                     input type="hidden" name="name" value=(l.device.name);
+                    @if let Some(rate) = l.device.hourly_rate {
+                        input type="hidden" name="rate" value=(rate);
+                    }
                     button type="submit" aria-label={ "Rent " (l.device.name) } { "Rent" }
                 }
             }
@@ -377,12 +383,27 @@ pub async fn rent(
             ),
         )
     };
+    let agreed = match form.rate.as_str() {
+        "" => None,
+        rate => match rate.parse::<i64>() {
+            Ok(cents) => Some(cents),
+            Err(_) => {
+                return back(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "This form is not one of the marketplace's; reload the page and try again."
+                        .into(),
+                )
+                .await;
+            }
+        },
+    };
     let rented = rentals::rent(
         &shared,
         (&session).into(),
         &session.user.email,
         &form.name,
         Vec::new(),
+        agreed,
     )
     .await;
     let (started, mailed) = match rented {
@@ -407,6 +428,17 @@ pub async fn rent(
                 format!("{device} was just rented by someone else."),
             )
             .await;
+        }
+        Err(RentError::PriceChanged(device, now)) => {
+            let now = now.map_or("no price".into(), |c| format!("{} per hour", show_price(c)));
+            return back(
+                StatusCode::CONFLICT,
+                format!("The owner of {device} changed its price since you saw it: it is now {now}. Nothing was rented; check the new price and rent again."),
+            )
+            .await;
+        }
+        Err(e @ RentError::TooMany) => {
+            return back(StatusCode::CONFLICT, format!("{e}.")).await;
         }
         Err(RentError::Failed(device, e)) => {
             tracing::warn!(%device, error = %e, "rental failed");
