@@ -190,15 +190,17 @@ pub async fn stop(
     if actor.suspended {
         return Err(StopError::Suspended);
     }
-    let open = mine(shared, actor).await?.into_iter().find(|r| {
-        r.ended_at.is_none()
-            && match which {
-                Which::Id(id) => r.id.as_str() == id,
-                Which::Device(name) => r.device == name,
-            }
-    });
+    let renter = actor.id;
+    let (id, name) = match which {
+        Which::Id(id) => (Some(id.to_string()), None),
+        Which::Device(name) => (None, Some(name.to_string())),
+    };
+    let open = shared
+        .store
+        .blocking(move |s| s.open_rental_of_renter(renter, id.as_deref(), name.as_deref()))
+        .await?;
     let Some((device, rental_id)) =
-        open.and_then(|r| Some((DeviceName::parse(&r.device).ok()?, r.id)))
+        open.and_then(|(device, id)| Some((DeviceName::parse(&device).ok()?, id)))
     else {
         return Err(StopError::NotFound);
     };

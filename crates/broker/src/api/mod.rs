@@ -171,8 +171,9 @@ async fn no_store(mut response: Response) -> Response {
 
 /// Time a client has to send a request's whole body once its head arrived.
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// Largest body any endpoint reads; each endpoint has its own, smaller limit.
-const MAX_ANY_BODY: usize = 256 * 1024;
+/// Largest body any endpoint reads (forms, the handshake and the JSON API
+/// all stop at 16 KiB), so many open requests cannot buffer much memory.
+const MAX_ANY_BODY: usize = 16 * 1024;
 
 /// Reads the request body before any handler runs, within [`BODY_TIMEOUT`]
 /// and [`MAX_ANY_BODY`], so a client that trickles a body cannot hold a

@@ -367,6 +367,27 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The open rental of account `renter_id` with id `rental`, or of the
+    /// device named `device`, with its device's name; however old it is.
+    pub fn open_rental_of_renter(
+        &self,
+        renter_id: i64,
+        rental: Option<&str>,
+        device: Option<&str>,
+    ) -> Result<Option<(String, RentalId)>, StoreError> {
+        let found = self
+            .conn()
+            .query_row(
+                "SELECT d.name, r.id FROM rentals r JOIN devices d ON d.id = r.device_id
+                 WHERE r.renter_id = ?1 AND r.state != 'ended'
+                   AND (r.id = ?2 OR d.name = ?3)",
+                params![renter_id, rental, device],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+            )
+            .optional()?;
+        Ok(found.and_then(|(name, id)| Some((name, RentalId::parse(&id).ok()?))))
+    }
+
     pub fn rental(&self, id: &RentalId) -> Result<Option<RentalRecord>, StoreError> {
         Ok(self
             .conn()
