@@ -16,8 +16,7 @@ Rows (wrk -t2 -c32 --latency, BENCH_SECONDS each):
   GET /?<filters, sorted>   filtered and sorted by price, descending
   GET /?page=10             a later page
   GET /market/<device>      one device's page
-  GET /api/v1/market        the JSON listing, when the broker has it
-                            (skipped with a note while it answers 404)
+  GET /api/v1/market        the JSON listing, first page
 
 Usage:
   python3 bench/market.py
@@ -232,10 +231,6 @@ def main():
         ]
         for label, path in targets:
             status, _ = broker.get(path)
-            if status == 404 and path.startswith("/api/"):
-                notes.append(f"{label}: skipped, the broker answers 404 (no JSON listing yet)")
-                log(notes[-1])
-                continue
             if status != 200:
                 notes.append(f"{label}: skipped, the broker answers {status}")
                 log(notes[-1])
