@@ -93,6 +93,11 @@ impl Mailer {
         })
     }
 
+    /// Whether mail stays in the outbox for the operator instead of being sent.
+    pub fn keeps_mail(&self) -> bool {
+        matches!(self.transport, Transport::Outbox(_))
+    }
+
     /// Where mail goes, for the operator: the outbox directory or the SMTP server.
     pub fn describe(&self) -> String {
         match &self.transport {

@@ -23,6 +23,9 @@ pub enum Unavailable {
     Rented,
     #[error("not verified")]
     NotVerified,
+    /// Its claims changed (new sandbox limits) since the last verification.
+    #[error("being verified again")]
+    Reverifying,
     #[error("sandbox not ready")]
     SandboxNotReady,
     #[error("no price")]
@@ -89,6 +92,16 @@ impl Listing {
         }
         if !self.verified() {
             return Err(Unavailable::NotVerified);
+        }
+        // A verification vouches for the claims it compared, not for ones
+        // made since.
+        if self
+            .device
+            .verification
+            .as_ref()
+            .is_some_and(|v| v.claimed != self.claimed())
+        {
+            return Err(Unavailable::Reverifying);
         }
         if self.device.sandbox_state.as_deref() != Some("ready") {
             return Err(Unavailable::SandboxNotReady);
@@ -340,6 +353,13 @@ mod tests {
     fn availability_says_why_not() {
         let mut l = market().remove(0);
         assert_eq!(l.availability(), Ok(()));
+        // New sandbox limits change the claims the last verification vouched for.
+        let hardware = l.device.hardware.clone().unwrap();
+        let mut capped = hardware.clone();
+        capped.memory_bytes = Some(1 << 28);
+        l.device.hardware = Some(capped);
+        assert_eq!(l.availability(), Err(Unavailable::Reverifying));
+        l.device.hardware = Some(hardware);
         l.device.sandbox_state = Some("wiping".into());
         assert_eq!(l.availability(), Err(Unavailable::SandboxNotReady));
         l.device.verification = None;

@@ -463,6 +463,9 @@ pub async fn rent(
     let ssh = started.ssh_command().unwrap_or_default();
     let to = &session.user.email;
     let mailed = match mailed {
+        Mailed::Sent if shared.mailer.keeps_mail() => {
+            format!("This broker sends no mail: the copy for {to} is in its operator's outbox.")
+        }
         Mailed::Sent => format!("A copy was emailed to {to}."),
         Mailed::Sending => format!("A copy is on its way to {to}."),
         Mailed::Failed => "The copy by email could not be sent.".into(),
