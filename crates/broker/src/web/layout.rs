@@ -16,7 +16,7 @@ header .brand { font-weight: 700; text-decoration: none; color: inherit; }
 header nav { display: flex; flex-wrap: wrap; gap: 1rem; align-items: center; flex: 1; }
 header nav .right { margin-left: auto; display: flex; gap: 1rem; align-items: center; }
 header nav a, header nav button { white-space: nowrap; }
-main { max-width: 52rem; margin: 0 auto; padding: 1rem; }
+main { max-width: 76rem; margin: 0 auto; padding: 1rem; }
 a { color: var(--accent); }
 form.stack { display: grid; gap: .75rem; max-width: 26rem; }
 label { display: grid; gap: .25rem; font-weight: 600; }
