@@ -6,10 +6,13 @@
 //! - [`rentals`]: renting a listed device, the renter's rentals, stopping one.
 //! - [`devices`]: an owner's devices: register, list, price and list on the
 //!   market, end a rental with a reason, remove.
+//! - [`admin`]: what only administrators do: see everything, suspend and
+//!   reinstate accounts and devices, lift sign-in locks, end any rental.
 //!
 //! A person reaches only what is theirs: another account's device or rental
 //! is reported exactly like one that does not exist.
 
+pub mod admin;
 pub mod devices;
 pub mod rentals;
 

@@ -5,7 +5,7 @@
 //!
 //! The JSON API does what the web pages do, through the same
 //! [`crate::actions`]: [`account`] (who am I, API tokens), [`market`],
-//! [`rentals`], [`devices`]. Its callers authenticate with an API token
+//! [`rentals`], [`devices`], and for administrators [`admin`]. Its callers authenticate with an API token
 //! ([`caller`]); bodies are bounded and parsed strictly ([`body`]). Every
 //! endpoint under `/api/v1` is listed once in [`endpoints`], and the
 //! OpenAPI document ([`openapi`]) describes exactly those.
@@ -17,6 +17,7 @@
 //! per endpoint.
 
 mod account;
+mod admin;
 mod body;
 mod caller;
 mod connect;
@@ -157,6 +158,29 @@ pub fn endpoints() -> Vec<(Method, &'static str, MethodRouter<Arc<Shared>>)> {
             Method::DELETE,
             "/api/v1/devices/{name}",
             delete(devices::remove),
+        ),
+        (Method::GET, "/api/v1/admin/users", get(admin::users)),
+        (
+            Method::PUT,
+            "/api/v1/admin/users/{email}/suspension",
+            put(admin::set_account_suspension),
+        ),
+        (
+            Method::POST,
+            "/api/v1/admin/users/{email}/unlock",
+            post(admin::unlock),
+        ),
+        (Method::GET, "/api/v1/admin/devices", get(admin::devices)),
+        (
+            Method::PUT,
+            "/api/v1/admin/devices/{name}/suspension",
+            put(admin::set_device_suspension),
+        ),
+        (Method::GET, "/api/v1/admin/rentals", get(admin::rentals)),
+        (
+            Method::POST,
+            "/api/v1/admin/rentals/{id}/end",
+            post(admin::end_rental),
         ),
     ]
 }

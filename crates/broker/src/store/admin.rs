@@ -1,9 +1,10 @@
-//! What the administrators' pages read: every account, device and rental
-//! with the names that make them recognisable; and device suspensions.
+//! What administrators read: every account, device and rental with the
+//! names that make them recognisable; and device suspensions.
 
 use rpibroker_wire::DeviceName;
 use rpibroker_wire::control::RentalId;
 use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
 
 use super::{Store, StoreError};
 use crate::time::UnixTime;
@@ -12,7 +13,7 @@ use crate::time::UnixTime;
 pub const MAX_ROWS: i64 = 500;
 
 /// An account, as administrators see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AdminUser {
     pub id: i64,
     pub email: String,
@@ -25,25 +26,28 @@ pub struct AdminUser {
 }
 
 /// A device, as administrators see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AdminDevice {
+    #[serde(skip)]
     pub id: i64,
     pub name: DeviceName,
     pub owner_email: Option<String>,
     pub listed: bool,
+    /// In minor units (cents).
+    #[serde(rename = "hourly_rate_cents")]
     pub hourly_rate: Option<i64>,
     pub suspension: Option<Suspension>,
 }
 
 /// Why and since when a device is suspended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Suspension {
     pub at: i64,
     pub reason: String,
 }
 
 /// A rental, as administrators see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AdminRental {
     pub id: RentalId,
     pub device: DeviceName,
@@ -139,6 +143,23 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The device whose rental `rental` has not ended, if it has not.
+    pub fn device_of_open_rental(
+        &self,
+        rental: &RentalId,
+    ) -> Result<Option<DeviceName>, StoreError> {
+        let conn = self.conn();
+        let name = conn
+            .query_row(
+                "SELECT d.name FROM rentals r JOIN devices d ON d.id = r.device_id
+                 WHERE r.id = ?1 AND r.state != 'ended'",
+                [rental.as_str()],
+                |r| name_of(0, r.get(0)?),
+            )
+            .optional()?;
+        Ok(name)
     }
 
     /// Suspends the device (taking it off the market) or reinstates it

@@ -13,46 +13,18 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::{Markup, html};
-use rpibroker_wire::DeviceName;
-use rpibroker_wire::control::RentalId;
 use serde::Deserialize;
 
 use super::layout::{Flash, page};
 use super::{current_session, html_response, signed_in_form};
-use crate::accounts::{Session, normalize_email};
+use crate::accounts::Session;
+use crate::actions::Actor;
+use crate::actions::admin::{self, AdminError, Device};
 use crate::broker::Shared;
 use crate::price::show_price;
-use crate::rental::{self, RentalError};
-use crate::store::{AdminDevice, AdminRental, AdminUser, StoreError, Suspension};
+use crate::rental;
+use crate::store::{AdminRental, AdminUser};
 use crate::time::UnixTime;
-
-/// Everything the administrators' page shows.
-struct Overview {
-    users: Vec<AdminUser>,
-    devices: Vec<(AdminDevice, bool)>,
-    rentals: Vec<AdminRental>,
-}
-
-async fn overview(shared: &Arc<Shared>) -> Result<Overview, StoreError> {
-    let registry = shared.registry.clone();
-    shared
-        .store
-        .blocking(move |s| {
-            Ok(Overview {
-                users: s.admin_users(UnixTime::now())?,
-                devices: s
-                    .admin_devices()?
-                    .into_iter()
-                    .map(|d| {
-                        let online = registry.is_online(&d.name);
-                        (d, online)
-                    })
-                    .collect(),
-                rentals: s.admin_rentals()?,
-            })
-        })
-        .await
-}
 
 fn not_found(session: &Session) -> Response {
     html_response(
@@ -107,7 +79,7 @@ fn users_table(session: &Session, users: &[AdminUser]) -> Markup {
     }
 }
 
-fn devices_table(session: &Session, devices: &[(AdminDevice, bool)]) -> Markup {
+fn devices_table(session: &Session, devices: &[Device]) -> Markup {
     html! {
         h2 id="devices" { "Devices" }
         @if devices.is_empty() {
@@ -116,7 +88,7 @@ fn devices_table(session: &Session, devices: &[(AdminDevice, bool)]) -> Markup {
             div.table-wrap { table {
                 thead { tr { th { "Device" } th { "Owner" } th { "State" } th { "Marketplace" } th { "" } } }
                 tbody {
-                    @for (d, online) in devices {
+                    @for Device { record: d, online } in devices {
                         tr data-testid={ "device-" (d.name) } {
                             td { strong { (d.name) } }
                             td { (d.owner_email.as_deref().unwrap_or("the operator")) }
@@ -171,7 +143,6 @@ fn rentals_table(session: &Session, rentals: &[AdminRental]) -> Markup {
                                 @if r.ended_at.is_none() {
                                     form.inline method="post" action="/admin/rentals/end" {
                                         input type="hidden" name="csrf" value=(session.csrf);
-                                        input type="hidden" name="name" value=(r.device);
                                         input type="hidden" name="rental" value=(r.id);
                                         input type="text" name="reason" required maxlength=(rental::MAX_REASON)
                                             placeholder="reason, shown to the renter" aria-label={ "reason to end the rental of " (r.device) };
@@ -193,7 +164,7 @@ async fn reply(
     status: StatusCode,
     flash: Option<Flash>,
 ) -> Response {
-    match overview(shared).await {
+    match admin::overview(shared, Actor::from(session)).await {
         Ok(o) => html_response(
             status,
             page(
@@ -209,6 +180,7 @@ async fn reply(
                 },
             ),
         ),
+        Err(AdminError::NotAdmin) => not_found(session),
         Err(e) => {
             tracing::error!(error = %e, "reading the administration overview failed");
             html_response(
@@ -226,27 +198,34 @@ async fn reply(
     }
 }
 
+/// The page for an action that was refused.
+async fn refused(shared: &Arc<Shared>, session: &Session, e: AdminError) -> Response {
+    let (status, message) = match e {
+        AdminError::NotAdmin => return not_found(session),
+        AdminError::NoSuchAccount => (StatusCode::NOT_FOUND, "No account has that email.".into()),
+        AdminError::OwnAccount => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "You cannot suspend your own account.".into(),
+        ),
+        AdminError::NoSuchDevice => (StatusCode::NOT_FOUND, "No device has that name.".into()),
+        AdminError::NoSuchRental => (StatusCode::NOT_FOUND, "No such rental is open.".into()),
+        AdminError::BadReason(why) => (StatusCode::UNPROCESSABLE_ENTITY, why),
+        AdminError::Store(e) => {
+            tracing::error!(error = %e, "an administrator's action failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The broker could not save that; try again later.".into(),
+            )
+        }
+    };
+    reply(shared, session, status, Some(Flash::Error(message))).await
+}
+
 pub async fn overview_page(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let Some((session, _)) = current_session(&shared, &headers).await else {
         return super::see_other("/signin");
     };
-    if !session.user.is_admin {
-        return not_found(&session);
-    }
     reply(&shared, &session, StatusCode::OK, None).await
-}
-
-/// The administrator behind a form, or the response for anyone else.
-async fn admin_form(
-    shared: &Arc<Shared>,
-    headers: &HeaderMap,
-    csrf: &str,
-) -> Result<Session, Response> {
-    let (session, _) = signed_in_form(shared, headers, csrf).await?;
-    if !session.user.is_admin {
-        return Err(not_found(&session));
-    }
-    Ok(session)
 }
 
 #[derive(Deserialize)]
@@ -265,66 +244,42 @@ pub async fn user_action(
     headers: HeaderMap,
     Form(form): Form<UserForm>,
 ) -> Response {
-    let session = match admin_form(&shared, &headers, &form.csrf).await {
-        Ok(s) => s,
+    let session = match signed_in_form(&shared, &headers, &form.csrf).await {
+        Ok((s, _)) => s,
         Err(response) => return response,
     };
-    let show = |status, flash| reply(&shared, &session, status, Some(flash));
-    let Ok(email) = normalize_email(&form.email) else {
-        return show(
-            StatusCode::NOT_FOUND,
-            Flash::Error("No account has that email.".into()),
-        )
-        .await;
-    };
-    if form.action == "suspend" && email == session.user.email {
-        return show(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Flash::Error("You cannot suspend your own account.".into()),
-        )
-        .await;
-    }
-    let action = form.action.clone();
-    let target = email.clone();
-    let done = shared
-        .store
-        .blocking(move |s| -> Result<bool, StoreError> {
-            match action.as_str() {
-                "suspend" => s.set_suspended(&target, Some(UnixTime::now().0)),
-                "unsuspend" => s.set_suspended(&target, None),
-                "unlock" => {
-                    s.clear_login_failures(&target)?;
-                    Ok(true)
-                }
-                _ => Ok(false),
-            }
-        })
-        .await;
-    match done {
-        Ok(true) => {
-            tracing::info!(admin = session.user.id, action = %form.action, "account changed by an administrator");
-            let what = match form.action.as_str() {
-                "suspend" => "is suspended and signed out everywhere",
-                "unsuspend" => "is reinstated",
-                _ => "can sign in again",
-            };
-            show(StatusCode::OK, Flash::Ok(format!("{email} {what}."))).await
+    let actor = Actor::from(&session);
+    let done = match form.action.as_str() {
+        "suspend" | "unsuspend" => {
+            let suspend = form.action == "suspend";
+            admin::set_account_suspension(&shared, actor, &form.email, suspend)
+                .await
+                .map(|s| {
+                    if suspend {
+                        format!("{} is suspended and signed out everywhere.", s.email)
+                    } else {
+                        format!("{} is reinstated.", s.email)
+                    }
+                })
         }
-        Ok(false) => {
-            show(
+        "unlock" => admin::unlock(&shared, actor, &form.email)
+            .await
+            .map(|email| format!("{email} can sign in again.")),
+        _ => {
+            return reply(
+                &shared,
+                &session,
                 StatusCode::NOT_FOUND,
-                Flash::Error("No account has that email, or that is not an action.".into()),
+                Some(Flash::Error(
+                    "No account has that email, or that is not an action.".into(),
+                )),
             )
-            .await
+            .await;
         }
-        Err(e) => {
-            tracing::error!(error = %e, "changing an account failed");
-            show(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Flash::Error("The broker could not save that; try again later.".into()),
-            )
-            .await
-        }
+    };
+    match done {
+        Ok(message) => reply(&shared, &session, StatusCode::OK, Some(Flash::Ok(message))).await,
+        Err(e) => refused(&shared, &session, e).await,
     }
 }
 
@@ -347,101 +302,34 @@ pub async fn device_action(
     headers: HeaderMap,
     Form(form): Form<DeviceForm>,
 ) -> Response {
-    let session = match admin_form(&shared, &headers, &form.csrf).await {
-        Ok(s) => s,
+    let session = match signed_in_form(&shared, &headers, &form.csrf).await {
+        Ok((s, _)) => s,
         Err(response) => return response,
     };
-    let show = |status, flash| reply(&shared, &session, status, Some(flash));
-    let Ok(name) = DeviceName::parse(&form.name) else {
-        return show(
-            StatusCode::NOT_FOUND,
-            Flash::Error("No device has that name.".into()),
-        )
-        .await;
-    };
-    let suspension = match form.action.as_str() {
-        "suspend" => match rental::parse_reason(&form.reason) {
-            Ok(reason) => Some(Suspension {
-                at: UnixTime::now().0,
-                reason,
-            }),
-            Err(_) => {
-                return show(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    Flash::Error(format!(
-                        "Give the owner a reason of 1 to {} characters.",
-                        rental::MAX_REASON
-                    )),
-                )
-                .await;
-            }
-        },
+    let reason = match form.action.as_str() {
+        "suspend" => Some(form.reason.as_str()),
         "unsuspend" => None,
         _ => {
-            return show(
+            return reply(
+                &shared,
+                &session,
                 StatusCode::UNPROCESSABLE_ENTITY,
-                Flash::Error("That is not an action.".into()),
+                Some(Flash::Error("That is not an action.".into())),
             )
             .await;
         }
     };
-    if let Some(s) = &suspension {
-        // The rental ends first, while the device can still be reached to
-        // wipe its sandbox; offline, the wipe waits for its return.
-        let why = format!("Ended by an administrator: {}", s.reason);
-        match rental::stop_rental(&shared, &name, None, Some(why)).await {
-            Ok(_) | Err(RentalError::NotRented(_)) | Err(RentalError::Device(..)) => {}
-            Err(RentalError::NoSuchDevice(_)) => {
-                return show(
-                    StatusCode::NOT_FOUND,
-                    Flash::Error("No device has that name.".into()),
-                )
-                .await;
-            }
-            Err(e) => {
-                tracing::warn!(device = %name, error = %e, "ending the rental of a device being suspended failed");
-            }
-        }
-    }
-    let suspending = suspension.is_some();
-    let target = name.clone();
-    let done = shared
-        .store
-        .blocking(move |s| s.set_device_suspension(&target, suspension))
-        .await;
-    match done {
-        Ok(true) => {
-            if suspending && let Some((generation, _)) = shared.registry.credential(&name) {
-                shared.registry.kick_generation(
-                    &name,
-                    generation,
-                    "the device was suspended by the broker's administrators",
-                );
-            }
-            shared.registry.access.refresh(&name).await;
-            tracing::info!(admin = session.user.id, device = %name, suspended = suspending, "device changed by an administrator");
-            let what = if suspending {
+    match admin::set_device_suspension(&shared, Actor::from(&session), &form.name, reason).await {
+        Ok(done) => {
+            let what = if done.suspension.is_some() {
                 "is suspended: it cannot connect and is off the market"
             } else {
                 "is reinstated; its owner can list it again"
             };
-            show(StatusCode::OK, Flash::Ok(format!("{name} {what}."))).await
+            let message = format!("{} {what}.", done.device);
+            reply(&shared, &session, StatusCode::OK, Some(Flash::Ok(message))).await
         }
-        Ok(false) => {
-            show(
-                StatusCode::NOT_FOUND,
-                Flash::Error("No device has that name.".into()),
-            )
-            .await
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "changing a device's suspension failed");
-            show(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Flash::Error("The broker could not save that; try again later.".into()),
-            )
-            .await
-        }
+        Err(e) => refused(&shared, &session, e).await,
     }
 }
 
@@ -449,8 +337,6 @@ pub async fn device_action(
 pub struct EndForm {
     #[serde(default)]
     csrf: String,
-    #[serde(default)]
-    name: String,
     #[serde(default)]
     rental: String,
     #[serde(default)]
@@ -463,49 +349,31 @@ pub async fn end_rental(
     headers: HeaderMap,
     Form(form): Form<EndForm>,
 ) -> Response {
-    let session = match admin_form(&shared, &headers, &form.csrf).await {
-        Ok(s) => s,
+    let session = match signed_in_form(&shared, &headers, &form.csrf).await {
+        Ok((s, _)) => s,
         Err(response) => return response,
     };
-    let show = |status, flash| reply(&shared, &session, status, Some(flash));
-    let reason = match rental::parse_reason(&form.reason) {
-        Ok(r) => format!("Ended by an administrator: {r}"),
-        Err(e) => return show(StatusCode::UNPROCESSABLE_ENTITY, Flash::Error(e)).await,
-    };
-    let (Ok(name), Ok(id)) = (DeviceName::parse(&form.name), RentalId::parse(&form.rental)) else {
-        return show(
-            StatusCode::NOT_FOUND,
-            Flash::Error("No such rental is open.".into()),
-        )
-        .await;
-    };
-    match rental::stop_rental(&shared, &name, Some(&id), Some(reason)).await {
-        Ok(_) => {
-            tracing::info!(admin = session.user.id, device = %name, rental = %id, "rental ended by an administrator");
-            show(
-                StatusCode::OK,
-                Flash::Ok(format!(
-                    "The rental of {name} ended; its sandbox was wiped."
-                )),
-            )
-            .await
+    match admin::end_rental(&shared, Actor::from(&session), &form.rental, &form.reason).await {
+        Ok(ended) if ended.wiped => {
+            let message = format!(
+                "The rental of {} ended; its sandbox was wiped.",
+                ended.device
+            );
+            reply(&shared, &session, StatusCode::OK, Some(Flash::Ok(message))).await
         }
-        Err(RentalError::NotRented(_) | RentalError::NoSuchDevice(_)) => {
-            show(
-                StatusCode::NOT_FOUND,
-                Flash::Error("No such rental is open.".into()),
-            )
-            .await
-        }
-        Err(e) => {
-            tracing::warn!(device = %name, error = %e, "ending a rental failed");
-            show(
+        Ok(ended) => {
+            let message = format!(
+                "The rental of {} is ending; the device is wiped as soon as it is reachable.",
+                ended.device
+            );
+            reply(
+                &shared,
+                &session,
                 StatusCode::ACCEPTED,
-                Flash::Ok(format!(
-                    "The rental of {name} is ending; the device is wiped as soon as it is reachable."
-                )),
+                Some(Flash::Ok(message)),
             )
             .await
         }
+        Err(e) => refused(&shared, &session, e).await,
     }
 }

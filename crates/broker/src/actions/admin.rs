@@ -1,0 +1,283 @@
+//! What only administrators do: see every account, device and rental;
+//! suspend or reinstate an account; lift a sign-in lock; suspend a device
+//! (ending its rental first, cutting its session) or reinstate it; end
+//! anyone's rental with a reason its renter sees.
+//!
+//! To anyone else these actions do not exist: they answer
+//! [`AdminError::NotAdmin`], which the pages and the API report like an
+//! unknown address.
+
+use std::sync::Arc;
+
+use rpibroker_wire::DeviceName;
+use rpibroker_wire::control::RentalId;
+use serde::Serialize;
+
+use super::Actor;
+use crate::accounts::normalize_email;
+use crate::broker::Shared;
+use crate::rental::{self, RentalError};
+use crate::store::{AdminDevice, AdminRental, AdminUser, StoreError, Suspension};
+use crate::time::UnixTime;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("only administrators may do this")]
+    NotAdmin,
+    #[error("no account has that email")]
+    NoSuchAccount,
+    #[error("you cannot suspend your own account")]
+    OwnAccount,
+    #[error("no device has that name")]
+    NoSuchDevice,
+    #[error("no such rental is open")]
+    NoSuchRental,
+    #[error("{0}")]
+    BadReason(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A device as administrators see it, with whether it is connected now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Device {
+    #[serde(flatten)]
+    pub record: AdminDevice,
+    pub online: bool,
+}
+
+/// Everything the administrators' page shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overview {
+    pub users: Vec<AdminUser>,
+    pub devices: Vec<Device>,
+    pub rentals: Vec<AdminRental>,
+}
+
+/// An account whose suspension was set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountSuspension {
+    pub email: String,
+    pub suspended: bool,
+}
+
+/// A device whose suspension was set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceSuspension {
+    pub device: DeviceName,
+    pub suspension: Option<Suspension>,
+}
+
+/// A rental an administrator ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ended {
+    pub rental: RentalId,
+    pub device: DeviceName,
+    /// True when the sandbox is already wiped; false when the device could
+    /// not be reached and is wiped as soon as it is.
+    pub wiped: bool,
+}
+
+fn admin(actor: Actor) -> Result<(), AdminError> {
+    if actor.is_admin && !actor.suspended {
+        Ok(())
+    } else {
+        Err(AdminError::NotAdmin)
+    }
+}
+
+/// Every account, newest first.
+pub async fn users(shared: &Arc<Shared>, actor: Actor) -> Result<Vec<AdminUser>, AdminError> {
+    admin(actor)?;
+    Ok(shared
+        .store
+        .blocking(|s| s.admin_users(UnixTime::now()))
+        .await?)
+}
+
+/// Every device, by name, with whether it is online.
+pub async fn devices(shared: &Arc<Shared>, actor: Actor) -> Result<Vec<Device>, AdminError> {
+    admin(actor)?;
+    let records = shared.store.blocking(|s| s.admin_devices()).await?;
+    Ok(records
+        .into_iter()
+        .map(|record| Device {
+            online: shared.registry.is_online(&record.name),
+            record,
+        })
+        .collect())
+}
+
+/// Rentals that have not ended, then the latest ended ones.
+pub async fn rentals(shared: &Arc<Shared>, actor: Actor) -> Result<Vec<AdminRental>, AdminError> {
+    admin(actor)?;
+    Ok(shared.store.blocking(|s| s.admin_rentals()).await?)
+}
+
+/// Accounts, devices and rentals together.
+pub async fn overview(shared: &Arc<Shared>, actor: Actor) -> Result<Overview, AdminError> {
+    Ok(Overview {
+        users: users(shared, actor).await?,
+        devices: devices(shared, actor).await?,
+        rentals: rentals(shared, actor).await?,
+    })
+}
+
+/// Suspends the account with `email` (ending its sessions and taking its
+/// devices off the market) or reinstates it. Administrators cannot suspend
+/// their own account.
+pub async fn set_account_suspension(
+    shared: &Arc<Shared>,
+    actor: Actor,
+    email: &str,
+    suspended: bool,
+) -> Result<AccountSuspension, AdminError> {
+    admin(actor)?;
+    let email = normalize_email(email).map_err(|_| AdminError::NoSuchAccount)?;
+    let target = email.clone();
+    let found = shared
+        .store
+        .blocking(move |s| s.user_by_email(&target))
+        .await?
+        .ok_or(AdminError::NoSuchAccount)?;
+    if suspended && found.id == actor.id {
+        return Err(AdminError::OwnAccount);
+    }
+    let at = suspended.then(|| UnixTime::now().0);
+    let target = email.clone();
+    if !shared
+        .store
+        .blocking(move |s| s.set_suspended(&target, at))
+        .await?
+    {
+        return Err(AdminError::NoSuchAccount);
+    }
+    tracing::info!(
+        admin = actor.id,
+        account = found.id,
+        suspended,
+        "account suspension set by an administrator"
+    );
+    Ok(AccountSuspension { email, suspended })
+}
+
+/// Lifts the sign-in lock that failed attempts put on the account with
+/// `email`; returns the account's email.
+pub async fn unlock(shared: &Arc<Shared>, actor: Actor, email: &str) -> Result<String, AdminError> {
+    admin(actor)?;
+    let email = normalize_email(email).map_err(|_| AdminError::NoSuchAccount)?;
+    let target = email.clone();
+    let found = shared
+        .store
+        .blocking(move |s| {
+            let Some(user) = s.user_by_email(&target)? else {
+                return Ok(None);
+            };
+            s.clear_login_failures(&target)?;
+            Ok::<_, StoreError>(Some(user.id))
+        })
+        .await?
+        .ok_or(AdminError::NoSuchAccount)?;
+    tracing::info!(
+        admin = actor.id,
+        account = found,
+        "sign-in lock lifted by an administrator"
+    );
+    Ok(email)
+}
+
+/// Suspends the device called `name` with a reason its owner sees, or
+/// reinstates it (`reason` is `None`). Suspending ends its rental first
+/// (while the device can still be reached to wipe its sandbox), takes it
+/// off the market and cuts its session; it cannot connect until
+/// reinstated.
+pub async fn set_device_suspension(
+    shared: &Arc<Shared>,
+    actor: Actor,
+    name: &str,
+    reason: Option<&str>,
+) -> Result<DeviceSuspension, AdminError> {
+    admin(actor)?;
+    let name = DeviceName::parse(name).map_err(|_| AdminError::NoSuchDevice)?;
+    let suspension = match reason {
+        Some(text) => Some(Suspension {
+            at: UnixTime::now().0,
+            reason: rental::parse_reason(text).map_err(|_| {
+                AdminError::BadReason(format!(
+                    "Give the owner a reason of 1 to {} characters.",
+                    rental::MAX_REASON
+                ))
+            })?,
+        }),
+        None => None,
+    };
+    if let Some(s) = &suspension {
+        // Offline, the wipe waits for the device's return.
+        let why = format!("Ended by an administrator: {}", s.reason);
+        match rental::stop_rental(shared, &name, None, Some(why)).await {
+            Ok(_) | Err(RentalError::NotRented(_)) | Err(RentalError::Device(..)) => {}
+            Err(RentalError::NoSuchDevice(_)) => return Err(AdminError::NoSuchDevice),
+            Err(e) => {
+                tracing::warn!(device = %name, error = %e, "ending the rental of a device being suspended failed");
+            }
+        }
+    }
+    let (target, saved) = (name.clone(), suspension.clone());
+    if !shared
+        .store
+        .blocking(move |s| s.set_device_suspension(&target, saved))
+        .await?
+    {
+        return Err(AdminError::NoSuchDevice);
+    }
+    let suspending = suspension.is_some();
+    if suspending && let Some((generation, _)) = shared.registry.credential(&name) {
+        shared.registry.kick_generation(
+            &name,
+            generation,
+            "the device was suspended by the broker's administrators",
+        );
+    }
+    shared.registry.access.refresh(&name).await;
+    tracing::info!(admin = actor.id, device = %name, suspended = suspending, "device suspension set by an administrator");
+    Ok(DeviceSuspension {
+        device: name,
+        suspension,
+    })
+}
+
+/// Ends the open rental with id `rental`, whoever rents it, with a reason
+/// its renter sees.
+pub async fn end_rental(
+    shared: &Arc<Shared>,
+    actor: Actor,
+    rental: &str,
+    reason: &str,
+) -> Result<Ended, AdminError> {
+    admin(actor)?;
+    let reason = rental::parse_reason(reason).map_err(AdminError::BadReason)?;
+    let id = RentalId::parse(rental).map_err(|_| AdminError::NoSuchRental)?;
+    let lookup = id.clone();
+    let device = shared
+        .store
+        .blocking(move |s| s.device_of_open_rental(&lookup))
+        .await?
+        .ok_or(AdminError::NoSuchRental)?;
+    let why = format!("Ended by an administrator: {reason}");
+    let wiped = match rental::stop_rental(shared, &device, Some(&id), Some(why)).await {
+        Ok(_) => true,
+        Err(RentalError::NotRented(_) | RentalError::NoSuchDevice(_)) => {
+            return Err(AdminError::NoSuchRental);
+        }
+        Err(e) => {
+            tracing::warn!(%device, error = %e, "ending a rental failed");
+            false
+        }
+    };
+    tracing::info!(admin = actor.id, %device, rental = %id, "rental ended by an administrator");
+    Ok(Ended {
+        rental: id,
+        device,
+        wiped,
+    })
+}
