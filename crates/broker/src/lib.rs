@@ -31,6 +31,8 @@
 //!   rental ends, and scheduled verification.
 //! - [`verify`]: measuring a sandbox through the tunnel and comparing with the claims.
 //! - [`rental`]: starting and stopping rentals (provision, wipe).
+//! - [`ledger`]: money: currencies, accounts and balanced transfers, kept
+//!   double-entry in the store.
 //! - [`sandbox_limits`]: an owner changing their sandbox's CPU, memory and disk limits.
 //! - [`device_cmd`], [`rental_cmd`], [`admin_cmd`], [`cli`]: the command line.
 //! - [`enroll`]: a new device's agent config and start commands.
@@ -52,6 +54,7 @@ pub mod edge;
 pub mod enroll;
 pub mod gate;
 pub mod host_key;
+pub mod ledger;
 pub mod mail;
 pub mod market;
 pub mod notify;

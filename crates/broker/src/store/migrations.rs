@@ -35,6 +35,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!("0010_uptime_and_rental_rate"),
     migration!("0011_device_suspensions"),
     migration!("0012_rental_ending_at"),
+    migration!("0013_ledger"),
 ];
 
 /// How many migrations databases counted by `user_version` always applied

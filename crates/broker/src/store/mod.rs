@@ -11,6 +11,7 @@
 mod accounts;
 mod admin;
 mod api_tokens;
+mod ledger;
 mod listings;
 mod migrations;
 mod password_resets;
@@ -20,6 +21,7 @@ mod uptime;
 pub use accounts::{SessionRecord, UserRecord};
 pub use admin::{AdminDevice, AdminRental, AdminUser, Suspension};
 pub use api_tokens::ApiTokenRecord;
+pub use ledger::{CurrencyTotal, Posted};
 pub use listings::ListedDevice;
 pub use password_resets::PasswordResetRecord;
 pub use sandboxes::{AccessFacts, RentalRecord, RentalState, RenterTerms, VerificationRecord};
@@ -43,6 +45,8 @@ pub enum StoreError {
     NoSuchDevice(DeviceName),
     #[error("an account with this email address already exists")]
     EmailTaken,
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
     /// The device's hourly rate now, which is not the one agreed.
     #[error("the price changed since it was shown")]
     RateChanged(Option<i64>),
