@@ -1,6 +1,6 @@
 //! The `rpibroker admin …` commands: create administrators, lift sign-in
-//! locks, suspend accounts. They work on the store directly, like the device
-//! commands.
+//! locks, suspend accounts, credit wallets with money received outside the
+//! broker. They work on the store directly, like the device commands.
 
 use std::io::BufRead;
 
@@ -9,8 +9,9 @@ use anyhow::{Context, bail};
 use crate::accounts::{self, AccountError};
 use crate::broker::create_private_dir;
 use crate::cli::AdminCommand;
+use crate::ledger::{Account, Currency, Transfer, TransferId};
 use crate::settings::Settings;
-use crate::store::Store;
+use crate::store::{Posted, Store};
 use crate::time::UnixTime;
 
 pub fn run(settings: &Settings, command: AdminCommand) -> anyhow::Result<()> {
@@ -69,6 +70,12 @@ pub fn run(settings: &Settings, command: AdminCommand) -> anyhow::Result<()> {
             println!("{email} is suspended: its sessions ended and it cannot sign in.");
             Ok(())
         }
+        AdminCommand::Credit {
+            email,
+            amount,
+            reference,
+            currency,
+        } => credit(&store, &email, &amount, &reference, &currency),
         AdminCommand::Unsuspend { email } => {
             let email = accounts::normalize_email(&email)?;
             if !store.set_suspended(&email, None)? {
@@ -78,4 +85,47 @@ pub fn run(settings: &Settings, command: AdminCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Credits `email`'s wallet from the `manual` clearing account, once per
+/// reference.
+fn credit(
+    store: &Store,
+    email: &str,
+    amount: &str,
+    reference: &str,
+    currency: &str,
+) -> anyhow::Result<()> {
+    let email = accounts::normalize_email(email)?;
+    let Some(user) = store.user_by_email(&email)? else {
+        bail!("no account with the email address {email}");
+    };
+    let cents = crate::price::parse_price(amount)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("the amount")?;
+    if cents == 0 {
+        bail!("the amount must be more than zero");
+    }
+    let currency = Currency::parse(currency)?;
+    let id = TransferId::derive("credit:manual", &[reference])
+        .context("the reference (printable ASCII without spaces, at most about 100 characters)")?;
+    let transfer = Transfer::simple(
+        id,
+        currency.clone(),
+        &format!("credit from the operator, reference {reference}"),
+        Account::Clearing("manual".into()),
+        Account::Wallet(user.id),
+        cents,
+    )?;
+    let shown = format!("{} {currency}", crate::price::show_price(cents));
+    match store.post(&transfer, UnixTime::now())? {
+        Posted::Now => println!("{email}'s wallet is credited {shown} (reference {reference})."),
+        Posted::Already => println!("Reference {reference} was already credited; nothing changed."),
+    }
+    let balance = store.balance(&Account::Wallet(user.id), &currency)?;
+    println!(
+        "{email}'s wallet holds {} {currency}.",
+        crate::price::show_price(balance)
+    );
+    Ok(())
 }

@@ -62,6 +62,22 @@ pub enum AdminCommand {
     Suspend { email: String },
     /// Let a suspended account sign in again.
     Unsuspend { email: String },
+    /// Credit an account's wallet with money received outside the broker's
+    /// payment providers (a bank transfer, cash).
+    ///
+    /// The reference names the payment: crediting the same reference again
+    /// changes nothing, so a retry never credits twice.
+    Credit {
+        email: String,
+        /// The amount, like 12.50.
+        amount: String,
+        /// What identifies the payment, e.g. the bank transfer's reference.
+        #[arg(long)]
+        reference: String,
+        /// ISO 4217 code of the currency.
+        #[arg(long, default_value = "USD")]
+        currency: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -17,7 +17,7 @@ use super::Actor;
 use crate::accounts::normalize_email;
 use crate::broker::Shared;
 use crate::rental::{self, RentalError};
-use crate::store::{AdminDevice, AdminRental, AdminUser, StoreError, Suspension};
+use crate::store::{AdminDevice, AdminRental, AdminUser, CurrencyTotal, StoreError, Suspension};
 use crate::time::UnixTime;
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +52,14 @@ pub struct Overview {
     pub users: Vec<AdminUser>,
     pub devices: Vec<Device>,
     pub rentals: Vec<AdminRental>,
+    pub ledger: LedgerCheck,
+}
+
+/// The ledger's sums per currency (always zero) and anything wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerCheck {
+    pub totals: Vec<CurrencyTotal>,
+    pub problems: Vec<String>,
 }
 
 /// An account whose suspension was set.
@@ -120,7 +128,23 @@ pub async fn overview(shared: &Arc<Shared>, actor: Actor) -> Result<Overview, Ad
         users: users(shared, actor).await?,
         devices: devices(shared, actor).await?,
         rentals: rentals(shared, actor).await?,
+        ledger: ledger_check(shared, actor).await?,
     })
+}
+
+/// Checks the ledger: the sum of every account per currency, and every
+/// broken invariant in words.
+pub async fn ledger_check(shared: &Arc<Shared>, actor: Actor) -> Result<LedgerCheck, AdminError> {
+    admin(actor)?;
+    Ok(shared
+        .store
+        .blocking(|s| -> Result<_, StoreError> {
+            Ok(LedgerCheck {
+                totals: s.ledger_totals()?,
+                problems: s.ledger_problems()?,
+            })
+        })
+        .await?)
 }
 
 /// Suspends the account with `email` (ending its sessions and taking its

@@ -16,6 +16,17 @@ pub enum Posted {
     Already,
 }
 
+/// One movement of a person's wallet or payable account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Movement {
+    pub at: i64,
+    pub transfer: String,
+    pub memo: String,
+    pub currency: Currency,
+    pub account: Account,
+    pub amount: i64,
+}
+
 /// The sum of every account of one currency; always zero.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CurrencyTotal {
@@ -130,6 +141,70 @@ impl Store {
             )
             .optional()?
             .unwrap_or(0))
+    }
+
+    /// The wallet and payable balances of account `user`, by currency.
+    pub fn balances_of_user(&self, user: i64) -> Result<Vec<(Account, Currency, i64)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT kind, currency, balance FROM ledger_accounts
+             WHERE kind IN ('wallet', 'payable') AND holder = ?1 ORDER BY kind DESC, currency",
+        )?;
+        let rows = stmt.query_map([user.to_string()], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (kind, currency, balance) = row?;
+            if let Some(account) = account_of(&kind, &user.to_string()) {
+                out.push((account, Currency::parse(&currency)?, balance));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The latest `limit` movements of account `user`'s wallet and payable,
+    /// newest first.
+    pub fn movements_of_user(&self, user: i64, limit: i64) -> Result<Vec<Movement>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT t.at, t.id, t.memo, a.currency, a.kind, e.amount
+             FROM ledger_entries e
+             JOIN ledger_accounts a ON a.id = e.account_id
+             JOIN ledger_transfers t ON t.id = e.transfer_id
+             WHERE a.kind IN ('wallet', 'payable') AND a.holder = ?1
+             ORDER BY t.at DESC, e.rowid DESC LIMIT ?2",
+        )?;
+        let holder = user.to_string();
+        let rows = stmt.query_map(params![holder, limit], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (at, transfer, memo, currency, kind, amount) = row?;
+            if let Some(account) = account_of(&kind, &holder) {
+                out.push(Movement {
+                    at,
+                    transfer,
+                    memo,
+                    currency: Currency::parse(&currency)?,
+                    account,
+                    amount,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// The sum of every account, per currency.

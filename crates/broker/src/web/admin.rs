@@ -19,7 +19,7 @@ use super::layout::{Flash, page};
 use super::{current_session, html_response, signed_in_form};
 use crate::accounts::Session;
 use crate::actions::Actor;
-use crate::actions::admin::{self, AdminError, Device};
+use crate::actions::admin::{self, AdminError, Device, LedgerCheck};
 use crate::broker::Shared;
 use crate::price::show_price;
 use crate::rental;
@@ -158,6 +158,37 @@ fn rentals_table(session: &Session, rentals: &[AdminRental]) -> Markup {
     }
 }
 
+fn ledger_section(check: &LedgerCheck) -> Markup {
+    html! {
+        h2 id="ledger" { "Ledger" }
+        @if check.problems.is_empty() {
+            p.flash.ok data-testid="ledger-state" { "The ledger is whole: every currency's accounts sum to zero and every balance matches its entries." }
+        } @else {
+            div.flash.error role="alert" data-testid="ledger-state" {
+                p { "The ledger is broken:" }
+                ul { @for p in &check.problems { li { (p) } } }
+            }
+        }
+        @if check.totals.is_empty() {
+            div.empty { p { "No money has moved yet." } }
+        } @else {
+            div.table-wrap { table {
+                thead { tr { th { "Currency" } th { "Sum of all accounts" } th { "Accounts" } th { "Transfers" } } }
+                tbody {
+                    @for t in &check.totals {
+                        tr data-testid={ "ledger-" (t.currency) } {
+                            td { (t.currency) }
+                            td { (t.sum) }
+                            td { (t.accounts) }
+                            td { (t.transfers) }
+                        }
+                    }
+                }
+            } }
+        }
+    }
+}
+
 async fn reply(
     shared: &Arc<Shared>,
     session: &Session,
@@ -173,10 +204,11 @@ async fn reply(
                 flash,
                 html! {
                     h1 { "Administration" }
-                    nav aria-label="sections" { a href="#users" { "Accounts" } " · " a href="#devices" { "Devices" } " · " a href="#rentals" { "Rentals" } }
+                    nav aria-label="sections" { a href="#users" { "Accounts" } " · " a href="#devices" { "Devices" } " · " a href="#rentals" { "Rentals" } " · " a href="#ledger" { "Ledger" } }
                     (users_table(session, &o.users))
                     (devices_table(session, &o.devices))
                     (rentals_table(session, &o.rentals))
+                    (ledger_section(&o.ledger))
                 },
             ),
         ),

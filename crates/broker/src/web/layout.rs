@@ -73,6 +73,7 @@ pub fn page(
                         @if let Some(s) = session {
                             a href="/devices" { "My devices" }
                             a href="/rentals" { "My rentals" }
+                            a href="/wallet" { "Wallet" }
                             @if s.user.is_admin { a href="/admin" { "Admin" } }
                         }
                         div.right {

@@ -6,6 +6,7 @@
 //! - [`market`]: the marketplace page, device pages, renting and my rentals.
 //! - [`devices`]: the owner's devices and device registration.
 //! - [`admin`]: the administrators' overview and actions.
+//! - [`wallet`]: a person's balances and their movements.
 //! - [`limit`]: per-address rate limits.
 //! - [`limits`]: the owner's sandbox limits (CPU, memory, disk) on My devices.
 //! - [`reset`]: password reset by email.
@@ -24,6 +25,7 @@ pub mod limit;
 pub mod limits;
 pub mod market;
 pub mod reset;
+pub mod wallet;
 
 use std::sync::Arc;
 
@@ -124,6 +126,7 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/rent", post(market::rent))
         .route("/rentals", get(market::rentals))
         .route("/rentals/stop", post(market::stop))
+        .route("/wallet", get(wallet::wallet_page))
         .route("/admin", get(admin::overview_page))
         .route("/admin/users", post(admin::user_action))
         .route("/admin/devices", post(admin::device_action))

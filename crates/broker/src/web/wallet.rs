@@ -1,0 +1,106 @@
+//! The wallet page: what a person has paid in and not spent, what the
+//! broker owes them for their devices' rentals, and every movement of the
+//! two, from the ledger.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use maud::{Markup, html};
+
+use super::layout::{Flash, page};
+use super::{current_session, html_response, see_other};
+use crate::broker::Shared;
+use crate::ledger::{Account, Currency};
+use crate::price::show_price;
+use crate::store::{Movement, StoreError};
+
+/// Movements the page lists.
+const SHOWN: i64 = 100;
+
+/// An amount with its sign and currency, e.g. `-1.50 USD`.
+fn money(cents: i64, currency: &Currency) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    format!("{sign}{} {currency}", show_price(cents.abs()))
+}
+
+fn what(account: &Account) -> &'static str {
+    match account {
+        Account::Payable(_) => "Owed to you",
+        _ => "Wallet",
+    }
+}
+
+fn content(balances: &[(Account, Currency, i64)], movements: &[Movement]) -> Markup {
+    html! {
+        h1 { "Wallet" }
+        @if balances.is_empty() {
+            div.empty { p { "No money has moved through your account yet." } }
+        } @else {
+            div.table-wrap { table {
+                thead { tr { th { "Account" } th { "Balance" } } }
+                tbody {
+                    @for (account, currency, balance) in balances {
+                        tr data-testid={ "balance-" (account.key().0) "-" (currency) } {
+                            td { (what(account)) }
+                            td { (money(*balance, currency)) }
+                        }
+                    }
+                }
+            } }
+            h2 { "Movements" }
+            div.table-wrap { table {
+                thead { tr { th { "When" } th { "Account" } th { "Amount" } th { "What" } } }
+                tbody {
+                    @for m in movements {
+                        tr {
+                            td { (crate::time::UnixTime(m.at).ago(crate::time::UnixTime::now())) }
+                            td { (what(&m.account)) }
+                            td { (money(m.amount, &m.currency)) }
+                            td { (m.memo) br; span.hint { (m.transfer) } }
+                        }
+                    }
+                }
+            } }
+        }
+    }
+}
+
+pub async fn wallet_page(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let Some((session, _)) = current_session(&shared, &headers).await else {
+        return see_other("/signin");
+    };
+    let user = session.user.id;
+    let read = shared
+        .store
+        .blocking(move |s| -> Result<_, StoreError> {
+            Ok((s.balances_of_user(user)?, s.movements_of_user(user, SHOWN)?))
+        })
+        .await;
+    match read {
+        Ok((balances, movements)) => html_response(
+            StatusCode::OK,
+            page(
+                "Wallet",
+                Some(&session),
+                None,
+                content(&balances, &movements),
+            ),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "reading a wallet failed");
+            html_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                page(
+                    "Wallet",
+                    Some(&session),
+                    Some(Flash::Error(
+                        "The broker could not read your wallet; try again later.".into(),
+                    )),
+                    html! {},
+                ),
+            )
+        }
+    }
+}
