@@ -174,6 +174,7 @@ impl Broker {
             shared.store.clone(),
             shutdown.clone(),
         ));
+        tasks.spawn(crate::billing::run(shared.clone(), shutdown.clone()));
         let presence = tokio::spawn(self.presence.run(Arc::downgrade(&shared.registry)));
         while tasks.join_next().await.is_some() {}
         shared.registry.kick_all("the broker is shutting down");

@@ -68,6 +68,8 @@ impl fmt::Display for Currency {
 pub enum Account {
     /// What a renter has paid in and not yet spent; never negative.
     Wallet(i64),
+    /// A renter's money set aside for the rental hour under way.
+    Held(i64),
     /// What the broker owes an owner for their devices' rentals.
     Payable(i64),
     /// The broker's fees.
@@ -84,6 +86,7 @@ impl Account {
     pub fn key(&self) -> (&'static str, String) {
         match self {
             Account::Wallet(user) => ("wallet", user.to_string()),
+            Account::Held(user) => ("held", user.to_string()),
             Account::Payable(user) => ("payable", user.to_string()),
             Account::Revenue => ("revenue", String::new()),
             Account::Clearing(provider) => ("clearing", provider.clone()),
@@ -93,7 +96,10 @@ impl Account {
 
     /// Whether the account may never go below zero.
     pub fn never_negative(&self) -> bool {
-        matches!(self, Account::Wallet(_) | Account::Payable(_))
+        matches!(
+            self,
+            Account::Wallet(_) | Account::Held(_) | Account::Payable(_)
+        )
     }
 }
 
@@ -101,6 +107,7 @@ impl fmt::Display for Account {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Account::Wallet(u) => write!(f, "wallet of account {u}"),
+            Account::Held(u) => write!(f, "money held for account {u}'s rentals"),
             Account::Payable(u) => write!(f, "payable to account {u}"),
             Account::Revenue => f.write_str("broker revenue"),
             Account::Clearing(p) => write!(f, "{p} clearing"),

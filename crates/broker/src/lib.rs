@@ -33,6 +33,8 @@
 //! - [`rental`]: starting and stopping rentals (provision, wipe).
 //! - [`ledger`]: money: currencies, accounts and balanced transfers, kept
 //!   double-entry in the store.
+//! - [`billing`]: holding and charging rentals per hour for the time their
+//!   device was reachable.
 //! - [`sandbox_limits`]: an owner changing their sandbox's CPU, memory and disk limits.
 //! - [`device_cmd`], [`rental_cmd`], [`admin_cmd`], [`cli`]: the command line.
 //! - [`enroll`]: a new device's agent config and start commands.
@@ -46,6 +48,7 @@ pub mod accounts;
 pub mod actions;
 pub mod admin_cmd;
 pub mod api;
+pub mod billing;
 pub mod broker;
 pub mod cli;
 pub mod control;

@@ -52,6 +52,8 @@ pub struct Settings {
     pub visitor_stall_timeout: Duration,
     /// How the broker sends mail, and as whom.
     pub mail: MailSettings,
+    /// Whether and how rentals are charged.
+    pub billing: crate::billing::settings::BillingSettings,
 }
 
 /// The config file. Every key is optional; unknown keys are an error.
@@ -76,6 +78,8 @@ pub struct FileSettings {
     pub visitor_stall_timeout_secs: Option<u64>,
     /// The `[mail]` table.
     pub mail: Option<FileMail>,
+    /// The `[billing]` table.
+    pub billing: Option<crate::billing::settings::FileBilling>,
 }
 
 /// Settings given by flag or environment variable.
@@ -209,6 +213,8 @@ impl Settings {
             &domain,
         )
         .context("mail settings")?;
+        let billing = crate::billing::settings::resolve(file.billing.unwrap_or_default())
+            .context("billing settings")?;
         let secs = |v: Option<u64>, default: u64| Duration::from_secs(v.unwrap_or(default).max(1));
         let settings = Self {
             data_dir,
@@ -235,6 +241,7 @@ impl Settings {
             ssh_idle_timeout: secs(file.ssh_idle_timeout_secs, 600),
             visitor_stall_timeout: secs(file.visitor_stall_timeout_secs, 10),
             mail,
+            billing,
         };
         settings.check()?;
         Ok(settings)

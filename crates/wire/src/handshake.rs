@@ -82,6 +82,8 @@ pub enum ErrorCode {
     LimitReached,
     /// The owner changed the device's price after the renter saw it.
     PriceChanged,
+    /// The renter's wallet cannot cover the first hour.
+    InsufficientFunds,
     /// The device cannot be rented now (offline, unverified, not ready...).
     DeviceUnavailable,
     /// Someone else rents the device (or won the race for it).

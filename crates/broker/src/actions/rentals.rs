@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::Actor;
 use crate::broker::Shared;
+use crate::ledger::Account;
 use crate::mail;
 use crate::market::{self, Unavailable};
 use crate::rental::{self, RentalError, Started};
@@ -34,6 +35,9 @@ pub enum RentError {
     PriceChanged(DeviceName, Option<i64>),
     #[error("an account may have at most {MAX_OPEN_RENTALS} open rentals; stop one first")]
     TooMany,
+    /// Billing is on and the wallet cannot cover the first hour.
+    #[error("your wallet holds {}, less than the first hour ({})", crate::price::show_price(*.0), crate::price::show_price(*.1))]
+    LowBalance(i64, i64),
     #[error("{0}")]
     BadKey(String),
     #[error("{0} could not be set up: {1}")]
@@ -119,6 +123,18 @@ pub async fn rent(
         .ok_or(RentError::NotListed)?;
     if let Err(why) = current.availability() {
         return Err(RentError::Unavailable(name, why));
+    }
+    let billing = &shared.settings.billing;
+    let rate = current.device.hourly_rate.unwrap_or(0);
+    if billing.enabled && rate > 0 {
+        let (renter, currency) = (actor.id, billing.currency.clone());
+        let wallet = shared
+            .store
+            .blocking(move |s| s.balance(&Account::Wallet(renter), &currency))
+            .await?;
+        if wallet < rate {
+            return Err(RentError::LowBalance(wallet, rate));
+        }
     }
     let terms = RenterTerms {
         renter_id: actor.id,

@@ -70,6 +70,9 @@ impl From<RentError> for Failure {
                 );
             }
             RentError::TooMany => (StatusCode::CONFLICT, ErrorCode::LimitReached),
+            RentError::LowBalance(..) => {
+                (StatusCode::PAYMENT_REQUIRED, ErrorCode::InsufficientFunds)
+            }
             RentError::BadKey(_) => (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidInput),
             RentError::Failed(device, why) => {
                 tracing::warn!(%device, error = %why, "rental failed");

@@ -39,6 +39,7 @@ pub struct CurrencyTotal {
 fn account_of(kind: &str, holder: &str) -> Option<Account> {
     match kind {
         "wallet" => holder.parse().ok().map(Account::Wallet),
+        "held" => holder.parse().ok().map(Account::Held),
         "payable" => holder.parse().ok().map(Account::Payable),
         "revenue" => Some(Account::Revenue),
         "clearing" => Some(Account::Clearing(holder.to_string())),
@@ -143,12 +144,25 @@ impl Store {
             .unwrap_or(0))
     }
 
-    /// The wallet and payable balances of account `user`, by currency.
+    /// Whether transfer `id` was posted.
+    pub fn transfer_posted(&self, id: &TransferId) -> Result<bool, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT 1 FROM ledger_transfers WHERE id = ?1",
+                [id.as_str()],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// The wallet, held and payable balances of account `user`, by currency.
     pub fn balances_of_user(&self, user: i64) -> Result<Vec<(Account, Currency, i64)>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT kind, currency, balance FROM ledger_accounts
-             WHERE kind IN ('wallet', 'payable') AND holder = ?1 ORDER BY kind DESC, currency",
+             WHERE kind IN ('wallet', 'held', 'payable') AND holder = ?1 ORDER BY kind DESC, currency",
         )?;
         let rows = stmt.query_map([user.to_string()], |r| {
             Ok((
@@ -176,7 +190,7 @@ impl Store {
              FROM ledger_entries e
              JOIN ledger_accounts a ON a.id = e.account_id
              JOIN ledger_transfers t ON t.id = e.transfer_id
-             WHERE a.kind IN ('wallet', 'payable') AND a.holder = ?1
+             WHERE a.kind IN ('wallet', 'held', 'payable') AND a.holder = ?1
              ORDER BY t.at DESC, e.rowid DESC LIMIT ?2",
         )?;
         let holder = user.to_string();
@@ -255,7 +269,7 @@ impl Store {
             ),
             (
                 "SELECT kind || ' ' || holder || ' ' || currency, balance FROM ledger_accounts
-                 WHERE kind IN ('wallet', 'payable') AND balance < 0",
+                 WHERE kind IN ('wallet', 'held', 'payable') AND balance < 0",
                 "account {0} is negative: {1}",
             ),
         ];

@@ -36,6 +36,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!("0011_device_suspensions"),
     migration!("0012_rental_ending_at"),
     migration!("0013_ledger"),
+    migration!("0014_rental_billing"),
 ];
 
 /// How many migrations databases counted by `user_version` always applied

@@ -11,6 +11,7 @@
 mod accounts;
 mod admin;
 mod api_tokens;
+mod billing;
 mod ledger;
 mod listings;
 mod migrations;
@@ -21,6 +22,7 @@ mod uptime;
 pub use accounts::{SessionRecord, UserRecord};
 pub use admin::{AdminDevice, AdminRental, AdminUser, Suspension};
 pub use api_tokens::ApiTokenRecord;
+pub use billing::Billable;
 pub use ledger::{CurrencyTotal, Movement, Posted};
 pub use listings::ListedDevice;
 pub use password_resets::PasswordResetRecord;

@@ -440,6 +440,13 @@ pub async fn rent(
         Err(e @ RentError::TooMany) => {
             return back(StatusCode::CONFLICT, format!("{e}.")).await;
         }
+        Err(e @ RentError::LowBalance(..)) => {
+            return back(
+                StatusCode::PAYMENT_REQUIRED,
+                format!("Nothing was rented: {e}."),
+            )
+            .await;
+        }
         Err(RentError::Failed(device, e)) => {
             tracing::warn!(%device, error = %e, "rental failed");
             return back(

@@ -28,6 +28,7 @@ fn money(cents: i64, currency: &Currency) -> String {
 fn what(account: &Account) -> &'static str {
     match account {
         Account::Payable(_) => "Owed to you",
+        Account::Held(_) => "Held for the rental hour under way",
         _ => "Wallet",
     }
 }

@@ -1,0 +1,100 @@
+//! What the billing job reads and records: the rentals it has not finished
+//! billing, when their devices were connected, and how far each is billed.
+
+use rpibroker_wire::DeviceName;
+use rpibroker_wire::control::RentalId;
+use rusqlite::params;
+
+use super::{Store, StoreError};
+use crate::time::UnixTime;
+
+/// A rental the billing job has not finished with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Billable {
+    pub id: RentalId,
+    pub device_id: i64,
+    pub device: DeviceName,
+    pub renter_id: i64,
+    pub renter_email: String,
+    /// The device's owner; `None` for the operator's devices.
+    pub owner_id: Option<i64>,
+    /// Agreed at the start, in minor units per period.
+    pub rate: i64,
+    pub started_at: i64,
+    /// When the renter's access ended (the stop), if it has.
+    pub ended_at: Option<i64>,
+    pub billed_periods: i64,
+}
+
+impl Store {
+    /// Rentals by renters at a price whose billing is not finished.
+    pub fn rentals_to_bill(&self) -> Result<Vec<Billable>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT r.id, r.device_id, d.name, r.renter_id, u.email, d.owner_id, r.hourly_rate,
+                    r.started_at, COALESCE(r.ending_at, r.ended_at), r.billed_periods
+             FROM rentals r
+             JOIN devices d ON d.id = r.device_id
+             JOIN users u ON u.id = r.renter_id
+             WHERE r.billing_closed = 0 AND r.hourly_rate > 0 AND r.username IS NOT NULL",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let id: String = r.get(0)?;
+            let name: String = r.get(2)?;
+            let bad = |i, e: String| {
+                rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+            };
+            Ok(Billable {
+                id: RentalId::parse(&id).map_err(|e| bad(0, e.to_string()))?,
+                device_id: r.get(1)?,
+                device: DeviceName::parse(&name).map_err(|e| bad(2, e.to_string()))?,
+                renter_id: r.get(3)?,
+                renter_email: r.get(4)?,
+                owner_id: r.get(5)?,
+                rate: r.get(6)?,
+                started_at: r.get(7)?,
+                ended_at: r.get(8)?,
+                billed_periods: r.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The device's connected stretches that overlap `[from, to)`; one still
+    /// open runs to `now`.
+    pub fn connected_stretches(
+        &self,
+        device_id: i64,
+        from: i64,
+        to: i64,
+        now: UnixTime,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT u.since,
+                    CASE WHEN d.online_since IS NOT NULL AND u.until >= d.last_seen THEN ?4 ELSE u.until END
+             FROM device_uptime u JOIN devices d ON d.id = u.device_id
+             WHERE u.device_id = ?1 AND u.since < ?3
+               AND (u.until > ?2 OR (d.online_since IS NOT NULL AND u.until >= d.last_seen))",
+        )?;
+        let rows = stmt.query_map(params![device_id, from, to, now.0], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records that `periods` of the rental are billed, and whether that is
+    /// all of them.
+    pub fn set_billed(
+        &self,
+        rental: &RentalId,
+        periods: i64,
+        closed: bool,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE rentals SET billed_periods = MAX(billed_periods, ?2), billing_closed = ?3 WHERE id = ?1",
+            params![rental.as_str(), periods, closed],
+        )?;
+        Ok(())
+    }
+}

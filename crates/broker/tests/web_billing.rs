@@ -1,0 +1,149 @@
+//! Billing with a real agent and sandbox, with the billing period shortened
+//! to 4 s: a renter with an empty wallet cannot rent; credited, they rent,
+//! each period is held and then charged for the seconds the device was
+//! connected, split between the owner and the broker; a wallet running low
+//! gets a mail, and one that cannot cover the next period ends the rental.
+//! The ledger sums to zero throughout.
+
+mod common;
+
+use common::sandbox::{Cleanup, register_and_start};
+use common::web::{WebClient, csrf_of, list_at, sign_in_admin, sign_up, testid};
+use common::{DEADLINE, TestBroker, wait_for};
+
+const BILLING: &str = "[billing]\nenabled = true\nperiod_secs = 4\nfee_percent = 10\n";
+
+async fn rent(c: &mut WebClient, name: &str) -> common::http::Response {
+    let home = c.get("/").await;
+    c.post("/rent", &[("csrf", &csrf_of(&home.body)), ("name", name)])
+        .await
+}
+
+/// Balances by account kind, from the broker's database.
+fn balances(broker: &TestBroker) -> Vec<(String, i64)> {
+    let db = rusqlite::Connection::open(broker.data_dir().join("broker.sqlite")).unwrap();
+    let mut stmt = db
+        .prepare("SELECT kind, SUM(balance) FROM ledger_accounts GROUP BY kind ORDER BY kind")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn transfers(broker: &TestBroker, like: &str) -> i64 {
+    let db = rusqlite::Connection::open(broker.data_dir().join("broker.sqlite")).unwrap();
+    db.query_row(
+        "SELECT COUNT(*) FROM ledger_transfers WHERE id LIKE ?1",
+        [like],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rentals_are_held_charged_per_period_and_end_when_the_wallet_runs_out() {
+    let name = "bill-pi";
+    let _cleanup = Cleanup::new(name);
+    let broker = TestBroker::start_with(1, BILLING).await;
+    let mut owner = sign_up(broker.api, "owner@example.org").await;
+    let mut renter = sign_up(broker.api, "renter@example.org").await;
+    let (_device, _agent) = register_and_start(&broker, &mut owner, name).await;
+    assert_eq!(list_at(&mut owner, name, true, "1").await.status, 200);
+
+    let r = rent(&mut renter, name).await;
+    assert_eq!(r.status, 402, "{}", r.body);
+    assert!(r.body.contains("your wallet holds 0.00"), "{}", r.body);
+
+    let out = broker.run(&[
+        "admin",
+        "credit",
+        "renter@example.org",
+        "2.50",
+        "--reference",
+        "bank-7",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = rent(&mut renter, name).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    // 2.50 covers two periods at 1.00 and then not a third: the rental ends.
+    let ended = wait_for("the wallet to end the rental", DEADLINE * 3, || {
+        let mut renter = WebClient {
+            addr: renter.addr,
+            cookies: renter.cookies.clone(),
+        };
+        async move {
+            let page = renter.get("/rentals").await;
+            page.body
+                .contains("Ended: your wallet could not cover the next hour.")
+                .then_some(page.body)
+        }
+    })
+    .await;
+    assert!(ended.contains(name));
+    // The last period's settlement follows the stop; then billing is done.
+    wait_for("billing to finish the rental", DEADLINE, || async {
+        let db = rusqlite::Connection::open(broker.data_dir().join("broker.sqlite")).unwrap();
+        let closed: bool = db
+            .query_row(
+                "SELECT billing_closed FROM rentals WHERE renter_id IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        closed.then_some(())
+    })
+    .await;
+    let settled = balances(&broker);
+    let get = |kind: &str| {
+        settled
+            .iter()
+            .find(|(k, _)| k == kind)
+            .map_or(0, |(_, v)| *v)
+    };
+    let (wallet, payable, revenue) = (get("wallet"), get("payable"), get("revenue"));
+    let charged = payable + revenue;
+    assert_eq!(get("clearing"), -250, "{settled:?}");
+    assert_eq!(wallet + charged, 250, "{settled:?}");
+    assert!(
+        (200..=225).contains(&charged),
+        "two full periods and at most a quarter of the third: {settled:?}"
+    );
+    assert_eq!(
+        revenue,
+        10 + 10 + (charged - 200) / 10,
+        "the fee is 10 % of each period: {settled:?}"
+    );
+    assert_eq!(
+        transfers(&broker, "hold:%"),
+        2,
+        "a hold per period the wallet covered"
+    );
+    assert!((2..=3).contains(&transfers(&broker, "settle:%")));
+
+    // The renter was warned before the money ran out.
+    let outbox = broker.data_dir().join("outbox");
+    let warned = std::fs::read_dir(&outbox)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .any(|m| m.contains("Your wallet is running low") && m.contains("renter@example.org"));
+    assert!(warned, "a low-balance mail in the outbox");
+
+    // Everyone sees their side; the ledger is whole.
+    let theirs = renter.get("/wallet").await;
+    assert!(
+        theirs.body.contains("hold for hour 1 of rental"),
+        "{}",
+        theirs.body
+    );
+    let mine = owner.get("/wallet").await;
+    assert!(mine.body.contains("Owed to you"), "{}", mine.body);
+    let mut admin = sign_in_admin(&broker, "root@example.org").await;
+    let overview = admin.get("/admin").await;
+    assert!(testid(&overview.body, "ledger-state").contains("The ledger is whole"));
+}
