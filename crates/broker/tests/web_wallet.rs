@@ -6,7 +6,7 @@
 mod common;
 
 use common::TestBroker;
-use common::web::{WebClient, sign_in_admin, sign_up, testid};
+use common::web::{WebClient, header, sign_in_admin, sign_up, testid};
 
 fn credit(broker: &TestBroker, args: &[&str]) -> (bool, String) {
     let mut all = vec!["admin", "credit"];
@@ -71,8 +71,30 @@ async fn a_credit_shows_in_its_wallet_only_and_the_ledger_sums_to_zero() {
         page.body
     );
     assert!(page.body.contains("reference bank-1"));
+    let csv = alice.get("/wallet.csv").await;
+    assert_eq!(csv.status, 200);
+    assert_eq!(
+        header(&csv, "content-type"),
+        Some("text/csv; charset=utf-8")
+    );
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert_eq!(
+        lines[0],
+        "time_unix,account,currency,amount_minor_units,amount,transfer,memo"
+    );
+    assert_eq!(lines.len(), 2, "{}", csv.body);
+    assert!(
+        lines[1].contains(",wallet,USD,1250,12.50,credit:manual:bank-1,"),
+        "{}",
+        lines[1]
+    );
     let theirs = bob.get("/wallet").await;
     assert!(!theirs.body.contains("12.50"), "{}", theirs.body);
+    assert_eq!(
+        bob.get("/wallet.csv").await.body.lines().count(),
+        1,
+        "only the header"
+    );
     assert_eq!(WebClient::new(broker.api).get("/wallet").await.status, 303);
 
     let mut admin = sign_in_admin(&broker, "root@example.org").await;

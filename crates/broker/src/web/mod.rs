@@ -127,6 +127,7 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/rentals", get(market::rentals))
         .route("/rentals/stop", post(market::stop))
         .route("/wallet", get(wallet::wallet_page))
+        .route("/wallet.csv", get(wallet::wallet_csv))
         .route("/admin", get(admin::overview_page))
         .route("/admin/users", post(admin::user_action))
         .route("/admin/devices", post(admin::device_action))

@@ -1,6 +1,6 @@
 //! The wallet page: what a person has paid in and not spent, what the
 //! broker owes them for their devices' rentals, and every movement of the
-//! two, from the ledger.
+//! two, from the ledger; and the same movements as CSV.
 
 use std::sync::Arc;
 
@@ -18,6 +18,8 @@ use crate::store::{Movement, StoreError};
 
 /// Movements the page lists.
 const SHOWN: i64 = 100;
+/// Movements the CSV export holds at most.
+const CSV_ROWS: i64 = 100_000;
 
 /// An amount with its sign and currency, e.g. `-1.50 USD`.
 fn money(cents: i64, currency: &Currency) -> String {
@@ -51,6 +53,7 @@ fn content(balances: &[(Account, Currency, i64)], movements: &[Movement]) -> Mar
                 }
             } }
             h2 { "Movements" }
+            p { a href="/wallet.csv" download { "Download every movement as CSV" } }
             div.table-wrap { table {
                 thead { tr { th { "When" } th { "Account" } th { "Amount" } th { "What" } } }
                 tbody {
@@ -66,6 +69,74 @@ fn content(balances: &[(Account, Currency, i64)], movements: &[Movement]) -> Mar
             } }
         }
     }
+}
+
+/// A CSV field, quoted when it must be, and never read as a formula by a
+/// spreadsheet.
+fn csv_field(text: &str) -> String {
+    let text = if text.starts_with(['=', '+', '-', '@']) {
+        format!("'{text}")
+    } else {
+        text.to_string()
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
+/// Every movement of the signed-in person's accounts as CSV, newest first.
+pub async fn wallet_csv(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    use axum::http::{HeaderValue, header};
+    use axum::response::IntoResponse;
+    let Some((session, _)) = current_session(&shared, &headers).await else {
+        return see_other("/signin");
+    };
+    let user = session.user.id;
+    let movements = match shared
+        .store
+        .blocking(move |s| s.movements_of_user(user, CSV_ROWS))
+        .await
+    {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(error = %e, "exporting a wallet failed");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the wallet could not be read\n",
+            )
+                .into_response();
+        }
+    };
+    let mut csv =
+        String::from("time_unix,account,currency,amount_minor_units,amount,transfer,memo\n");
+    for m in &movements {
+        let amount = money(m.amount, &m.currency);
+        let amount = amount.trim_end_matches(m.currency.as_str()).trim();
+        csv.push_str(&format!(
+            "{},{},{},{},{},{},{}\n",
+            m.at,
+            m.account.key().0,
+            m.currency,
+            m.amount,
+            amount,
+            csv_field(&m.transfer),
+            csv_field(&m.memo)
+        ));
+    }
+    let mut response = csv.into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"wallet.csv\""),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 pub async fn wallet_page(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
@@ -103,5 +174,18 @@ pub async fn wallet_page(State(shared): State<Arc<Shared>>, headers: HeaderMap) 
                 ),
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_field;
+
+    #[test]
+    fn csv_fields_are_quoted_and_never_formulas() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=1+1"), "'=1+1");
     }
 }
