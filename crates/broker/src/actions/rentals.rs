@@ -140,6 +140,7 @@ pub async fn rent(
         renter_id: actor.id,
         hourly_rate: agreed_rate,
         max_open: MAX_OPEN_RENTALS,
+        billed: billing.enabled,
     };
     match rental::start(shared, &name, ssh_keys, Some(terms)).await {
         Ok(started) => {

@@ -76,6 +76,9 @@ pub struct RenterTerms {
     pub hourly_rate: Option<i64>,
     /// Open rentals the account may hold at once.
     pub max_open: i64,
+    /// Billing is on: the rental is charged by the hour. A rental started
+    /// while billing is off is never charged, even if billing is turned on.
+    pub billed: bool,
 }
 
 /// What decides whom a device admits (see [`crate::access`]).
@@ -327,12 +330,13 @@ impl Store {
             }
         }
         let renter_id = renter.map(|t| t.renter_id);
+        let billed = renter.is_some_and(|t| t.billed);
         let keys = serde_json::to_string(ssh_keys).unwrap_or_else(|_| "[]".into());
         tx.execute(
-            "INSERT INTO rentals (id, device_id, state, ssh_keys, started_at, renter_id, hourly_rate)
+            "INSERT INTO rentals (id, device_id, state, ssh_keys, started_at, renter_id, hourly_rate, billing_closed)
              VALUES (?1, ?2, 'provisioning', ?3, ?4, ?5,
-                     (SELECT hourly_rate FROM devices WHERE id = ?2))",
-            params![id.as_str(), device_id, keys, now.0, renter_id],
+                     (SELECT hourly_rate FROM devices WHERE id = ?2), ?6)",
+            params![id.as_str(), device_id, keys, now.0, renter_id, !billed],
         )?;
         let record = tx.query_row(
             &format!("SELECT {RENTAL_COLUMNS} FROM rentals WHERE id = ?1"),
@@ -486,6 +490,7 @@ mod tests {
             renter_id: renter,
             hourly_rate,
             max_open,
+            billed: false,
         };
         let a = RentalId::parse("a").unwrap();
         let stale = store.begin_rental(device, &a, &[], Some(terms(Some(50), 10)), UnixTime(2));
@@ -525,6 +530,7 @@ mod tests {
                     renter_id: renter,
                     hourly_rate: None,
                     max_open: 10,
+                    billed: false,
                 }),
                 UnixTime(2),
             )
