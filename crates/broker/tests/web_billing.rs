@@ -3,7 +3,8 @@
 //! each period is held and then charged for the seconds the device was
 //! connected, split between the owner and the broker; a wallet running low
 //! gets a mail, and one that cannot cover the next period ends the rental.
-//! The ledger sums to zero throughout.
+//! The ledger sums to zero throughout, also when the broker is killed at
+//! random moments while it bills (`BILLING_CRASH_SEED` picks them).
 
 mod common;
 
@@ -146,4 +147,98 @@ async fn rentals_are_held_charged_per_period_and_end_when_the_wallet_runs_out() 
     let mut admin = sign_in_admin(&broker, "root@example.org").await;
     let overview = admin.get("/admin").await;
     assert!(testid(&overview.body, "ledger-state").contains("The ledger is whole"));
+}
+
+/// The broker is killed at random moments (from a seed) while it bills a
+/// rental, and started again each time. Afterwards every period of the
+/// rental is settled once, no hold is left behind, and the ledger is whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_killed_while_billing_charges_each_period_once() {
+    use rand::{RngExt, SeedableRng};
+    let seed: u64 = std::env::var("BILLING_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(7);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let name = "crash-pi";
+    let _cleanup = Cleanup::new(name);
+    let mut broker =
+        TestBroker::start_with(1, "[billing]\nenabled = true\nperiod_secs = 2\n").await;
+    let mut owner = sign_up(broker.api, "owner@example.org").await;
+    let mut renter = sign_up(broker.api, "renter@example.org").await;
+    let (_device, agent) = register_and_start(&broker, &mut owner, name).await;
+    assert_eq!(list_at(&mut owner, name, true, "1").await.status, 200);
+    let out = broker.run(&[
+        "admin",
+        "credit",
+        "renter@example.org",
+        "100",
+        "--reference",
+        "c-1",
+    ]);
+    assert!(out.status.success());
+    let r = rent(&mut renter, name).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    for crash in 1..=3 {
+        let wait = rng.random_range(200..2500u64);
+        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+        broker.crash_and_restart().await;
+        agent.wait_up(1 + crash).await;
+    }
+    // The renter stops; billing settles the rest.
+    let mut renter = common::web::sign_in(broker.api, "renter@example.org", common::web::PASSWORD)
+        .await
+        .0;
+    let page = renter.get("/rentals").await;
+    let stop = renter
+        .post(
+            "/rentals/stop",
+            &[("csrf", &csrf_of(&page.body)), ("name", name)],
+        )
+        .await;
+    assert_eq!(stop.status, 200, "seed {seed}: {}", stop.body);
+    let db_path = broker.data_dir().join("broker.sqlite");
+    let (started, ended) = wait_for("billing to finish the rental", DEADLINE, || {
+        let db_path = db_path.clone();
+        async move {
+            let db = rusqlite::Connection::open(db_path).unwrap();
+            let (started, ended, closed) = db
+                .query_row(
+                    "SELECT started_at, ending_at, billing_closed FROM rentals WHERE renter_id IS NOT NULL",
+                    [],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, bool>(2)?)),
+                )
+                .unwrap();
+            closed.then_some((started, ended))
+        }
+    })
+    .await;
+    let periods = (ended - started + 1) / 2;
+    let settled = transfers(&broker, "settle:%");
+    let held = transfers(&broker, "hold:%");
+    assert!(
+        settled <= periods && held <= settled,
+        "seed {seed}: {settled} settlements and {held} holds for {periods} periods"
+    );
+    let b = balances(&broker);
+    let get = |kind: &str| b.iter().find(|(k, _)| k == kind).map_or(0, |(_, v)| *v);
+    assert_eq!(get("held"), 0, "seed {seed}: no hold left: {b:?}");
+    assert_eq!(get("clearing"), -10_000, "seed {seed}: {b:?}");
+    let charged = get("payable") + get("revenue");
+    assert!(
+        charged <= periods * 100,
+        "seed {seed}: at most the rate for each period: {b:?}"
+    );
+    let db = rusqlite::Connection::open(&db_path).unwrap();
+    let problems: i64 = db
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM (SELECT currency FROM ledger_accounts GROUP BY currency HAVING SUM(balance) != 0))
+                  + (SELECT COUNT(*) FROM (SELECT transfer_id FROM ledger_entries GROUP BY transfer_id HAVING SUM(amount) != 0))
+                  + (SELECT COUNT(*) FROM ledger_accounts WHERE kind IN ('wallet', 'held', 'payable') AND balance < 0)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(problems, 0, "seed {seed}: the ledger is whole");
 }

@@ -194,6 +194,16 @@ impl TestBroker {
         self.spawn().await;
     }
 
+    /// Kills the broker with SIGKILL (a crash: nothing is cleaned up) and
+    /// starts it again on the same data and ports.
+    pub async fn crash_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.spawn().await;
+    }
+
     /// Runs an `rpibroker` command to completion.
     pub fn run(&self, args: &[&str]) -> Output {
         self.command().args(args).output().expect("run rpibroker")
