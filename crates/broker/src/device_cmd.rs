@@ -7,7 +7,6 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use rpibroker_wire::agent_config::AgentConfig;
 use rpibroker_wire::limits::{LimitSettings, show_cpus};
-use rpibroker_wire::verification::Figures;
 use rpibroker_wire::{DeviceName, Service};
 use russh::keys::{HashAlg, PublicKey};
 use serde::Serialize;
@@ -289,7 +288,7 @@ fn show(settings: &Settings, store: &Store, name: &DeviceName, json: bool) -> an
         }
     }
     if let Some(c) = &s.claimed {
-        println!("  claimed       {}", figures_text(c));
+        println!("  claimed       {}", c.summary());
     }
     match &s.verification {
         None => println!("  verification  none yet"),
@@ -305,7 +304,7 @@ fn show(settings: &Settings, store: &Store, name: &DeviceName, json: bool) -> an
                 }
             );
             if let Some(m) = &v.measured {
-                println!("  measured      {}", figures_text(&m.figures));
+                println!("  measured      {}", m.figures.summary());
                 let mib = |k: Option<u64>| k.map_or("?".into(), |k| (k / 1024).to_string());
                 println!(
                     "  benchmark     sha256 {} MiB/s, memory copy {} MiB/s, disk write {} MiB/s",
@@ -326,16 +325,6 @@ fn show(settings: &Settings, store: &Store, name: &DeviceName, json: bool) -> an
         ),
     }
     Ok(())
-}
-
-fn figures_text(f: &Figures) -> String {
-    format!(
-        "{} cores, {} MiB memory, {} GiB disk",
-        f.cpu_millicores
-            .map_or("?".into(), |m| format!("{}.{:02}", m / 1000, m % 1000 / 10)),
-        f.memory_bytes.map_or("?".into(), |m| (m >> 20).to_string()),
-        f.disk_bytes.map_or("?".into(), |m| (m >> 30).to_string()),
-    )
 }
 
 /// A broker refreshes `last_seen` every heartbeat; a device whose record says

@@ -16,20 +16,31 @@ pub struct Figures {
 }
 
 impl Figures {
+    /// Cores with two decimals, e.g. `1.50`; `?` when unknown.
+    pub fn cores_text(&self) -> String {
+        self.cpu_millicores
+            .map_or("?".into(), |m| format!("{}.{:02}", m / 1000, m % 1000 / 10))
+    }
+
+    /// Memory in whole MiB; `?` when unknown.
+    pub fn memory_mib_text(&self) -> String {
+        self.memory_bytes
+            .map_or("?".into(), |b| (b >> 20).to_string())
+    }
+
+    /// Disk in whole GiB; `?` when unknown.
+    pub fn disk_gib_text(&self) -> String {
+        self.disk_bytes
+            .map_or("?".into(), |b| (b >> 30).to_string())
+    }
+
     /// `2.00 cores, 512 MiB memory, 30 GiB disk`, with `?` for what is unknown.
     pub fn summary(&self) -> String {
-        let unknown = || "?".to_string();
         format!(
             "{} cores, {} MiB memory, {} GiB disk",
-            self.cpu_millicores.map_or_else(unknown, |m| format!(
-                "{}.{:02}",
-                m / 1000,
-                m % 1000 / 10
-            )),
-            self.memory_bytes
-                .map_or_else(unknown, |b| (b >> 20).to_string()),
-            self.disk_bytes
-                .map_or_else(unknown, |b| (b >> 30).to_string()),
+            self.cores_text(),
+            self.memory_mib_text(),
+            self.disk_gib_text()
         )
     }
 }

@@ -38,18 +38,6 @@ pub struct DeviceForm {
     rate: String,
 }
 
-fn cores(millicores: Option<u64>) -> String {
-    millicores.map_or("?".into(), |m| format!("{}.{:02}", m / 1000, m % 1000 / 10))
-}
-
-fn mib(bytes: Option<u64>) -> String {
-    bytes.map_or("?".into(), |b| (b >> 20).to_string())
-}
-
-fn gib(bytes: Option<u64>) -> String {
-    bytes.map_or("?".into(), |b| (b >> 30).to_string())
-}
-
 /// A throughput in KiB/s, in MiB/s.
 fn throughput(kib_s: Option<u64>) -> String {
     kib_s.map_or("not measured".into(), |k| {
@@ -300,12 +288,12 @@ fn device_view(session: Option<&Session>, l: &Listing) -> Markup {
         div.table-wrap { table {
             thead { tr { th { "" } th { "Claimed" } th { "Measured" } } }
             tbody {
-                tr { th { "Cores" } td { (cores(claimed.cpu_millicores)) }
-                    td { (measured.map_or("-".into(), |m| cores(m.cpu_millicores))) } }
-                tr { th { "Memory, MiB" } td { (mib(claimed.memory_bytes)) }
-                    td { (measured.map_or("-".into(), |m| mib(m.memory_bytes))) } }
-                tr { th { "Disk, GiB" } td { (gib(claimed.disk_bytes)) }
-                    td { (measured.map_or("-".into(), |m| gib(m.disk_bytes))) } }
+                tr { th { "Cores" } td { (claimed.cores_text()) }
+                    td { (measured.map_or("-".into(), |m| m.cores_text())) } }
+                tr { th { "Memory, MiB" } td { (claimed.memory_mib_text()) }
+                    td { (measured.map_or("-".into(), |m| m.memory_mib_text())) } }
+                tr { th { "Disk, GiB" } td { (claimed.disk_gib_text()) }
+                    td { (measured.map_or("-".into(), |m| m.disk_gib_text())) } }
             }
         } }
         dl {

@@ -21,10 +21,15 @@ const SHOWN: i64 = 100;
 /// Movements the CSV export holds at most.
 const CSV_ROWS: i64 = 100_000;
 
+/// An amount with its sign, e.g. `-1.50`.
+fn signed(cents: i64) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    format!("{sign}{}", show_price(cents.abs()))
+}
+
 /// An amount with its sign and currency, e.g. `-1.50 USD`.
 fn money(cents: i64, currency: &Currency) -> String {
-    let sign = if cents < 0 { "-" } else { "" };
-    format!("{sign}{} {currency}", show_price(cents.abs()))
+    format!("{} {currency}", signed(cents))
 }
 
 fn what(account: &Account) -> &'static str {
@@ -112,15 +117,13 @@ pub async fn wallet_csv(State(shared): State<Arc<Shared>>, headers: HeaderMap) -
     let mut csv =
         String::from("time_unix,account,currency,amount_minor_units,amount,transfer,memo\n");
     for m in &movements {
-        let amount = money(m.amount, &m.currency);
-        let amount = amount.trim_end_matches(m.currency.as_str()).trim();
         csv.push_str(&format!(
             "{},{},{},{},{},{},{}\n",
             m.at,
             m.account.key().0,
             m.currency,
             m.amount,
-            amount,
+            signed(m.amount),
             csv_field(&m.transfer),
             csv_field(&m.memo)
         ));
