@@ -134,6 +134,10 @@ async fn owner_lists_renter_rents_logs_in_and_stops() {
     assert_eq!(stale.status, 409, "{}", stale.body);
     assert!(stale.body.contains("changed its price"), "{}", stale.body);
     assert!(sandbox::show(&broker, name)["rental"].is_null());
+    // An owner does not rent their own device.
+    let own = rent(&mut owner, name).await;
+    assert_eq!(own.status, 409, "{}", own.body);
+    assert!(own.body.contains("is your own device"), "{}", own.body);
 
     let r = rent(&mut renter, name).await;
     assert_eq!(r.status, 201, "{}", r.body);

@@ -60,9 +60,14 @@ impl LimitSettings {
     /// [`MAX_MEMORY_MB`], disk from 1 to [`MAX_DISK_GB`] GiB when given (CPU
     /// bounds are [`Cpus`]'s own).
     pub fn new(cpus: Cpus, memory_mb: u64, disk_gb: Option<u64>) -> Result<Self, String> {
-        if !(MIN_MEMORY_MB..=MAX_MEMORY_MB).contains(&memory_mb) {
+        if memory_mb < MIN_MEMORY_MB {
             return Err(format!(
                 "memory must be at least {MIN_MEMORY_MB} MiB (asked for {memory_mb} MiB)"
+            ));
+        }
+        if memory_mb > MAX_MEMORY_MB {
+            return Err(format!(
+                "memory must be at most {MAX_MEMORY_MB} MiB (asked for {memory_mb} MiB)"
             ));
         }
         if let Some(gb) = disk_gb
@@ -243,6 +248,8 @@ mod tests {
         }
         let e = limits("1", "32", "").unwrap_err();
         assert!(e.contains("at least 64 MiB"), "{e}");
+        let e = limits("1", &(MAX_MEMORY_MB + 1).to_string(), "").unwrap_err();
+        assert!(e.contains("at most"), "{e}");
     }
 
     #[test]

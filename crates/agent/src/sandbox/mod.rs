@@ -28,7 +28,7 @@ pub mod login;
 pub mod spec;
 pub mod state;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -701,10 +701,16 @@ impl Sandbox {
         let _op = self.ops.lock().await;
         let root = self
             .docker_root()
-            .map(Path::new)
+            .map(std::path::PathBuf::from)
             .filter(|p| p.is_dir())
-            .unwrap_or(Path::new("/"));
-        let machine = crate::hardware::report(root);
+            .unwrap_or_else(|| "/".into());
+        // Reads /proc and statvfs: off the async threads.
+        let machine = tokio::task::spawn_blocking(move || crate::hardware::report(&root))
+            .await
+            .map_err(|e| ControlError {
+                code: ControlErrorCode::Failed,
+                message: format!("could not read the machine's figures: {e}"),
+            })?;
         set.fits(machine.cpu_cores, machine.memory_bytes, machine.disk_bytes)
             .map_err(|message| ControlError {
                 code: ControlErrorCode::BadRequest,

@@ -222,6 +222,9 @@ fn start_session(store: &Store, user: UserRecord, now: UnixTime) -> Result<NewSe
 
 /// The live session behind `token`, refreshing its idle timer; `None` when
 /// it is unknown, idle or old, or its account is suspended.
+/// How stale a session's last-seen time may be before a request refreshes it.
+const TOUCH_EVERY_SECS: i64 = 60;
+
 pub fn session(store: &Store, token: &str, now: UnixTime) -> Result<Option<Session>, AccountError> {
     let hash = token::hash(token);
     let Some((record, user)) = store.session(&hash)? else {
@@ -233,7 +236,11 @@ pub fn session(store: &Store, token: &str, now: UnixTime) -> Result<Option<Sessi
         store.remove_session(&hash)?;
         return Ok(None);
     }
-    store.touch_session(&hash, now)?;
+    // Written at most once a minute: a page view is not worth a write, and
+    // every write makes the marketplace read its listing again.
+    if now.0 - record.last_seen_at >= TOUCH_EVERY_SECS {
+        store.touch_session(&hash, now)?;
+    }
     Ok(Some(Session {
         user: user.into(),
         csrf: record.csrf,

@@ -182,7 +182,40 @@ pub async fn set_account_suspension(
         suspended,
         "account suspension set by an administrator"
     );
+    if suspended {
+        suspend_account_effects(shared, found.id).await?;
+    }
     Ok(AccountSuspension { email, suspended })
+}
+
+/// What follows an account's suspension besides the store's records: its
+/// devices, now unlisted, are closed to visitors on the market's terms, and
+/// its own rentals end (wiped), so nothing keeps running or billing for an
+/// account that can no longer sign in to stop it.
+async fn suspend_account_effects(shared: &Arc<Shared>, user: i64) -> Result<(), AdminError> {
+    let (devices, rentals) = shared
+        .store
+        .blocking(move |s| -> Result<_, StoreError> {
+            Ok((s.devices_of_owner(user)?, s.rentals_of_renter(user)?))
+        })
+        .await?;
+    for d in devices {
+        shared.registry.access.refresh(&d.name).await;
+    }
+    for (device, r) in rentals.into_iter().filter(|(_, r)| r.ended_at.is_none()) {
+        let Ok(device) = DeviceName::parse(&device) else {
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let why =
+                "Ended: the account was suspended by the broker's administrators.".to_string();
+            if let Err(e) = rental::stop_rental(&shared, &device, Some(&r.id), Some(why)).await {
+                tracing::warn!(%device, error = %e, "ending a suspended account's rental");
+            }
+        });
+    }
+    Ok(())
 }
 
 /// Lifts the sign-in lock that failed attempts put on the account with

@@ -35,6 +35,8 @@ pub enum RentError {
     PriceChanged(DeviceName, Option<i64>),
     #[error("an account may have at most {MAX_OPEN_RENTALS} open rentals; stop one first")]
     TooMany,
+    #[error("{0} is your own device; unlist it to use it yourself")]
+    OwnDevice(DeviceName),
     /// Billing is on and the wallet cannot cover the first hour.
     #[error("your wallet holds {}, less than the first hour ({})", crate::price::show_price(*.0), crate::price::show_price(*.1))]
     LowBalance(i64, i64),
@@ -123,6 +125,9 @@ pub async fn rent(
         .ok_or(RentError::NotListed)?;
     if let Err(why) = current.availability() {
         return Err(RentError::Unavailable(name, why));
+    }
+    if current.device.owner_id == Some(actor.id) {
+        return Err(RentError::OwnDevice(name));
     }
     let billing = &shared.settings.billing;
     let rate = current.device.hourly_rate.unwrap_or(0);

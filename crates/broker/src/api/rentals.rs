@@ -55,7 +55,9 @@ impl From<RentError> for Failure {
         let (status, code) = match &e {
             RentError::Suspended => return suspended(),
             RentError::NotListed => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
-            RentError::Unavailable(..) => (StatusCode::CONFLICT, ErrorCode::DeviceUnavailable),
+            RentError::Unavailable(..) | RentError::OwnDevice(_) => {
+                (StatusCode::CONFLICT, ErrorCode::DeviceUnavailable)
+            }
             RentError::Taken(_) => (StatusCode::CONFLICT, ErrorCode::AlreadyRented),
             RentError::PriceChanged(device, now) => {
                 return Failure::new(

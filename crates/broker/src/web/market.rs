@@ -425,7 +425,7 @@ pub async fn rent(
             )
             .await;
         }
-        Err(e @ RentError::TooMany) => {
+        Err(e @ (RentError::TooMany | RentError::OwnDevice(_))) => {
             return back(StatusCode::CONFLICT, format!("{e}.")).await;
         }
         Err(e @ RentError::LowBalance(..)) => {
