@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod browser;
+pub mod cluster;
 pub mod http;
 pub mod openssh;
 pub mod ports;
