@@ -142,6 +142,11 @@ pub fn endpoints() -> Vec<(Method, &'static str, MethodRouter<Arc<Shared>>)> {
             "/api/v1/rentals/{id}/stop",
             post(rentals::stop),
         ),
+        (
+            Method::GET,
+            "/api/v1/rentals/{id}/usage",
+            get(rentals::usage),
+        ),
         (Method::GET, "/api/v1/devices", get(devices::mine)),
         (Method::POST, "/api/v1/devices", post(devices::register)),
         (

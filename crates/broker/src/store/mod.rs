@@ -1,6 +1,6 @@
 //! The broker's persistent state: devices, their public ports, their SSH keys,
 //! retired tokens, sandboxes, verifications, rentals, accounts, sessions, API
-//! tokens, connected stretches (uptime), and the marketplace's listing of
+//! tokens, connected stretches (uptime), unhealthy stretches of sandboxes, and the marketplace's listing of
 //! them, in one SQLite file in the data directory.
 //!
 //! Every method is one transaction, so a crash leaves either all of a change or
@@ -12,6 +12,7 @@ mod accounts;
 mod admin;
 mod api_tokens;
 mod billing;
+mod health;
 mod ledger;
 mod listings;
 mod migrations;
@@ -22,11 +23,12 @@ mod uptime;
 pub use accounts::{SessionRecord, UserRecord};
 pub use admin::{AdminDevice, AdminRental, AdminUser, Suspension};
 pub use api_tokens::ApiTokenRecord;
-pub use billing::Billable;
+pub use billing::{Billable, RentalBilling, RentalLeg};
 pub use ledger::{CurrencyTotal, Movement, Posted};
 pub use listings::ListedDevice;
 pub use password_resets::PasswordResetRecord;
 pub use sandboxes::{AccessFacts, RentalRecord, RentalState, RenterTerms, VerificationRecord};
+pub use uptime::JOIN_GAP_SECS;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};

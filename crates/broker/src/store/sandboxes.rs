@@ -139,6 +139,8 @@ const RENTAL_COLUMNS: &str =
     "id, device_id, state, username, ssh_keys, started_at, ended_at, renter_id, end_reason";
 
 impl Store {
+    /// Stores the agent's report of the device's sandbox, and whether that
+    /// makes or ends a stretch of it being unhealthy.
     pub fn set_sandbox(
         &self,
         device_id: i64,
@@ -147,11 +149,15 @@ impl Store {
         now: UnixTime,
     ) -> Result<(), StoreError> {
         let json = status.map(|s| serde_json::to_string(s).unwrap_or_default());
-        self.conn().execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
             "INSERT INTO sandboxes (device_id, state, status, updated_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (device_id) DO UPDATE SET state = ?2, status = ?3, updated_at = ?4",
             params![device_id, state, json, now.0],
         )?;
+        super::health::observed(&tx, device_id, state, now.0)?;
+        tx.commit()?;
         Ok(())
     }
 
