@@ -17,6 +17,7 @@ mod listings;
 mod migrations;
 mod password_resets;
 mod sandboxes;
+mod topups;
 mod uptime;
 
 pub use accounts::{SessionRecord, UserRecord};
@@ -27,6 +28,7 @@ pub use ledger::{CurrencyTotal, Movement, Posted};
 pub use listings::ListedDevice;
 pub use password_resets::PasswordResetRecord;
 pub use sandboxes::{AccessFacts, RentalRecord, RentalState, RenterTerms, VerificationRecord};
+pub use topups::{Credit, TopupRecord, TopupState};
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
