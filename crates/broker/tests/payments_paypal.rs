@@ -20,7 +20,7 @@ async fn broker_with(fake: &FakePaypal, payments: &str) -> TestBroker {
         "{BILLING}[payments]\n{payments}{}",
         fake.config(&dir.join("paypal-secret"))
     );
-    let broker = TestBroker::start_with(0, &config).await;
+    let broker = TestBroker::start_with(1, &config).await;
     fake.set_broker(broker.api);
     broker
 }
