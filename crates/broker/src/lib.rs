@@ -35,6 +35,7 @@
 //!   double-entry in the store.
 //! - [`billing`]: holding and charging rentals per hour for the time their
 //!   device was reachable.
+//! - [`payments`]: renters' top-ups through PayPal and BTCPay Server.
 //! - [`sandbox_limits`]: an owner changing their sandbox's CPU, memory and disk limits.
 //! - [`device_cmd`], [`rental_cmd`], [`admin_cmd`], [`cli`]: the command line.
 //! - [`enroll`]: a new device's agent config and start commands.
@@ -61,6 +62,7 @@ pub mod ledger;
 pub mod mail;
 pub mod market;
 pub mod notify;
+pub mod payments;
 pub mod port_pool;
 pub mod presence;
 pub mod price;

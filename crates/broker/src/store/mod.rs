@@ -18,6 +18,7 @@ mod listings;
 mod migrations;
 mod password_resets;
 mod sandboxes;
+mod topups;
 mod uptime;
 
 pub use accounts::{SessionRecord, UserRecord};
@@ -28,6 +29,7 @@ pub use ledger::{CurrencyTotal, Movement, Posted};
 pub use listings::ListedDevice;
 pub use password_resets::PasswordResetRecord;
 pub use sandboxes::{AccessFacts, RentalRecord, RentalState, RenterTerms, VerificationRecord};
+pub use topups::{Credit, TopupRecord, TopupState};
 pub use uptime::JOIN_GAP_SECS;
 
 use std::path::Path;

@@ -7,6 +7,7 @@
 //! - [`devices`]: the owner's devices and device registration.
 //! - [`admin`]: the administrators' overview and actions.
 //! - [`wallet`]: a person's balances and their movements.
+//! - [`topups`]: topping up a wallet through a payment provider.
 //! - [`limit`]: per-address rate limits.
 //! - [`limits`]: the owner's sandbox limits (CPU, memory, disk) on My devices.
 //! - [`reset`]: password reset by email.
@@ -26,6 +27,7 @@ pub mod limit;
 pub mod limits;
 pub mod market;
 pub mod reset;
+pub mod topups;
 pub mod usage;
 pub mod wallet;
 
@@ -131,6 +133,8 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/rentals/{id}", get(usage::usage_page))
         .route("/wallet", get(wallet::wallet_page))
         .route("/wallet.csv", get(wallet::wallet_csv))
+        .route("/wallet/topups", post(topups::start))
+        .route("/wallet/topups/{id}", get(topups::returned))
         .route("/admin", get(admin::overview_page))
         .route("/admin/users", post(admin::user_action))
         .route("/admin/devices", post(admin::device_action))
