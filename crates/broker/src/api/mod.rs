@@ -235,6 +235,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .merge(api)
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(crate::web::routes())
+        .merge(crate::federation::server::routes())
         .layer(axum::middleware::from_fn(body_deadline))
         .with_state(shared)
 }
