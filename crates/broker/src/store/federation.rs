@@ -169,13 +169,13 @@ impl Store {
             return Ok(Redeemed::Refused("this invite expired"));
         }
         let taken: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM peers WHERE (name = ?1 OR base_url = ?2) AND state = 'active')",
+            "SELECT EXISTS (SELECT 1 FROM peers WHERE name != ?1 AND base_url = ?2 AND state = 'active')",
             params![peer.name, peer.base_url],
             |r| r.get(0),
         )?;
         if taken {
             return Ok(Redeemed::Refused(
-                "a peer with this name or URL is already active; remove it first",
+                "another active peer has this URL; remove it first",
             ));
         }
         let terms = NewPeer {
