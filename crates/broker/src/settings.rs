@@ -56,6 +56,8 @@ pub struct Settings {
     pub billing: crate::billing::settings::BillingSettings,
     /// Payment providers renters top up through.
     pub payments: crate::payments::settings::PaymentSettings,
+    /// This broker's name among peers, and how it pulls their listings.
+    pub federation: crate::federation::settings::FederationSettings,
 }
 
 /// The config file. Every key is optional; unknown keys are an error.
@@ -84,6 +86,8 @@ pub struct FileSettings {
     pub billing: Option<crate::billing::settings::FileBilling>,
     /// The `[payments]` table.
     pub payments: Option<crate::payments::settings::FilePayments>,
+    /// The `[federation]` table.
+    pub federation: Option<crate::federation::settings::FileFederation>,
 }
 
 /// Settings given by flag or environment variable.
@@ -221,6 +225,9 @@ impl Settings {
             .context("billing settings")?;
         let payments = crate::payments::settings::resolve(file.payments.unwrap_or_default())
             .context("payment settings")?;
+        let federation =
+            crate::federation::settings::resolve(file.federation.unwrap_or_default(), &domain)
+                .context("federation settings")?;
         let secs = |v: Option<u64>, default: u64| Duration::from_secs(v.unwrap_or(default).max(1));
         let settings = Self {
             data_dir,
@@ -249,6 +256,7 @@ impl Settings {
             mail,
             billing,
             payments,
+            federation,
         };
         settings.check()?;
         Ok(settings)

@@ -255,6 +255,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/webhooks/paypal", post(crate::payments::webhooks::paypal))
         .route("/webhooks/btcpay", post(crate::payments::webhooks::btcpay))
         .merge(crate::web::routes())
+        .merge(crate::federation::server::routes())
         .layer(axum::middleware::from_fn(body_deadline))
         .with_state(shared)
 }

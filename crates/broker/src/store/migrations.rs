@@ -39,6 +39,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!("0014_rental_billing"),
     migration!("0015_sandbox_health_and_unpaid_periods"),
     migration!("0015_topups"),
+    migration!("0015_federation"),
 ];
 
 /// How many migrations databases counted by `user_version` always applied

@@ -139,6 +139,7 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/admin/users", post(admin::user_action))
         .route("/admin/devices", post(admin::device_action))
         .route("/admin/rentals/end", post(admin::end_rental))
+        .route("/admin/peers/remove", post(admin::remove_peer))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM))
 }
 
