@@ -143,6 +143,11 @@ pub fn endpoints() -> Vec<(Method, &'static str, MethodRouter<Arc<Shared>>)> {
             "/api/v1/rentals/{id}/stop",
             post(rentals::stop),
         ),
+        (
+            Method::GET,
+            "/api/v1/rentals/{id}/usage",
+            get(rentals::usage),
+        ),
         (Method::GET, "/api/v1/topups", get(topups::mine)),
         (Method::POST, "/api/v1/topups", post(topups::start)),
         (Method::GET, "/api/v1/topups/{id}", get(topups::one)),
