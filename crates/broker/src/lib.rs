@@ -35,6 +35,9 @@
 //!   double-entry in the store.
 //! - [`billing`]: holding and charging rentals per hour for the time their
 //!   device was reachable.
+//! - [`payouts`]: paying owners what they are owed, each payout period: PayPal
+//!   Payouts, or the operator's crypto transfers by export and import.
+//! - [`csv`]: CSV fields written and read back.
 //! - [`sandbox_limits`]: an owner changing their sandbox's CPU, memory and disk limits.
 //! - [`device_cmd`], [`rental_cmd`], [`admin_cmd`], [`cli`]: the command line.
 //! - [`enroll`]: a new device's agent config and start commands.
@@ -52,6 +55,7 @@ pub mod billing;
 pub mod broker;
 pub mod cli;
 pub mod control;
+pub mod csv;
 pub mod device_cmd;
 pub mod edge;
 pub mod enroll;
@@ -61,6 +65,7 @@ pub mod ledger;
 pub mod mail;
 pub mod market;
 pub mod notify;
+pub mod payouts;
 pub mod port_pool;
 pub mod presence;
 pub mod price;

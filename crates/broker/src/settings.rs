@@ -54,6 +54,8 @@ pub struct Settings {
     pub mail: MailSettings,
     /// Whether and how rentals are charged.
     pub billing: crate::billing::settings::BillingSettings,
+    /// Whether, when and how owners are paid.
+    pub payouts: crate::payouts::settings::PayoutSettings,
 }
 
 /// The config file. Every key is optional; unknown keys are an error.
@@ -80,6 +82,8 @@ pub struct FileSettings {
     pub mail: Option<FileMail>,
     /// The `[billing]` table.
     pub billing: Option<crate::billing::settings::FileBilling>,
+    /// The `[payouts]` table.
+    pub payouts: Option<crate::payouts::settings::FilePayouts>,
 }
 
 /// Settings given by flag or environment variable.
@@ -215,6 +219,8 @@ impl Settings {
         .context("mail settings")?;
         let billing = crate::billing::settings::resolve(file.billing.unwrap_or_default())
             .context("billing settings")?;
+        let payouts = crate::payouts::settings::resolve(file.payouts.unwrap_or_default())
+            .context("payout settings")?;
         let secs = |v: Option<u64>, default: u64| Duration::from_secs(v.unwrap_or(default).max(1));
         let settings = Self {
             data_dir,
@@ -242,6 +248,7 @@ impl Settings {
             visitor_stall_timeout: secs(file.visitor_stall_timeout_secs, 10),
             mail,
             billing,
+            payouts,
         };
         settings.check()?;
         Ok(settings)

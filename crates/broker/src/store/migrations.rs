@@ -37,6 +37,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!("0012_rental_ending_at"),
     migration!("0013_ledger"),
     migration!("0014_rental_billing"),
+    migration!("0015_payouts"),
 ];
 
 /// How many migrations databases counted by `user_version` always applied

@@ -16,6 +16,7 @@ mod ledger;
 mod listings;
 mod migrations;
 mod password_resets;
+mod payouts;
 mod sandboxes;
 mod uptime;
 
@@ -26,6 +27,9 @@ pub use billing::Billable;
 pub use ledger::{CurrencyTotal, Movement, Posted};
 pub use listings::ListedDevice;
 pub use password_resets::PasswordResetRecord;
+pub use payouts::{
+    BucketSum, Earning, Outcome, PayoutRecord, PayoutState, Settled, Started, Sum, payout_id,
+};
 pub use sandboxes::{AccessFacts, RentalRecord, RentalState, RenterTerms, VerificationRecord};
 
 use std::path::Path;
