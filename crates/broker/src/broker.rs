@@ -39,6 +39,8 @@ pub struct Shared {
     pub mailer: Arc<Mailer>,
     /// The marketplace's listing, read again only when the store changed.
     pub market: Arc<crate::market::Cache>,
+    /// The payment providers renters top up through.
+    pub payments: crate::payments::Payments,
 }
 
 /// The broker's listeners, bound before start.
@@ -96,6 +98,8 @@ impl Broker {
             .context("resetting device presence")?;
         let host_key = host_key::load_or_create(&settings.data_dir)?;
         let mailer = Arc::new(Mailer::new(&settings.mail).context("setting up mail")?);
+        let payments = crate::payments::Payments::new(settings.payments.clone())
+            .context("setting up payment providers")?;
         let (presence, writer) = presence::channel(store.clone());
         let registry = Registry::new(
             settings.device_bind,
@@ -125,6 +129,7 @@ impl Broker {
             store,
             registry,
             market: Arc::default(),
+            payments,
         });
         let path = addresses_path(&shared.settings.data_dir);
         std::fs::write(&path, serde_json::to_vec_pretty(&addresses)?)
@@ -175,6 +180,10 @@ impl Broker {
             shutdown.clone(),
         ));
         tasks.spawn(crate::billing::run(shared.clone(), shutdown.clone()));
+        tasks.spawn(crate::payments::reconcile::run(
+            shared.clone(),
+            shutdown.clone(),
+        ));
         let presence = tokio::spawn(self.presence.run(Arc::downgrade(&shared.registry)));
         while tasks.join_next().await.is_some() {}
         shared.registry.kick_all("the broker is shutting down");

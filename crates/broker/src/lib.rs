@@ -38,6 +38,7 @@
 //! - [`payouts`]: paying owners what they are owed, each payout period: PayPal
 //!   Payouts, or the operator's crypto transfers by export and import.
 //! - [`csv`]: CSV fields written and read back.
+//! - [`payments`]: renters' top-ups through PayPal and BTCPay Server.
 //! - [`sandbox_limits`]: an owner changing their sandbox's CPU, memory and disk limits.
 //! - [`device_cmd`], [`rental_cmd`], [`admin_cmd`], [`cli`]: the command line.
 //! - [`enroll`]: a new device's agent config and start commands.
@@ -65,6 +66,7 @@ pub mod ledger;
 pub mod mail;
 pub mod market;
 pub mod notify;
+pub mod payments;
 pub mod payouts;
 pub mod port_pool;
 pub mod presence;

@@ -56,6 +56,8 @@ pub struct Settings {
     pub billing: crate::billing::settings::BillingSettings,
     /// Whether, when and how owners are paid.
     pub payouts: crate::payouts::settings::PayoutSettings,
+    /// Payment providers renters top up through.
+    pub payments: crate::payments::settings::PaymentSettings,
 }
 
 /// The config file. Every key is optional; unknown keys are an error.
@@ -84,6 +86,8 @@ pub struct FileSettings {
     pub billing: Option<crate::billing::settings::FileBilling>,
     /// The `[payouts]` table.
     pub payouts: Option<crate::payouts::settings::FilePayouts>,
+    /// The `[payments]` table.
+    pub payments: Option<crate::payments::settings::FilePayments>,
 }
 
 /// Settings given by flag or environment variable.
@@ -221,6 +225,8 @@ impl Settings {
             .context("billing settings")?;
         let payouts = crate::payouts::settings::resolve(file.payouts.unwrap_or_default())
             .context("payout settings")?;
+        let payments = crate::payments::settings::resolve(file.payments.unwrap_or_default())
+            .context("payment settings")?;
         let secs = |v: Option<u64>, default: u64| Duration::from_secs(v.unwrap_or(default).max(1));
         let settings = Self {
             data_dir,
@@ -249,6 +255,7 @@ impl Settings {
             mail,
             billing,
             payouts,
+            payments,
         };
         settings.check()?;
         Ok(settings)

@@ -72,8 +72,8 @@ fn posted_legs(tx: &Transaction<'_>, id: &TransferId) -> Result<Vec<(Account, i6
     Ok(legs)
 }
 
-/// Posts `transfer` inside `tx` (see [`Store::post`]), so that other rows
-/// can change in the same transaction as the money.
+/// Posts `transfer` inside `tx` (see [`Store::post`]), so it commits with
+/// whatever else `tx` writes.
 pub(super) fn post_in(
     tx: &Transaction<'_>,
     transfer: &Transfer,
@@ -115,7 +115,7 @@ pub(super) fn post_in(
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         if account.never_negative() && balance < 0 {
-            // The caller drops the transaction, which undoes every leg.
+            // Dropping the transaction undoes every leg.
             return Err(LedgerError::InsufficientFunds {
                 account: account.clone(),
                 balance: balance - amount,

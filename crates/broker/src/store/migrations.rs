@@ -37,7 +37,8 @@ const MIGRATIONS: &[Migration] = &[
     migration!("0012_rental_ending_at"),
     migration!("0013_ledger"),
     migration!("0014_rental_billing"),
-    migration!("0015_payouts"),
+    migration!("0015_topups"),
+    migration!("0016_payouts"),
 ];
 
 /// How many migrations databases counted by `user_version` always applied

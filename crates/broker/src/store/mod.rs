@@ -18,6 +18,7 @@ mod migrations;
 mod password_resets;
 mod payouts;
 mod sandboxes;
+mod topups;
 mod uptime;
 
 pub use accounts::{SessionRecord, UserRecord};
@@ -31,6 +32,7 @@ pub use payouts::{
     BucketSum, Earning, Outcome, PayoutRecord, PayoutState, Settled, Started, Sum, payout_id,
 };
 pub use sandboxes::{AccessFacts, RentalRecord, RentalState, RenterTerms, VerificationRecord};
+pub use topups::{Credit, TopupRecord, TopupState};
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -8,6 +8,7 @@
 //! - [`admin`]: the administrators' overview and actions.
 //! - [`wallet`]: a person's balances and their movements.
 //! - [`earnings`]: an owner's earnings, payouts and payout method.
+//! - [`topups`]: topping up a wallet through a payment provider.
 //! - [`limit`]: per-address rate limits.
 //! - [`limits`]: the owner's sandbox limits (CPU, memory, disk) on My devices.
 //! - [`reset`]: password reset by email.
@@ -27,6 +28,7 @@ pub mod limit;
 pub mod limits;
 pub mod market;
 pub mod reset;
+pub mod topups;
 pub mod wallet;
 
 use std::sync::Arc;
@@ -132,6 +134,8 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/wallet.csv", get(wallet::wallet_csv))
         .route("/earnings", get(earnings::earnings_page))
         .route("/earnings/method", post(earnings::set_method))
+        .route("/wallet/topups", post(topups::start))
+        .route("/wallet/topups/{id}", get(topups::returned))
         .route("/admin", get(admin::overview_page))
         .route("/admin/users", post(admin::user_action))
         .route("/admin/devices", post(admin::device_action))

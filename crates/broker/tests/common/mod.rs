@@ -6,7 +6,10 @@
 
 pub mod api;
 pub mod browser;
+pub mod fake_btcpay;
+pub mod fake_paypal;
 pub mod http;
+pub mod ledger;
 pub mod openssh;
 pub mod ports;
 pub mod sandbox;
