@@ -227,6 +227,10 @@ impl Settings {
             .context("payout settings")?;
         let payments = crate::payments::settings::resolve(file.payments.unwrap_or_default())
             .context("payment settings")?;
+        anyhow::ensure!(
+            !(payouts.enabled && payouts.paypal) || payments.paypal.is_some(),
+            "payouts.paypal needs PayPal configured in the [payments.paypal] table"
+        );
         let secs = |v: Option<u64>, default: u64| Duration::from_secs(v.unwrap_or(default).max(1));
         let settings = Self {
             data_dir,

@@ -8,6 +8,7 @@ pub mod api;
 pub mod browser;
 pub mod fake_btcpay;
 pub mod fake_paypal;
+pub mod fake_paypal_payouts;
 pub mod http;
 pub mod ledger;
 pub mod openssh;
