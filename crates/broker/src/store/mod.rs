@@ -18,6 +18,7 @@ mod ledger;
 mod listings;
 mod migrations;
 mod password_resets;
+mod payouts;
 mod sandboxes;
 mod topups;
 mod uptime;
@@ -30,6 +31,9 @@ pub use federation::{ExportRow, NewPeer, PeerDeviceRow, PeerRecord, Redeemed};
 pub use ledger::{CurrencyTotal, Movement, Posted};
 pub use listings::ListedDevice;
 pub use password_resets::PasswordResetRecord;
+pub use payouts::{
+    BucketSum, Earning, Outcome, PayoutRecord, PayoutState, Settled, Started, Sum, payout_id,
+};
 pub use sandboxes::{AccessFacts, RentalRecord, RentalState, RenterTerms, VerificationRecord};
 pub use topups::{Credit, TopupRecord, TopupState};
 pub use uptime::JOIN_GAP_SECS;
