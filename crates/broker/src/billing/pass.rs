@@ -1,6 +1,10 @@
 //! One billing pass at a given moment: every decision billing makes, on the
 //! store alone, with the clock passed in. What it cannot do itself (ending a
 //! rental, which needs the device; mailing) it returns to the caller.
+//!
+//! The rentals are billed [`BATCH`] at a time, each batch in one
+//! transaction; a pass killed half-way leaves whole batches, and the next
+//! pass carries on (every transfer id names its rental and period).
 
 use rpibroker_wire::DeviceName;
 use rpibroker_wire::control::RentalId;
