@@ -59,7 +59,7 @@ fn main() {
         }
         let name = DeviceName::parse(&format!("pi-{i}")).unwrap();
         let device = store
-            .add_owned_device(&name, &format!("h{i}"), owner, UnixTime(0))
+            .add_owned_device(&name, &format!("h{i}"), owner, i64::MAX, UnixTime(0))
             .expect("a device")
             .id;
         store.set_listing(device, true, Some(120)).unwrap();

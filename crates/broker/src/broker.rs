@@ -39,6 +39,10 @@ pub struct Shared {
     pub mailer: Arc<Mailer>,
     /// The marketplace's listing, read again only when the store changed.
     pub market: Arc<crate::market::Cache>,
+    /// The payment providers renters top up through.
+    pub payments: crate::payments::Payments,
+    /// Recent request nonces and the client for calls to peers.
+    pub federation: crate::federation::Federation,
 }
 
 /// The broker's listeners, bound before start.
@@ -95,7 +99,14 @@ impl Broker {
             .mark_all_offline(None)
             .context("resetting device presence")?;
         let host_key = host_key::load_or_create(&settings.data_dir)?;
+        let keys = crate::federation::identity::KeyRing::load_or_create(
+            &settings.data_dir,
+            UnixTime::now(),
+        )?;
+        tracing::info!(keyid = keys.current().0, name = %settings.federation.name, "federation identity");
         let mailer = Arc::new(Mailer::new(&settings.mail).context("setting up mail")?);
+        let payments = crate::payments::Payments::new(settings.payments.clone())
+            .context("setting up payment providers")?;
         let (presence, writer) = presence::channel(store.clone());
         let registry = Registry::new(
             settings.device_bind,
@@ -125,6 +136,8 @@ impl Broker {
             store,
             registry,
             market: Arc::default(),
+            payments,
+            federation: crate::federation::Federation::default(),
         });
         let path = addresses_path(&shared.settings.data_dir);
         std::fs::write(&path, serde_json::to_vec_pretty(&addresses)?)
@@ -175,6 +188,15 @@ impl Broker {
             shutdown.clone(),
         ));
         tasks.spawn(crate::billing::run(shared.clone(), shutdown.clone()));
+        tasks.spawn(crate::payouts::run(shared.clone(), shutdown.clone()));
+        tasks.spawn(crate::payments::reconcile::run(
+            shared.clone(),
+            shutdown.clone(),
+        ));
+        tasks.spawn(crate::federation::listings::run(
+            shared.clone(),
+            shutdown.clone(),
+        ));
         let presence = tokio::spawn(self.presence.run(Arc::downgrade(&shared.registry)));
         while tasks.join_next().await.is_some() {}
         shared.registry.kick_all("the broker is shutting down");

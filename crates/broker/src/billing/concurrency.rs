@@ -69,7 +69,7 @@ fn billing_top_ups_and_charges_at_once_conserve_the_total() {
         for d in 0..2 {
             let name = DeviceName::parse(&format!("pi{r}x{d}")).unwrap();
             let device = store
-                .add_owned_device(&name, &format!("h{r}x{d}"), owner, UnixTime(0))
+                .add_owned_device(&name, &format!("h{r}x{d}"), owner, i64::MAX, UnixTime(0))
                 .unwrap()
                 .id;
             store.set_listing(device, true, Some(RATE)).unwrap();

@@ -289,7 +289,7 @@ mod tests {
             .id;
         let name = DeviceName::parse("pi").unwrap();
         let device = store
-            .add_owned_device(&name, "h", owner, UnixTime(0))
+            .add_owned_device(&name, "h", owner, i64::MAX, UnixTime(0))
             .unwrap()
             .id;
         store.set_listing(device, true, Some(600)).unwrap();

@@ -127,7 +127,7 @@ impl World {
                 )
             } else {
                 let id = store
-                    .add_owned_device(&name, &format!("h{d}"), owner, UnixTime(0))
+                    .add_owned_device(&name, &format!("h{d}"), owner, i64::MAX, UnixTime(0))
                     .unwrap()
                     .id;
                 (id, Some(owner))

@@ -72,10 +72,14 @@ fn posted_legs(tx: &Connection, id: &TransferId) -> Result<Vec<(Account, i64)>, 
     Ok(legs)
 }
 
-/// Posts `transfer` on `conn` (inside a transaction) unless it was posted
-/// before, in a savepoint: a refused transfer leaves nothing behind, and
-/// the transaction goes on.
-fn post_on(conn: &Connection, transfer: &Transfer, now: UnixTime) -> Result<Posted, StoreError> {
+/// Posts `transfer` inside `conn`'s transaction (see [`Store::post`]), so
+/// it commits with whatever else the transaction writes; in a savepoint, so
+/// a refused transfer leaves nothing behind and the transaction may go on.
+pub(super) fn post_in(
+    conn: &Connection,
+    transfer: &Transfer,
+    now: UnixTime,
+) -> Result<Posted, StoreError> {
     conn.execute_batch("SAVEPOINT post")?;
     let result = post_inner(conn, transfer, now);
     let end = match result {
@@ -163,7 +167,7 @@ fn transfer_posted_on(conn: &Connection, id: &TransferId) -> Result<bool, StoreE
 impl Batch<'_> {
     /// [`Store::post`], in the batch's transaction.
     pub fn post(&self, transfer: &Transfer, now: UnixTime) -> Result<Posted, StoreError> {
-        post_on(self.conn, transfer, now)
+        post_in(self.conn, transfer, now)
     }
 
     pub fn balance(&self, account: &Account, currency: &Currency) -> Result<i64, StoreError> {
@@ -183,7 +187,7 @@ impl Store {
         // Immediate: another connection (`rpibroker admin credit`) writing
         // meanwhile makes this one wait, instead of failing it half-way.
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let posted = post_on(&tx, transfer, now)?;
+        let posted = post_in(&tx, transfer, now)?;
         tx.commit()?;
         Ok(posted)
     }

@@ -353,10 +353,8 @@ impl Store {
         Ok(record)
     }
 
-    /// Marks a provisioning rental active; false if it is no longer
-    /// provisioning (it was stopped meanwhile).
-    /// The rentals of account `renter_id` with their device's name, newest
-    /// first (the latest 50).
+    /// The rentals of account `renter_id` with their device's name: the open
+    /// ones (at most a handful), then the latest ended ones; 50 in all.
     pub fn rentals_of_renter(
         &self,
         renter_id: i64,
@@ -369,7 +367,8 @@ impl Store {
             .join(", ");
         let mut stmt = conn.prepare(&format!(
             "SELECT {columns}, d.name FROM rentals r JOIN devices d ON d.id = r.device_id
-             WHERE r.renter_id = ?1 ORDER BY r.started_at DESC, r.rowid DESC LIMIT 50"
+             WHERE r.renter_id = ?1
+             ORDER BY r.ended_at IS NULL DESC, r.started_at DESC, r.rowid DESC LIMIT 50"
         ))?;
         let rows = stmt.query_map([renter_id], |r| {
             Ok((r.get::<_, String>(9)?, rental_row(r)?))
@@ -409,6 +408,8 @@ impl Store {
             .optional()?)
     }
 
+    /// Marks a provisioning rental active; false if it is no longer
+    /// provisioning (it was stopped meanwhile).
     pub fn set_rental_active(&self, id: &RentalId, username: &str) -> Result<bool, StoreError> {
         let changed = self.conn().execute(
             "UPDATE rentals SET state = 'active', username = ?2 WHERE id = ?1 AND state = 'provisioning'",

@@ -180,7 +180,7 @@ mod tests {
             .unwrap();
         let name = DeviceName::parse("pi").unwrap();
         let id = store
-            .add_owned_device(&name, "h", owner.id, UnixTime(0))
+            .add_owned_device(&name, "h", owner.id, 20, UnixTime(0))
             .unwrap()
             .id;
         // 36.00 per hour is one cent a second.
