@@ -11,6 +11,7 @@
 mod accounts;
 mod admin;
 mod api_tokens;
+mod batch;
 mod billing;
 mod federation;
 mod health;
@@ -26,6 +27,7 @@ mod uptime;
 pub use accounts::{SessionRecord, UserRecord};
 pub use admin::{AdminDevice, AdminRental, AdminUser, Suspension};
 pub use api_tokens::ApiTokenRecord;
+pub use batch::Batch;
 pub use billing::{Billable, RentalBilling, RentalLeg};
 pub use federation::{ExportRow, NewPeer, PeerDeviceRow, PeerRecord, Redeemed};
 pub use ledger::{CurrencyTotal, Movement, Posted};
