@@ -1,4 +1,5 @@
-//! The `rpibroker` command line: `serve`, and the `device` and `rental` commands.
+//! The `rpibroker` command line: `serve`, and the `device`, `rental`, `admin`
+//! and `peer` commands.
 
 use std::path::PathBuf;
 
@@ -41,6 +42,48 @@ pub enum Command {
     /// Manage the broker's administrators.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Federate with other brokers: invite, accept, list, remove peers.
+    #[command(subcommand)]
+    Peer(PeerCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PeerCommand {
+    /// Make a one-time invite for another broker to become a peer; prints
+    /// the invite (this broker's URL, name and key, and a secret).
+    Invite {
+        /// How much the peer may owe this broker, like 100.00.
+        #[arg(long, default_value = "0")]
+        credit_limit: String,
+        /// ISO 4217 code of the currency the two brokers settle in.
+        #[arg(long, default_value = "USD")]
+        currency: String,
+        /// Hours the invite can be used in.
+        #[arg(long, default_value_t = 24)]
+        valid_hours: u32,
+    },
+    /// Accept another broker's invite: calls that broker (which must be
+    /// reachable), and both become peers of each other.
+    Accept {
+        /// The invite, as printed by `rpibroker peer invite` on the other broker.
+        invite: String,
+    },
+    /// List peers with their terms and how their last pull went.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop peering with a broker: its requests are refused and its devices
+    /// leave the marketplace.
+    Remove { name: String },
+    /// Make a new federation key; the old one stays published (and valid)
+    /// for a while so peers can verify what it signed.
+    RotateKey {
+        /// Hours the old key stays valid.
+        #[arg(long, default_value_t = 168)]
+        keep_old_hours: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -40,7 +40,8 @@
 //! - [`csv`]: CSV fields written and read back.
 //! - [`payments`]: renters' top-ups through PayPal and BTCPay Server.
 //! - [`sandbox_limits`]: an owner changing their sandbox's CPU, memory and disk limits.
-//! - [`device_cmd`], [`rental_cmd`], [`admin_cmd`], [`cli`]: the command line.
+//! - [`federation`]: peer brokers: keys, signed requests, peering, listings.
+//! - [`device_cmd`], [`rental_cmd`], [`admin_cmd`], [`peer_cmd`], [`cli`]: the command line.
 //! - [`enroll`]: a new device's agent config and start commands.
 //! - [`price`]: hourly prices, parsed and shown in minor units.
 //! - [`token`], [`host_key`], [`private_file`], [`port_pool`], [`time`], [`shutdown`], [`accept`]: small
@@ -60,6 +61,7 @@ pub mod csv;
 pub mod device_cmd;
 pub mod edge;
 pub mod enroll;
+pub mod federation;
 pub mod gate;
 pub mod host_key;
 pub mod ledger;
@@ -68,6 +70,7 @@ pub mod market;
 pub mod notify;
 pub mod payments;
 pub mod payouts;
+pub mod peer_cmd;
 pub mod port_pool;
 pub mod presence;
 pub mod price;

@@ -14,15 +14,16 @@ use serde_json::json;
 
 const BILLING: &str = "[billing]\nenabled = true\n";
 
-async fn broker_with(fake: &FakePaypal, payments: &str) -> TestBroker {
-    let dir = tempfile::tempdir().unwrap().keep();
+/// A broker using `fake`, and the directory holding its client secret.
+async fn broker_with(fake: &FakePaypal, payments: &str) -> (TestBroker, tempfile::TempDir) {
+    let secrets = tempfile::tempdir().unwrap();
     let config = format!(
         "{BILLING}[payments]\n{payments}{}",
-        fake.config(&dir.join("paypal-secret"))
+        fake.config(&secrets.path().join("paypal-secret"))
     );
     let broker = TestBroker::start_with(1, &config).await;
     fake.set_broker(broker.api);
-    broker
+    (broker, secrets)
 }
 
 /// Starts a top-up of `amount` from the wallet page; the checkout link the
@@ -59,7 +60,7 @@ async fn topups(broker: &TestBroker, token: &str) -> Vec<serde_json::Value> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_renter_tops_up_through_paypal_and_is_credited_once() {
     let fake = FakePaypal::start().await;
-    let broker = broker_with(&fake, "").await;
+    let (broker, _secrets) = broker_with(&fake, "").await;
     let mut alice = sign_up(broker.api, "alice@example.org").await;
     let token = create_token(&mut alice, "script").await;
 
@@ -197,7 +198,7 @@ async fn a_renter_tops_up_through_paypal_and_is_credited_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn forged_and_tampered_deliveries_are_refused_and_credit_nothing() {
     let fake = FakePaypal::start().await;
-    let broker = broker_with(&fake, "").await;
+    let (broker, _secrets) = broker_with(&fake, "").await;
     let mut alice = sign_up(broker.api, "alice@example.org").await;
     fake.drop_webhooks(true);
     let order = FakePaypal::order_of_link(&top_up(&mut alice, "20").await);
@@ -262,7 +263,7 @@ async fn forged_and_tampered_deliveries_are_refused_and_credit_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn repeated_and_reordered_deliveries_credit_each_top_up_once() {
     let fake = FakePaypal::start().await;
-    let broker = broker_with(&fake, "").await;
+    let (broker, _secrets) = broker_with(&fake, "").await;
     let mut alice = sign_up(broker.api, "alice@example.org").await;
     let mut expected = 0;
     fake.drop_webhooks(true);
@@ -321,7 +322,7 @@ fn common_amount(text: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_completed_order_whose_capture_was_declined_credits_nothing() {
     let fake = FakePaypal::start().await;
-    let broker = broker_with(&fake, "").await;
+    let (broker, _secrets) = broker_with(&fake, "").await;
     let mut alice = sign_up(broker.api, "alice@example.org").await;
     let token = create_token(&mut alice, "t").await;
     fake.decline_captures(true);
@@ -357,7 +358,7 @@ async fn a_completed_order_whose_capture_was_declined_credits_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lost_webhook_is_credited_by_reconciliation_once() {
     let fake = FakePaypal::start().await;
-    let broker = broker_with(&fake, "reconcile_every_secs = 1\n").await;
+    let (broker, _secrets) = broker_with(&fake, "reconcile_every_secs = 1\n").await;
     let mut alice = sign_up(broker.api, "alice@example.org").await;
     let token = create_token(&mut alice, "t").await;
     // Every webhook is lost and the renter never comes back from PayPal.
@@ -387,7 +388,7 @@ async fn a_lost_webhook_is_credited_by_reconciliation_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn paypal_failing_or_slow_charges_nothing_and_the_broker_stays_up() {
     let fake = FakePaypal::start().await;
-    let broker = broker_with(&fake, "").await;
+    let (broker, _secrets) = broker_with(&fake, "").await;
     let mut alice = sign_up(broker.api, "alice@example.org").await;
     let token = create_token(&mut alice, "t").await;
     for misbehave in ["500", "slow"] {
@@ -443,7 +444,7 @@ async fn paypal_failing_or_slow_charges_nothing_and_the_broker_stays_up() {
 #[tokio::test(flavor = "multi_thread")]
 async fn parallel_top_ups_conserve_the_ledger() {
     let fake = FakePaypal::start().await;
-    let broker = broker_with(&fake, "").await;
+    let (broker, _secrets) = broker_with(&fake, "").await;
     let mut tokens = Vec::new();
     for who in ["a", "b", "c"] {
         let mut c = sign_up(broker.api, &format!("{who}@example.org")).await;
@@ -499,4 +500,71 @@ async fn parallel_top_ups_conserve_the_ledger() {
     assert_eq!(ledger::transfers(&broker, "topup:paypal:%"), 12);
     assert_eq!(ledger::problems(&broker), 0);
     assert!(fake.problems().is_empty(), "{:?}", fake.problems());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refund_takes_the_top_up_back_from_the_wallet() {
+    let fake = FakePaypal::start().await;
+    let (broker, _secrets) = broker_with(&fake, "").await;
+    let mut alice = sign_up(broker.api, "alice@example.org").await;
+    let token = create_token(&mut alice, "t").await;
+    let order = FakePaypal::order_of_link(&top_up(&mut alice, "8").await);
+    fake.approve(&order).await;
+    wait_for("the top-up to be credited", DEADLINE, || async {
+        (ledger::wallet(&broker, "alice@example.org") == 800).then_some(())
+    })
+    .await;
+    for _ in 0..2 {
+        assert_eq!(fake.refund(&order).await, Some(200));
+    }
+    assert_eq!(ledger::wallet(&broker, "alice@example.org"), 0);
+    assert_eq!(topups(&broker, &token).await[0]["state"], "refunded");
+    // Every delivery again: the refunded top-up is not credited anew.
+    for d in fake.deliveries() {
+        assert_eq!(fake.deliver(&d).await, 200);
+    }
+    assert_eq!(ledger::wallet(&broker, "alice@example.org"), 0);
+    assert_eq!(ledger::problems(&broker), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unpaid_top_up_expires() {
+    let fake = FakePaypal::start().await;
+    let (broker, _secrets) =
+        broker_with(&fake, "reconcile_every_secs = 1\nexpire_after_secs = 2\n").await;
+    let mut alice = sign_up(broker.api, "alice@example.org").await;
+    let token = create_token(&mut alice, "t").await;
+    let _never_paid = top_up(&mut alice, "6").await;
+    wait_for("the unpaid top-up to expire", DEADLINE, || async {
+        (topups(&broker, &token).await[0]["state"] == "expired").then_some(())
+    })
+    .await;
+    let wallet = alice.get("/wallet").await;
+    assert!(!wallet.body.contains("pending-topups"), "{}", wallet.body);
+    assert_eq!(ledger::wallet(&broker, "alice@example.org"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_killed_before_the_webhook_credits_once_after_restart() {
+    let fake = FakePaypal::start().await;
+    let (mut broker, _secrets) = broker_with(&fake, "reconcile_every_secs = 1\n").await;
+    let mut alice = sign_up(broker.api, "alice@example.org").await;
+    fake.drop_webhooks(true);
+    let order = FakePaypal::order_of_link(&top_up(&mut alice, "4.44").await);
+    broker.crash_and_restart().await;
+    fake.approve(&order).await;
+    wait_for(
+        "the restarted broker to capture and credit",
+        DEADLINE,
+        || async { (ledger::wallet(&broker, "alice@example.org") == 444).then_some(()) },
+    )
+    .await;
+    broker.crash_and_restart().await;
+    fake.drop_webhooks(false);
+    for d in fake.deliveries() {
+        assert_eq!(fake.deliver(&d).await, 200);
+    }
+    assert_eq!(ledger::wallet(&broker, "alice@example.org"), 444);
+    assert_eq!(fake.count("capture"), 1);
+    assert_eq!(ledger::problems(&broker), 0);
 }

@@ -21,7 +21,7 @@ use crate::payouts::crypto::{self, CryptoError, Imported};
 use crate::rental::{self, RentalError};
 use crate::store::{
     AdminDevice, AdminRental, AdminUser, BucketSum, CurrencyTotal, PayoutRecord, PayoutState,
-    StoreError, Sum, Suspension,
+    PeerRecord, StoreError, Sum, Suspension,
 };
 use crate::time::UnixTime;
 
@@ -37,6 +37,8 @@ pub enum AdminError {
     NoSuchDevice,
     #[error("no such rental is open")]
     NoSuchRental,
+    #[error("no active peer has that name")]
+    NoSuchPeer,
     #[error("{0}")]
     BadReason(String),
     #[error("{0}")]
@@ -103,6 +105,7 @@ pub struct Overview {
     pub devices: Vec<Device>,
     pub rentals: Vec<AdminRental>,
     pub ledger: LedgerCheck,
+    pub peers: Vec<PeerRecord>,
 }
 
 /// The ledger's sums per currency (always zero) and anything wrong with it.
@@ -179,7 +182,30 @@ pub async fn overview(shared: &Arc<Shared>, actor: Actor) -> Result<Overview, Ad
         devices: devices(shared, actor).await?,
         rentals: rentals(shared, actor).await?,
         ledger: ledger_check(shared, actor).await?,
+        peers: peers(shared, actor).await?,
     })
+}
+
+/// Every peer broker, active first.
+pub async fn peers(shared: &Arc<Shared>, actor: Actor) -> Result<Vec<PeerRecord>, AdminError> {
+    admin(actor)?;
+    Ok(shared.store.blocking(|s| s.peers()).await?)
+}
+
+/// Stops peering with the broker called `name`: its requests are refused
+/// and its devices leave the marketplace.
+pub async fn remove_peer(shared: &Arc<Shared>, actor: Actor, name: &str) -> Result<(), AdminError> {
+    admin(actor)?;
+    let name = name.to_string();
+    let removed = shared
+        .store
+        .blocking(move |s| s.remove_peer(&name, UnixTime::now()))
+        .await?;
+    if removed {
+        Ok(())
+    } else {
+        Err(AdminError::NoSuchPeer)
+    }
 }
 
 /// Checks the ledger: the sum of every account per currency, and every

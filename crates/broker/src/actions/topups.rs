@@ -9,9 +9,13 @@ use crate::broker::Shared;
 use crate::payments::topup::{self, TopupError};
 use crate::payments::{Provider, amount_text};
 use crate::store::{StoreError, TopupRecord, TopupState};
+use crate::time::UnixTime;
 
 /// Top-ups listed, at most.
 pub const LISTED: i64 = 50;
+/// Looking at a pending top-up asks its provider at most this often (in
+/// seconds), however often it is looked at.
+const ASK_AT_MOST_EVERY: i64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -91,8 +95,9 @@ pub async fn mine(shared: &Shared, actor: Actor) -> Result<Vec<Topup>, StoreErro
     Ok(list.into_iter().map(Topup::from).collect())
 }
 
-/// The actor's top-up `id`, asking its provider first while it is pending;
-/// `None` if the actor has no such top-up.
+/// The actor's top-up `id`, asking its provider first while it is pending
+/// (unless it was asked a moment ago); `None` if the actor has no such
+/// top-up.
 pub async fn look(shared: &Shared, actor: Actor, id: &str) -> Result<Option<Topup>, StoreError> {
     let lookup = id.to_string();
     let Some(record) = shared
@@ -103,7 +108,8 @@ pub async fn look(shared: &Shared, actor: Actor, id: &str) -> Result<Option<Topu
     else {
         return Ok(None);
     };
-    let record = if record.state == TopupState::Pending && !actor.suspended {
+    let asked_lately = UnixTime::now().0 - record.checked_at < ASK_AT_MOST_EVERY;
+    let record = if record.state == TopupState::Pending && !actor.suspended && !asked_lately {
         topup::settle(shared, record).await?
     } else {
         record

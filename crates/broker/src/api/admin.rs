@@ -67,9 +67,10 @@ impl From<AdminError> for Failure {
                     "there is no endpoint at this address",
                 );
             }
-            AdminError::NoSuchAccount | AdminError::NoSuchDevice | AdminError::NoSuchRental => {
-                (StatusCode::NOT_FOUND, ErrorCode::NotFound)
-            }
+            AdminError::NoSuchAccount
+            | AdminError::NoSuchDevice
+            | AdminError::NoSuchRental
+            | AdminError::NoSuchPeer => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
             AdminError::OwnAccount | AdminError::BadReason(_) | AdminError::Payouts(_) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidInput)
             }

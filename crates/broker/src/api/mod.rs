@@ -144,6 +144,11 @@ pub fn endpoints() -> Vec<(Method, &'static str, MethodRouter<Arc<Shared>>)> {
             "/api/v1/rentals/{id}/stop",
             post(rentals::stop),
         ),
+        (
+            Method::GET,
+            "/api/v1/rentals/{id}/usage",
+            get(rentals::usage),
+        ),
         (Method::GET, "/api/v1/topups", get(topups::mine)),
         (Method::POST, "/api/v1/topups", post(topups::start)),
         (Method::GET, "/api/v1/topups/{id}", get(topups::one)),
@@ -259,6 +264,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/webhooks/paypal", post(crate::payments::webhooks::paypal))
         .route("/webhooks/btcpay", post(crate::payments::webhooks::btcpay))
         .merge(crate::web::routes())
+        .merge(crate::federation::server::routes())
         .layer(axum::middleware::from_fn(body_deadline))
         .with_state(shared)
 }

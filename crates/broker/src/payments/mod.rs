@@ -85,6 +85,14 @@ pub enum PaymentState {
     Expired,
 }
 
+/// Currencies whose providers' amounts are not in hundredths (no minor
+/// unit, or thousandths, or whole units only at PayPal); the broker's
+/// minor units are hundredths, so top-ups refuse them.
+pub const NOT_IN_CENTS: &[&str] = &[
+    "BHD", "BIF", "CLP", "DJF", "GNF", "HUF", "IQD", "ISK", "JOD", "JPY", "KMF", "KRW", "KWD",
+    "LYD", "OMR", "PYG", "RWF", "TND", "TWD", "UGX", "VND", "VUV", "XAF", "XOF", "XPF",
+];
+
 /// An amount in minor units as providers write it: `1234` is `"12.34"`,
 /// with no float in between.
 pub fn amount_text(minor: i64) -> String {

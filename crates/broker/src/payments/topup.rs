@@ -146,6 +146,11 @@ pub async fn settle(shared: &Shared, topup: TopupRecord) -> Result<TopupRecord, 
     let Some(reference) = topup.provider_ref.clone() else {
         return Ok(topup);
     };
+    let id = topup.id.clone();
+    shared
+        .store
+        .blocking(move |s| s.set_topup_checked(&id, UnixTime::now()))
+        .await?;
     let state = match ask(shared, &topup, &reference).await {
         Ok(state) => state,
         Err(e) => {

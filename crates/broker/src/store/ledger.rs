@@ -2,7 +2,7 @@
 //! transaction, refusing to take a wallet or payable below zero), balances,
 //! and a check of every invariant.
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::{Store, StoreError};
 use crate::ledger::{Account, Currency, LedgerError, Transfer, TransferId};
@@ -135,7 +135,9 @@ impl Store {
     /// and if it was posted with other legs that is a conflict.
     pub fn post(&self, transfer: &Transfer, now: UnixTime) -> Result<Posted, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        // Immediate: another connection (`rpibroker admin credit`) writing
+        // meanwhile makes this one wait, instead of failing it half-way.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let posted = post_in(&tx, transfer, now)?;
         tx.commit()?;
         Ok(posted)

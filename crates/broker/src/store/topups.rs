@@ -63,6 +63,8 @@ pub struct TopupRecord {
     pub checkout_url: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// When its provider was last asked about it.
+    pub checked_at: i64,
 }
 
 impl TopupRecord {
@@ -74,7 +76,7 @@ impl TopupRecord {
 }
 
 const COLUMNS: &str = "id, user_id, provider, provider_ref, amount, currency, state, detail,
-                       checkout_url, created_at, updated_at";
+                       checkout_url, created_at, updated_at, checked_at";
 
 fn record(r: &Row<'_>) -> rusqlite::Result<TopupRecord> {
     let bad = |i, e: String| {
@@ -94,6 +96,7 @@ fn record(r: &Row<'_>) -> rusqlite::Result<TopupRecord> {
         checkout_url: r.get(8)?,
         created_at: r.get(9)?,
         updated_at: r.get(10)?,
+        checked_at: r.get(11)?,
     })
 }
 

@@ -24,7 +24,7 @@ use crate::actions::admin::{self, AdminError, Device, LedgerCheck, Revenue};
 use crate::broker::Shared;
 use crate::price::show_price;
 use crate::rental;
-use crate::store::{AdminRental, AdminUser, BucketSum, Sum};
+use crate::store::{AdminRental, AdminUser, BucketSum, PeerRecord, Sum};
 use crate::time::UnixTime;
 
 fn not_found(session: &Session) -> Response {
@@ -205,11 +205,12 @@ async fn reply(
                 flash,
                 html! {
                     h1 { "Administration" }
-                    nav aria-label="sections" { a href="#users" { "Accounts" } " · " a href="#devices" { "Devices" } " · " a href="#rentals" { "Rentals" } " · " a href="#ledger" { "Ledger" } " · " a href="/admin/revenue" { "Revenue and payouts" } }
+                    nav aria-label="sections" { a href="#users" { "Accounts" } " · " a href="#devices" { "Devices" } " · " a href="#rentals" { "Rentals" } " · " a href="#ledger" { "Ledger" } " · " a href="#peers" { "Peers" } " · " a href="/admin/revenue" { "Revenue and payouts" } }
                     (users_table(session, &o.users))
                     (devices_table(session, &o.devices))
                     (rentals_table(session, &o.rentals))
                     (ledger_section(&o.ledger))
+                    (peers_table(session, &o.peers))
                 },
             ),
         ),
@@ -242,6 +243,10 @@ async fn refused(shared: &Arc<Shared>, session: &Session, e: AdminError) -> Resp
         ),
         AdminError::NoSuchDevice => (StatusCode::NOT_FOUND, "No device has that name.".into()),
         AdminError::NoSuchRental => (StatusCode::NOT_FOUND, "No such rental is open.".into()),
+        AdminError::NoSuchPeer => (
+            StatusCode::NOT_FOUND,
+            "No active peer has that name.".into(),
+        ),
         AdminError::BadReason(why) | AdminError::Payouts(why) => {
             (StatusCode::UNPROCESSABLE_ENTITY, why)
         }
@@ -254,6 +259,73 @@ async fn refused(shared: &Arc<Shared>, session: &Session, e: AdminError) -> Resp
         }
     };
     reply(shared, session, status, Some(Flash::Error(message))).await
+}
+
+fn peers_table(session: &Session, peers: &[PeerRecord]) -> Markup {
+    html! {
+        h2 id="peers" { "Peers" }
+        @if peers.is_empty() {
+            p { "This broker federates with no other. Invite one with " code { "rpibroker peer invite" } "." }
+        } @else {
+            div.table-wrap { table {
+                thead { tr { th { "Broker" } th { "Since" } th { "Credit limit" } th { "Listings" } th { "State" } th { "" } } }
+                tbody {
+                    @for p in peers {
+                        tr data-testid={ "peer-" (p.name) } {
+                            td { (p.name) br; span.hint { (p.base_url) } }
+                            td { (when(p.added_at)) }
+                            td { (show_price(p.credit_limit)) " " (p.currency) }
+                            td {
+                                @if p.missed_pulls > 0 { (p.missed_pulls) " pulls missed" }
+                                @else if let Some(at) = p.last_pull_ok_at { "pulled " (when(at)) }
+                                @else { "not pulled yet" }
+                            }
+                            td { @if p.active { "active" } @else if let Some(at) = p.removed_at { "removed " (when(at)) } @else { "removed" } }
+                            td {
+                                @if p.active {
+                                    form.inline method="post" action="/admin/peers/remove" {
+                                        input type="hidden" name="csrf" value=(session.csrf);
+                                        input type="hidden" name="name" value=(p.name);
+                                        button type="submit" aria-label={ "Remove peer " (p.name) } { "Remove" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            } }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct PeerForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+}
+
+/// Stops peering with a broker.
+pub async fn remove_peer(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Form(form): Form<PeerForm>,
+) -> Response {
+    let session = match signed_in_form(&shared, &headers, &form.csrf).await {
+        Ok((s, _)) => s,
+        Err(response) => return response,
+    };
+    match admin::remove_peer(&shared, Actor::from(&session), &form.name).await {
+        Ok(()) => {
+            let message = format!(
+                "{} is no longer a peer: its requests are refused and its devices left the marketplace.",
+                form.name
+            );
+            reply(&shared, &session, StatusCode::OK, Some(Flash::Ok(message))).await
+        }
+        Err(e) => refused(&shared, &session, e).await,
+    }
 }
 
 pub async fn overview_page(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {

@@ -12,6 +12,7 @@
 //! - [`limit`]: per-address rate limits.
 //! - [`limits`]: the owner's sandbox limits (CPU, memory, disk) on My devices.
 //! - [`reset`]: password reset by email.
+//! - [`usage`]: a rental's page: what each hour cost its renter, and why.
 //!
 //! Every form carries an anti-CSRF token: the session's own once signed in,
 //! otherwise a random one that must match a `SameSite=Strict` cookie. A POST
@@ -29,6 +30,7 @@ pub mod limits;
 pub mod market;
 pub mod reset;
 pub mod topups;
+pub mod usage;
 pub mod wallet;
 
 use std::sync::Arc;
@@ -130,6 +132,7 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/rent", post(market::rent))
         .route("/rentals", get(market::rentals))
         .route("/rentals/stop", post(market::stop))
+        .route("/rentals/{id}", get(usage::usage_page))
         .route("/wallet", get(wallet::wallet_page))
         .route("/wallet.csv", get(wallet::wallet_csv))
         .route("/earnings", get(earnings::earnings_page))
@@ -143,6 +146,7 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/admin/revenue", get(admin::revenue_page))
         .route("/admin/payouts/export", post(admin::export_payouts))
         .route("/admin/payouts/import", post(admin::import_payouts))
+        .route("/admin/peers/remove", post(admin::remove_peer))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM))
 }
 

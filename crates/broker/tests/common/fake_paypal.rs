@@ -181,6 +181,28 @@ impl FakePaypal {
         (o.status.clone(), o.capture.as_ref().map(|c| c.1.clone()))
     }
 
+    /// The merchant refunds order `id`'s capture in full; PayPal sends
+    /// PAYMENT.CAPTURE.REFUNDED about the refund, which links "up" to the
+    /// capture.
+    pub async fn refund(&self, id: &str) -> Option<u16> {
+        let resource = {
+            let mut inner = self.inner.lock().unwrap();
+            let refund = inner.id("1JU0");
+            let o = &inner.orders[id];
+            let capture = &o.capture.as_ref().expect("a capture").0;
+            json!({
+                "id": refund,
+                "status": "COMPLETED",
+                "amount": { "currency_code": o.currency, "value": o.value },
+                "links": [
+                    { "href": format!("https://api-m.sandbox.paypal.com/v2/payments/refunds/{refund}"), "rel": "self", "method": "GET" },
+                    { "href": format!("https://api-m.sandbox.paypal.com/v2/payments/captures/{capture}"), "rel": "up", "method": "GET" },
+                ],
+            })
+        };
+        self.send("PAYMENT.CAPTURE.REFUNDED", resource).await
+    }
+
     /// The renter approves order `id` at PayPal; PayPal sends
     /// CHECKOUT.ORDER.APPROVED.
     pub async fn approve(&self, id: &str) {

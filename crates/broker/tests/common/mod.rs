@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod browser;
+pub mod cluster;
 pub mod fake_btcpay;
 pub mod fake_paypal;
 pub mod fake_paypal_payouts;

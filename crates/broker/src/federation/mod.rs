@@ -1,0 +1,42 @@
+//! Federation: brokers that list each other's devices.
+//!
+//! - [`identity`]: this broker's ed25519 keys, their rotation and validity.
+//! - [`signature`]: HTTP Message Signatures (RFC 9421) and Content-Digest
+//!   (RFC 9530) on every request and response between brokers.
+//! - [`wire`]: what brokers send each other.
+//! - [`url`]: a broker's base URL, as signatures cover it.
+//! - [`client`]: calling a peer and checking its answer.
+//! - [`server`]: this broker's federation endpoints, served on the API
+//!   listener: its self-description at `/.well-known/rpibroker-broker`, and
+//!   the signed `/federation/v1/…` endpoints.
+//! - [`peering`]: invites, and accepting one (consent on both sides).
+//! - [`listings`]: offering this broker's own devices to peers, and pulling
+//!   theirs.
+//! - [`settings`]: the `[federation]` table.
+
+pub mod client;
+pub mod identity;
+pub mod listings;
+pub mod peering;
+pub mod server;
+pub mod settings;
+pub mod signature;
+pub mod url;
+pub mod wire;
+
+/// What the running broker keeps for federation.
+pub struct Federation {
+    /// Nonces of signed requests this broker accepted recently.
+    pub nonces: signature::NonceCache,
+    /// Client for calls to peers.
+    pub http: reqwest::Client,
+}
+
+impl Default for Federation {
+    fn default() -> Self {
+        Self {
+            nonces: signature::NonceCache::default(),
+            http: client::http_client(),
+        }
+    }
+}
