@@ -2,7 +2,7 @@
 //! published API, with a real agent and sandbox earning the money (billing
 //! and payout periods shortened to 2 s). Each owner-period is one batch
 //! whose `sender_batch_id` names owner and period: a lost answer is
-//! recovered by PayPal's refusal of the duplicate; a FAILED item, and a
+//! recovered by PayPal's refusal of the duplicate, a 500 by trying again; a FAILED item, and a
 //! paid item RETURNED later, put the money back in the owner's payable to
 //! be paid in a later period. The broker is also killed at random moments
 //! while it pays out (`PAYOUT_CRASH_SEED` picks them): afterwards every
@@ -194,8 +194,9 @@ async fn paypal_pays_each_owner_period_once_and_takes_back_what_fails() {
     let _cleanup = Cleanup::new(name);
     let fake = FakePayouts::start().await;
     let broker = broker_with(&fake).await;
-    // The first batch's answer is lost; the second's item fails; the
-    // third's stays unclaimed until it is returned.
+    // PayPal answers 500 twice; the first batch's answer is lost; the
+    // second's item fails; the third's stays unclaimed until it is returned.
+    fake.fail_next(2);
     fake.lose_next_answer(1);
     fake.next_outcomes(&["SUCCESS", "FAILED", "UNCLAIMED"]);
     let (mut owner, _renter, _agent) = earning(&broker, name).await;
@@ -204,13 +205,16 @@ async fn paypal_pays_each_owner_period_once_and_takes_back_what_fails() {
         (b.len() >= 3).then_some(b)
     })
     .await;
-    assert_eq!(
-        fake.creates().1,
-        1,
-        "the lost answer's repeat was refused as a duplicate"
-    );
     // The unclaimed item is returned, and a paid one is returned later.
-    let unclaimed = &batches[2].sender_batch_id;
+    let with = |status: &str| {
+        batches
+            .iter()
+            .find(|b| b.status == status)
+            .unwrap_or_else(|| panic!("a {status} batch in {batches:?}"))
+            .sender_batch_id
+            .clone()
+    };
+    let (paid, failed, unclaimed) = (&with("SUCCESS"), &with("FAILED"), &with("UNCLAIMED"));
     wait_for("the payout to be followed up", DEADLINE, || async {
         payouts(&broker)
             .iter()
@@ -219,7 +223,6 @@ async fn paypal_pays_each_owner_period_once_and_takes_back_what_fails() {
     })
     .await;
     assert_eq!(fake.change(unclaimed, "RETURNED", "RETURNED").await, 200);
-    let paid = &batches[0].sender_batch_id;
     wait_for("the first payout to be paid", DEADLINE, || async {
         payouts(&broker)
             .iter()
@@ -237,13 +240,18 @@ async fn paypal_pays_each_owner_period_once_and_takes_back_what_fails() {
     assert!(
         states
             .iter()
-            .any(|(id, state, _)| id == &batches[1].sender_batch_id && state == "failed"),
+            .any(|(id, state, _)| id == failed && state == "failed"),
         "{states:?}"
     );
 
     stop_and_settle(&broker, name).await;
     all_paid(&broker, &owner_id(&broker)).await;
     paid_once(&broker, &fake);
+    assert_eq!(
+        fake.creates().1,
+        1,
+        "the lost answer's repeat was refused as a duplicate"
+    );
 
     // The owner sees each payout and what became of it.
     let page = owner.get("/earnings").await;

@@ -308,4 +308,45 @@ async fn an_owner_is_paid_what_their_device_earned_once_per_period() {
         .await;
     assert_eq!(export.status, 200);
     assert_eq!(export.body.lines().count(), 1, "{}", export.body);
+    // The page's import: the same file again changes nothing; a malformed
+    // one names its line; to others the action does not exist.
+    let again = admin
+        .post(
+            "/admin/payouts/import",
+            &[("csrf", &csrf_of(&page.body)), ("csv", &filled)],
+        )
+        .await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert!(
+        again
+            .body
+            .contains("0 paid, 0 failed (payable again), 1 already recorded"),
+        "{}",
+        again.body
+    );
+    let malformed = admin
+        .post(
+            "/admin/payouts/import",
+            &[
+                ("csrf", &csrf_of(&page.body)),
+                ("csv", "payout,status,transaction_id\nx,paid,\"open\n"),
+            ],
+        )
+        .await;
+    assert_eq!(malformed.status, 422, "{}", malformed.body);
+    assert!(
+        malformed.body.contains("line 2: not CSV"),
+        "{}",
+        malformed.body
+    );
+    let home = renter.get("/").await;
+    let theirs = renter
+        .post(
+            "/admin/payouts/import",
+            &[("csrf", &csrf_of(&home.body)), ("csv", &filled)],
+        )
+        .await;
+    assert_eq!(theirs.status, 404);
+    assert_eq!(balance(&broker, "clearing"), -2000 + owed);
+    assert!(ledger_whole(&broker));
 }

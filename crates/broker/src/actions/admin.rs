@@ -232,11 +232,9 @@ pub async fn revenue(shared: &Arc<Shared>, actor: Actor) -> Result<Revenue, Admi
     Ok(shared
         .store
         .blocking(move |s| -> Result<_, StoreError> {
-            let mut by_month = s.revenue_by("%Y-%m", since_month)?;
-            by_month.truncate(REVENUE_MONTHS as usize * 8);
             Ok(Revenue {
                 by_day: s.revenue_by("%Y-%m-%d", since_day)?,
-                by_month,
+                by_month: s.revenue_by("%Y-%m", since_month)?,
                 total: s.sum_of_accounts("revenue")?,
                 payable: s.sum_of_accounts("payable")?,
                 in_flight: s.sum_of_accounts("payouts_in_flight")?,
