@@ -39,6 +39,8 @@ pub struct Shared {
     pub mailer: Arc<Mailer>,
     /// The marketplace's listing, read again only when the store changed.
     pub market: Arc<crate::market::Cache>,
+    /// The payment providers renters top up through.
+    pub payments: crate::payments::Payments,
     /// Recent request nonces and the client for calls to peers.
     pub federation: crate::federation::Federation,
 }
@@ -103,6 +105,8 @@ impl Broker {
         )?;
         tracing::info!(keyid = keys.current().0, name = %settings.federation.name, "federation identity");
         let mailer = Arc::new(Mailer::new(&settings.mail).context("setting up mail")?);
+        let payments = crate::payments::Payments::new(settings.payments.clone())
+            .context("setting up payment providers")?;
         let (presence, writer) = presence::channel(store.clone());
         let registry = Registry::new(
             settings.device_bind,
@@ -132,6 +136,7 @@ impl Broker {
             store,
             registry,
             market: Arc::default(),
+            payments,
             federation: crate::federation::Federation::default(),
         });
         let path = addresses_path(&shared.settings.data_dir);
@@ -183,6 +188,11 @@ impl Broker {
             shutdown.clone(),
         ));
         tasks.spawn(crate::billing::run(shared.clone(), shutdown.clone()));
+        tasks.spawn(crate::payouts::run(shared.clone(), shutdown.clone()));
+        tasks.spawn(crate::payments::reconcile::run(
+            shared.clone(),
+            shutdown.clone(),
+        ));
         tasks.spawn(crate::federation::listings::run(
             shared.clone(),
             shutdown.clone(),

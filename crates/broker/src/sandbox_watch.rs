@@ -2,7 +2,8 @@
 //! connected: records the sandbox's state, finishes the end of a rental that
 //! a disconnect cut short, and verifies the idle sandbox on connect and then
 //! on a schedule. One task per session, from the control channel's opening
-//! until the session ends.
+//! until the session ends; with billing on, a second one asks a rented
+//! sandbox for its state often, so the time it was unhealthy is not charged.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +55,9 @@ pub async fn watch(shared: Arc<Shared>, device: DeviceName, link: Arc<ControlLin
         return;
     };
     let device_id = record.id;
+    if shared.settings.billing.enabled {
+        tokio::spawn(watch_health(shared.clone(), device_id, link.clone()));
+    }
     let mut backoff = FIRST_RETRY;
     // Wait until the agent reports a settled sandbox (it may still be
     // bringing it up, or Docker may be slow to answer).
@@ -123,6 +127,28 @@ pub async fn watch(shared: Arc<Shared>, device: DeviceName, link: Arc<ControlLin
                 return;
             }
             backoff = (backoff * 2).min(VERIFY_EVERY);
+        }
+    }
+}
+
+/// While the device has an open rental, asks for its sandbox's state every
+/// [`BillingSettings::health_every`](crate::billing::settings::BillingSettings::health_every);
+/// each answer is stored, and with it whether the sandbox was healthy.
+async fn watch_health(shared: Arc<Shared>, device_id: i64, link: Arc<ControlLink>) {
+    let every = shared.settings.billing.health_every();
+    loop {
+        if wait_or_closed(&link, every).await {
+            return;
+        }
+        let rented = shared
+            .store
+            .blocking(move |s| s.open_rental(device_id))
+            .await
+            .ok()
+            .flatten()
+            .is_some();
+        if rented {
+            refresh(&shared, device_id, &link).await;
         }
     }
 }

@@ -54,6 +54,10 @@ pub struct Settings {
     pub mail: MailSettings,
     /// Whether and how rentals are charged.
     pub billing: crate::billing::settings::BillingSettings,
+    /// Whether, when and how owners are paid.
+    pub payouts: crate::payouts::settings::PayoutSettings,
+    /// Payment providers renters top up through.
+    pub payments: crate::payments::settings::PaymentSettings,
     /// This broker's name among peers, and how it pulls their listings.
     pub federation: crate::federation::settings::FederationSettings,
 }
@@ -82,6 +86,10 @@ pub struct FileSettings {
     pub mail: Option<FileMail>,
     /// The `[billing]` table.
     pub billing: Option<crate::billing::settings::FileBilling>,
+    /// The `[payouts]` table.
+    pub payouts: Option<crate::payouts::settings::FilePayouts>,
+    /// The `[payments]` table.
+    pub payments: Option<crate::payments::settings::FilePayments>,
     /// The `[federation]` table.
     pub federation: Option<crate::federation::settings::FileFederation>,
 }
@@ -219,9 +227,17 @@ impl Settings {
         .context("mail settings")?;
         let billing = crate::billing::settings::resolve(file.billing.unwrap_or_default())
             .context("billing settings")?;
+        let payouts = crate::payouts::settings::resolve(file.payouts.unwrap_or_default())
+            .context("payout settings")?;
+        let payments = crate::payments::settings::resolve(file.payments.unwrap_or_default())
+            .context("payment settings")?;
         let federation =
             crate::federation::settings::resolve(file.federation.unwrap_or_default(), &domain)
                 .context("federation settings")?;
+        anyhow::ensure!(
+            !(payouts.enabled && payouts.paypal) || payments.paypal.is_some(),
+            "payouts.paypal needs PayPal configured in the [payments.paypal] table"
+        );
         let secs = |v: Option<u64>, default: u64| Duration::from_secs(v.unwrap_or(default).max(1));
         let settings = Self {
             data_dir,
@@ -249,6 +265,8 @@ impl Settings {
             visitor_stall_timeout: secs(file.visitor_stall_timeout_secs, 10),
             mail,
             billing,
+            payouts,
+            payments,
             federation,
         };
         settings.check()?;
@@ -257,6 +275,12 @@ impl Settings {
 
     /// Catches settings that would only fail later, at a visitor's expense.
     fn check(&self) -> anyhow::Result<()> {
+        let topups = self.payments.paypal.is_some() || self.payments.btcpay.is_some();
+        anyhow::ensure!(
+            !(topups && crate::payments::NOT_IN_CENTS.contains(&self.billing.currency.as_str())),
+            "billing currency {} is not counted in cents, so payment providers cannot take top-ups in it",
+            self.billing.currency
+        );
         anyhow::ensure!(
             self.public_url.starts_with("http://") || self.public_url.starts_with("https://"),
             "public_url {:?} must start with http:// or https://",
@@ -382,6 +406,55 @@ mod tests {
         let err =
             Settings::resolve(Some(dir.path().into()), None, &SettingsArgs::default()).unwrap_err();
         assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
+    }
+
+    #[test]
+    fn the_payments_table_configures_providers_with_secrets_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        let hook = dir.path().join("hook");
+        std::fs::write(&key, "api-key\n").unwrap();
+        std::fs::write(&hook, "hook-secret").unwrap();
+        let btcpay = format!(
+            "[payments]\nreconcile_every_secs = 60\n[payments.btcpay]\nbase_url = \"https://pay.example.org/\"\nstore_id = \"Store1\"\napi_key_file = \"{}\"\nwebhook_secret_file = \"{}\"\n",
+            key.display(),
+            hook.display()
+        );
+        std::fs::write(dir.path().join(CONFIG_FILE), &btcpay).unwrap();
+        let s = Settings::resolve(Some(dir.path().into()), None, &SettingsArgs::default()).unwrap();
+        let b = s.payments.btcpay.as_ref().unwrap();
+        assert_eq!(b.base_url, "https://pay.example.org");
+        assert_eq!(
+            (b.api_key.expose(), b.webhook_secret.expose()),
+            ("api-key", "hook-secret")
+        );
+        assert_eq!(s.payments.reconcile_every, Duration::from_secs(60));
+        assert!(s.payments.paypal.is_none());
+        assert!(!format!("{s:?}").contains("hook-secret"));
+
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            format!("[billing]\ncurrency = \"JPY\"\n{btcpay}"),
+        )
+        .unwrap();
+        let err =
+            Settings::resolve(Some(dir.path().into()), None, &SettingsArgs::default()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("not counted in cents"),
+            "{err:#}"
+        );
+
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "[payments.btcpay]\nbase_url = \"pay.example.org\"\nstore_id = \"S\"\n",
+        )
+        .unwrap();
+        let err =
+            Settings::resolve(Some(dir.path().into()), None, &SettingsArgs::default()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("must start with http"),
+            "{err:#}"
+        );
     }
 
     #[test]

@@ -92,6 +92,8 @@ pub enum ErrorCode {
     NotRented,
     /// The device did not do what the broker asked; try again later.
     DeviceUnreachable,
+    /// The payment provider could not be reached or refused; try again later.
+    PaymentProviderUnavailable,
 }
 
 /// The body of every failed broker API call.

@@ -138,22 +138,24 @@ pub async fn register(
     active(actor)?;
     let name = DeviceName::parse(name.trim()).map_err(|e| DeviceError::BadName(e.to_string()))?;
     let owner = actor.id;
-    let count = shared
-        .store
-        .blocking(move |s| s.device_count_of_owner(owner))
-        .await?;
-    if count >= MAX_DEVICES_PER_ACCOUNT {
-        return Err(DeviceError::TooMany);
-    }
     let device_token = token::generate();
     let (hash, device) = (token::hash(&device_token), name.clone());
     let added = shared
         .store
-        .blocking(move |s| s.add_owned_device(&device, &hash, owner, UnixTime::now()))
+        .blocking(move |s| {
+            s.add_owned_device(
+                &device,
+                &hash,
+                owner,
+                MAX_DEVICES_PER_ACCOUNT,
+                UnixTime::now(),
+            )
+        })
         .await;
     match added {
         Ok(_) => {}
         Err(StoreError::NameTaken(_)) => return Err(DeviceError::NameTaken(name)),
+        Err(StoreError::TooManyDevices(_)) => return Err(DeviceError::TooMany),
         Err(e) => return Err(e.into()),
     }
     tracing::info!(device = %name, owner, "device registered");

@@ -1,5 +1,6 @@
 //! Rentals as a renter sees them: rent a listed device that is free, list
-//! one's rentals, stop one's own open rental. The rental machinery itself
+//! one's rentals, see what each hour of one cost, stop one's own open
+//! rental. The rental machinery itself
 //! (provision, wipe) is [`crate::rental`].
 
 use std::sync::Arc;
@@ -9,12 +10,14 @@ use rpibroker_wire::control::RentalId;
 use serde::Serialize;
 
 use super::Actor;
+use crate::billing::{self, usage::Usage};
 use crate::broker::Shared;
 use crate::ledger::Account;
 use crate::mail;
 use crate::market::{self, Unavailable};
 use crate::rental::{self, RentalError, Started};
 use crate::store::{RenterTerms, StoreError};
+use crate::time::UnixTime;
 
 /// How long renting waits for the copy of the login by mail before it says
 /// the mail is still on its way (sending goes on regardless).
@@ -53,6 +56,14 @@ pub enum StopError {
     #[error("this account is suspended")]
     Suspended,
     #[error("you have no open rental of that device")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UsageError {
+    #[error("you have no rental with that id")]
     NotFound,
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -200,6 +211,28 @@ pub async fn mine(shared: &Arc<Shared>, actor: Actor) -> Result<Vec<Rental>, Sto
             end_reason: r.end_reason,
         })
         .collect())
+}
+
+/// What each period (hour) of rental `id` cost and why; only for its
+/// renter and administrators.
+pub async fn usage(shared: &Arc<Shared>, actor: Actor, id: &str) -> Result<Usage, UsageError> {
+    let id = RentalId::parse(id).map_err(|_| UsageError::NotFound)?;
+    let shared2 = shared.clone();
+    shared
+        .store
+        .blocking(move |s| {
+            let rental = s
+                .rental_billing(id.as_str())?
+                .filter(|r| actor.is_admin || r.renter_id == Some(actor.id))
+                .ok_or(UsageError::NotFound)?;
+            Ok(billing::usage::usage_at(
+                s,
+                &shared2.settings.billing,
+                &rental,
+                UnixTime::now(),
+            )?)
+        })
+        .await
 }
 
 /// Stops one of the renter's own open rentals: visitor access is cut and

@@ -5,7 +5,7 @@
 //!
 //! The JSON API does what the web pages do, through the same
 //! [`crate::actions`]: [`account`] (who am I, API tokens), [`market`],
-//! [`rentals`], [`devices`], and for administrators [`admin`]. Its callers authenticate with an API token
+//! [`rentals`], [`topups`], [`devices`], [`earnings`], and for administrators [`admin`]. Its callers authenticate with an API token
 //! ([`caller`]); bodies are bounded and parsed strictly ([`body`]). Every
 //! endpoint under `/api/v1` is listed once in [`endpoints`], and the
 //! OpenAPI document ([`openapi`]) describes exactly those.
@@ -22,10 +22,12 @@ mod body;
 mod caller;
 mod connect;
 mod devices;
+mod earnings;
 mod market;
 pub mod openapi;
 mod rentals;
 mod status;
+mod topups;
 
 use std::sync::Arc;
 
@@ -142,6 +144,14 @@ pub fn endpoints() -> Vec<(Method, &'static str, MethodRouter<Arc<Shared>>)> {
             "/api/v1/rentals/{id}/stop",
             post(rentals::stop),
         ),
+        (
+            Method::GET,
+            "/api/v1/rentals/{id}/usage",
+            get(rentals::usage),
+        ),
+        (Method::GET, "/api/v1/topups", get(topups::mine)),
+        (Method::POST, "/api/v1/topups", post(topups::start)),
+        (Method::GET, "/api/v1/topups/{id}", get(topups::one)),
         (Method::GET, "/api/v1/devices", get(devices::mine)),
         (Method::POST, "/api/v1/devices", post(devices::register)),
         (
@@ -159,6 +169,13 @@ pub fn endpoints() -> Vec<(Method, &'static str, MethodRouter<Arc<Shared>>)> {
             "/api/v1/devices/{name}",
             delete(devices::remove),
         ),
+        (Method::GET, "/api/v1/earnings", get(earnings::earnings)),
+        (
+            Method::PUT,
+            "/api/v1/earnings/method",
+            put(earnings::set_method),
+        ),
+        (Method::GET, "/api/v1/payouts", get(earnings::payouts)),
         (Method::GET, "/api/v1/admin/users", get(admin::users)),
         (
             Method::PUT,
@@ -177,6 +194,7 @@ pub fn endpoints() -> Vec<(Method, &'static str, MethodRouter<Arc<Shared>>)> {
             put(admin::set_device_suspension),
         ),
         (Method::GET, "/api/v1/admin/rentals", get(admin::rentals)),
+        (Method::GET, "/api/v1/admin/revenue", get(admin::revenue)),
         (
             Method::POST,
             "/api/v1/admin/rentals/{id}/end",
@@ -197,14 +215,23 @@ async fn no_store(mut response: Response) -> Response {
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Largest body any endpoint reads (forms, the handshake and the JSON API
 /// all stop at 16 KiB), so many open requests cannot buffer much memory.
+/// Payment providers' webhooks, under [`WEBHOOKS`], may send up to
+/// [`crate::payments::webhooks::MAX_BODY`].
 const MAX_ANY_BODY: usize = 16 * 1024;
+/// Where payment providers' webhooks are.
+const WEBHOOKS: &str = "/webhooks/";
 
 /// Reads the request body before any handler runs, within [`BODY_TIMEOUT`]
 /// and [`MAX_ANY_BODY`], so a client that trickles a body cannot hold a
 /// handler (or a password hashing slot) open.
 async fn body_deadline(request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
-    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_ANY_BODY)).await {
+    let max = if parts.uri.path().starts_with(WEBHOOKS) {
+        crate::payments::webhooks::MAX_BODY
+    } else {
+        MAX_ANY_BODY
+    };
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, max)).await {
         Ok(Ok(bytes)) => {
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
@@ -212,7 +239,7 @@ async fn body_deadline(request: Request, next: Next) -> Response {
         Ok(Err(_)) => Failure::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::BodyTooLarge,
-            format!("request bodies are limited to {MAX_ANY_BODY} bytes"),
+            format!("request bodies are limited to {max} bytes"),
         )
         .into_response(),
         Err(_) => Failure::new(
@@ -234,6 +261,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .merge(api)
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/webhooks/paypal", post(crate::payments::webhooks::paypal))
+        .route("/webhooks/btcpay", post(crate::payments::webhooks::btcpay))
         .merge(crate::web::routes())
         .merge(crate::federation::server::routes())
         .layer(axum::middleware::from_fn(body_deadline))

@@ -1,5 +1,6 @@
 //! The caller's rentals: rent a listed device (`POST /api/v1/rentals`), list
-//! them, stop one, as on the marketplace and My rentals pages.
+//! them, see what each hour of one cost, stop one, as on the marketplace
+//! and My rentals pages.
 
 use std::sync::Arc;
 
@@ -12,7 +13,10 @@ use serde::{Deserialize, Serialize};
 use super::Failure;
 use super::body::JsonBody;
 use super::caller::Caller;
-use crate::actions::rentals::{self, Mailed, RentError, Rental, StopError, Stopped, Which};
+use crate::actions::rentals::{
+    self, Mailed, RentError, Rental, StopError, Stopped, UsageError, Which,
+};
+use crate::billing::usage::Usage;
 use crate::broker::Shared;
 use crate::rental::Started;
 
@@ -146,4 +150,22 @@ pub async fn stop(
         StatusCode::ACCEPTED
     };
     Ok((status, Json(stopped)))
+}
+
+/// What each hour of one of the caller's rentals cost; 404 for another
+/// account's rental (administrators see any).
+pub async fn usage(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Usage>, Failure> {
+    match rentals::usage(&shared, caller.actor, &id).await {
+        Ok(usage) => Ok(Json(usage)),
+        Err(UsageError::NotFound) => Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "you have no rental with that id",
+        )),
+        Err(UsageError::Store(e)) => Err(Failure::internal("reading a rental's usage failed", e)),
+    }
 }

@@ -1,5 +1,5 @@
 //! The arithmetic of billing, in whole minor units: how long a device was
-//! reachable in a period, what that costs at the agreed rate, and how a
+//! reachable in a period (connected, and its sandbox not unhealthy), what that costs at the agreed rate, and how a
 //! charge splits between the owner and the broker's fee. Every division
 //! rounds down, in the renter's favour.
 
@@ -10,6 +10,37 @@ pub fn covered(stretches: &[(i64, i64)], from: i64, to: i64) -> i64 {
         .iter()
         .map(|&(since, until)| (until.min(to) - since.max(from)).max(0))
         .sum()
+}
+
+/// `stretches` sorted, with overlapping or touching ones merged.
+fn merged(stretches: &[(i64, i64)]) -> Vec<(i64, i64)> {
+    let mut sorted: Vec<(i64, i64)> = stretches.iter().copied().filter(|s| s.1 > s.0).collect();
+    sorted.sort_unstable();
+    let mut out: Vec<(i64, i64)> = Vec::with_capacity(sorted.len());
+    for (since, until) in sorted {
+        match out.last_mut() {
+            Some(last) if since <= last.1 => last.1 = last.1.max(until),
+            _ => out.push((since, until)),
+        }
+    }
+    out
+}
+
+/// Seconds of `[from, to)` the device was reachable: covered by its
+/// `connected` stretches and not by its sandbox's `unhealthy` ones.
+pub fn reachable(connected: &[(i64, i64)], unhealthy: &[(i64, i64)], from: i64, to: i64) -> i64 {
+    let connected = merged(connected);
+    let unhealthy = merged(unhealthy);
+    let down: i64 = connected
+        .iter()
+        .flat_map(|&(cs, cu)| {
+            unhealthy
+                .iter()
+                .map(move |&(us, uu)| (cs.max(us), cu.min(uu)))
+        })
+        .map(|(since, until)| (until.min(to) - since.max(from)).max(0))
+        .sum();
+    covered(&connected, from, to) - down
 }
 
 /// What `reachable` seconds of a period of `period` seconds cost at `rate`
@@ -45,6 +76,19 @@ mod tests {
         assert_eq!(split(400, 10), (360, 40));
         assert_eq!(split(9, 10), (9, 0));
         assert_eq!(split(100, 200), (0, 100), "the fee is at most everything");
+        // Connected all hour, the sandbox down 20 minutes of it (and
+        // again after the hour): 40 minutes are reachable.
+        let all = [(0, 3600)];
+        assert_eq!(reachable(&all, &[(600, 1800), (4000, 5000)], 0, 3600), 2400);
+        // Down while disconnected counts once; overlapping reports merge.
+        let gappy = [(0, 1000), (2000, 3600)];
+        assert_eq!(
+            reachable(&gappy, &[(500, 2500), (900, 1200)], 0, 3600),
+            500 + 1100
+        );
+        assert_eq!(reachable(&gappy, &[], 0, 3600), covered(&gappy, 0, 3600));
+        assert_eq!(reachable(&[(0, 10), (5, 20)], &[], 0, 100), 20, "merged");
+        assert_eq!(reachable(&all, &[(-50, 9000)], 0, 3600), 0);
         assert_eq!(
             charge(i64::MAX / 2, 3600, 3600),
             i64::MAX / 2,

@@ -32,6 +32,14 @@ pub struct BillingSettings {
     pub period: Duration,
 }
 
+impl BillingSettings {
+    /// How often a rented sandbox is asked for its state: a hundred and
+    /// twentieth of the period (30 s of an hour), from 1 to 30 s.
+    pub fn health_every(&self) -> Duration {
+        (self.period / 120).clamp(Duration::from_secs(1), Duration::from_secs(30))
+    }
+}
+
 pub fn resolve(file: FileBilling) -> anyhow::Result<BillingSettings> {
     let currency = Currency::parse(file.currency.as_deref().unwrap_or("USD"))?;
     let fee_percent = file.fee_percent.unwrap_or(10);
@@ -62,6 +70,7 @@ mod tests {
         assert!(!b.enabled);
         assert_eq!((b.currency.as_str(), b.fee_percent), ("USD", 10));
         assert_eq!(b.period, Duration::from_secs(3600));
+        assert_eq!(b.health_every(), Duration::from_secs(30));
         let bad = |f: FileBilling| resolve(f).is_err();
         assert!(bad(FileBilling {
             fee_percent: Some(101),

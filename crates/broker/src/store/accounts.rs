@@ -253,15 +253,6 @@ impl Store {
         Ok(changed == 1)
     }
 
-    /// How many devices account `owner_id` has registered.
-    pub fn device_count_of_owner(&self, owner_id: i64) -> Result<i64, StoreError> {
-        Ok(self.conn().query_row(
-            "SELECT COUNT(*) FROM devices WHERE owner_id = ?1",
-            [owner_id],
-            |r| r.get(0),
-        )?)
-    }
-
     /// Sets a new password hash and ends every session of the account but
     /// `keep` (the one that made the change), in one transaction.
     pub fn set_password(

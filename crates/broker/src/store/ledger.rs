@@ -2,7 +2,7 @@
 //! transaction, refusing to take a wallet or payable below zero), balances,
 //! and a check of every invariant.
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::{Store, StoreError};
 use crate::ledger::{Account, Currency, LedgerError, Transfer, TransferId};
@@ -72,62 +72,75 @@ fn posted_legs(tx: &Transaction<'_>, id: &TransferId) -> Result<Vec<(Account, i6
     Ok(legs)
 }
 
+/// Posts `transfer` inside `tx` (see [`Store::post`]), so it commits with
+/// whatever else `tx` writes.
+pub(super) fn post_in(
+    tx: &Transaction<'_>,
+    transfer: &Transfer,
+    now: UnixTime,
+) -> Result<Posted, StoreError> {
+    let id = transfer.id();
+    let earlier: Option<String> = tx
+        .query_row(
+            "SELECT currency FROM ledger_transfers WHERE id = ?1",
+            [id.as_str()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(currency) = earlier {
+        let same =
+            currency == transfer.currency().as_str() && posted_legs(tx, id)? == transfer.legs();
+        return if same {
+            Ok(Posted::Already)
+        } else {
+            Err(LedgerError::Conflict(id.clone()).into())
+        };
+    }
+    let currency = transfer.currency().as_str();
+    tx.execute(
+        "INSERT INTO ledger_transfers (id, currency, at, memo) VALUES (?1, ?2, ?3, ?4)",
+        params![id.as_str(), currency, now.0, transfer.memo()],
+    )?;
+    for (account, amount) in transfer.legs() {
+        let (kind, holder) = account.key();
+        tx.execute(
+            "INSERT OR IGNORE INTO ledger_accounts (kind, holder, currency) VALUES (?1, ?2, ?3)",
+            params![kind, holder, currency],
+        )?;
+        let (account_id, balance): (i64, i64) = tx.query_row(
+            "UPDATE ledger_accounts SET balance = balance + ?4
+             WHERE kind = ?1 AND holder = ?2 AND currency = ?3
+             RETURNING id, balance",
+            params![kind, holder, currency, amount],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if account.never_negative() && balance < 0 {
+            // Dropping the transaction undoes every leg.
+            return Err(LedgerError::InsufficientFunds {
+                account: account.clone(),
+                balance: balance - amount,
+            }
+            .into());
+        }
+        tx.execute(
+            "INSERT INTO ledger_entries (transfer_id, account_id, amount) VALUES (?1, ?2, ?3)",
+            params![id.as_str(), account_id, amount],
+        )?;
+    }
+    Ok(Posted::Now)
+}
+
 impl Store {
     /// Posts `transfer` unless it was posted before: then nothing changes,
     /// and if it was posted with other legs that is a conflict.
     pub fn post(&self, transfer: &Transfer, now: UnixTime) -> Result<Posted, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let id = transfer.id();
-        let earlier: Option<String> = tx
-            .query_row(
-                "SELECT currency FROM ledger_transfers WHERE id = ?1",
-                [id.as_str()],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(currency) = earlier {
-            let same = currency == transfer.currency().as_str()
-                && posted_legs(&tx, id)? == transfer.legs();
-            return if same {
-                Ok(Posted::Already)
-            } else {
-                Err(LedgerError::Conflict(id.clone()).into())
-            };
-        }
-        let currency = transfer.currency().as_str();
-        tx.execute(
-            "INSERT INTO ledger_transfers (id, currency, at, memo) VALUES (?1, ?2, ?3, ?4)",
-            params![id.as_str(), currency, now.0, transfer.memo()],
-        )?;
-        for (account, amount) in transfer.legs() {
-            let (kind, holder) = account.key();
-            tx.execute(
-                "INSERT OR IGNORE INTO ledger_accounts (kind, holder, currency) VALUES (?1, ?2, ?3)",
-                params![kind, holder, currency],
-            )?;
-            let (account_id, balance): (i64, i64) = tx.query_row(
-                "UPDATE ledger_accounts SET balance = balance + ?4
-                 WHERE kind = ?1 AND holder = ?2 AND currency = ?3
-                 RETURNING id, balance",
-                params![kind, holder, currency, amount],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            if account.never_negative() && balance < 0 {
-                // Dropping the transaction undoes every leg.
-                return Err(LedgerError::InsufficientFunds {
-                    account: account.clone(),
-                    balance: balance - amount,
-                }
-                .into());
-            }
-            tx.execute(
-                "INSERT INTO ledger_entries (transfer_id, account_id, amount) VALUES (?1, ?2, ?3)",
-                params![id.as_str(), account_id, amount],
-            )?;
-        }
+        // Immediate: another connection (`rpibroker admin credit`) writing
+        // meanwhile makes this one wait, instead of failing it half-way.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let posted = post_in(&tx, transfer, now)?;
         tx.commit()?;
-        Ok(Posted::Now)
+        Ok(posted)
     }
 
     /// The balance of `account` in `currency` (zero if it never moved).

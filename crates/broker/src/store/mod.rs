@@ -1,6 +1,6 @@
 //! The broker's persistent state: devices, their public ports, their SSH keys,
 //! retired tokens, sandboxes, verifications, rentals, accounts, sessions, API
-//! tokens, connected stretches (uptime), and the marketplace's listing of
+//! tokens, connected stretches (uptime), unhealthy stretches of sandboxes, and the marketplace's listing of
 //! them, in one SQLite file in the data directory.
 //!
 //! Every method is one transaction, so a crash leaves either all of a change or
@@ -13,22 +13,30 @@ mod admin;
 mod api_tokens;
 mod billing;
 mod federation;
+mod health;
 mod ledger;
 mod listings;
 mod migrations;
 mod password_resets;
+mod payouts;
 mod sandboxes;
+mod topups;
 mod uptime;
 
 pub use accounts::{SessionRecord, UserRecord};
 pub use admin::{AdminDevice, AdminRental, AdminUser, Suspension};
 pub use api_tokens::ApiTokenRecord;
-pub use billing::Billable;
+pub use billing::{Billable, RentalBilling, RentalLeg};
 pub use federation::{ExportRow, NewPeer, PeerDeviceRow, PeerRecord, Redeemed};
 pub use ledger::{CurrencyTotal, Movement, Posted};
 pub use listings::ListedDevice;
 pub use password_resets::PasswordResetRecord;
+pub use payouts::{
+    BucketSum, Earning, Outcome, PayoutRecord, PayoutState, Settled, Started, Sum, payout_id,
+};
 pub use sandboxes::{AccessFacts, RentalRecord, RentalState, RenterTerms, VerificationRecord};
+pub use topups::{Credit, TopupRecord, TopupState};
+pub use uptime::JOIN_GAP_SECS;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -56,6 +64,8 @@ pub enum StoreError {
     RateChanged(Option<i64>),
     #[error("an account may have at most {0} open rentals")]
     TooManyRentals(i64),
+    #[error("an account may register at most {0} devices")]
+    TooManyDevices(i64),
     #[error("the device port pool {0} has no three free ports left")]
     PoolExhausted(PortPool),
     #[error("database error: {0}")]
@@ -232,15 +242,18 @@ impl Store {
         self.insert_device(name, token_hash, owner_key, None, now)
     }
 
-    /// Adds a device that belongs to account `owner_id`.
+    /// Adds a device that belongs to account `owner_id`, unless the account
+    /// already has `max_devices` (checked in the same transaction, so two
+    /// registrations at once cannot both slip under the limit).
     pub fn add_owned_device(
         &self,
         name: &DeviceName,
         token_hash: &str,
         owner_id: i64,
+        max_devices: i64,
         now: UnixTime,
     ) -> Result<DeviceRecord, StoreError> {
-        self.insert_device(name, token_hash, None, Some(owner_id), now)
+        self.insert_device(name, token_hash, None, Some((owner_id, max_devices)), now)
     }
 
     /// Lists or unlists a device, with its hourly rate.
@@ -289,11 +302,22 @@ impl Store {
         name: &DeviceName,
         token_hash: &str,
         owner_key: Option<(&str, &str)>,
-        owner_id: Option<i64>,
+        owner: Option<(i64, i64)>,
         now: UnixTime,
     ) -> Result<DeviceRecord, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        if let Some((owner_id, max_devices)) = owner {
+            let count: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM devices WHERE owner_id = ?1",
+                [owner_id],
+                |r| r.get(0),
+            )?;
+            if count >= max_devices {
+                return Err(StoreError::TooManyDevices(max_devices));
+            }
+        }
+        let owner_id = owner.map(|(id, _)| id);
         let inserted = tx.execute(
             "INSERT INTO devices (name, token_hash, created_at, owner_id) VALUES (?1, ?2, ?3, ?4)",
             params![name.as_str(), token_hash, now.0, owner_id],
@@ -713,6 +737,31 @@ mod tests {
                 https: 30002
             }
         );
+    }
+
+    #[test]
+    fn registrations_racing_for_the_last_slots_stop_at_the_limit() {
+        let (_dir, store) = store();
+        let owner = store
+            .add_user("o@example.org", "h", false, UnixTime(0))
+            .unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let (device, hash) = (name(&format!("d{i}")), format!("h{i}"));
+                    store.add_owned_device(&device, &hash, owner.id, 5, UnixTime(1))
+                })
+            })
+            .collect();
+        let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let added = results.iter().filter(|r| r.is_ok()).count();
+        let refused = results
+            .iter()
+            .filter(|r| matches!(r, Err(StoreError::TooManyDevices(5))))
+            .count();
+        assert_eq!((added, refused), (5, 3), "{results:?}");
+        assert_eq!(store.devices_of_owner(owner.id).unwrap().len(), 5);
     }
 
     #[test]

@@ -139,6 +139,8 @@ const RENTAL_COLUMNS: &str =
     "id, device_id, state, username, ssh_keys, started_at, ended_at, renter_id, end_reason";
 
 impl Store {
+    /// Stores the agent's report of the device's sandbox, and whether that
+    /// makes or ends a stretch of it being unhealthy.
     pub fn set_sandbox(
         &self,
         device_id: i64,
@@ -147,11 +149,15 @@ impl Store {
         now: UnixTime,
     ) -> Result<(), StoreError> {
         let json = status.map(|s| serde_json::to_string(s).unwrap_or_default());
-        self.conn().execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
             "INSERT INTO sandboxes (device_id, state, status, updated_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (device_id) DO UPDATE SET state = ?2, status = ?3, updated_at = ?4",
             params![device_id, state, json, now.0],
         )?;
+        super::health::observed(&tx, device_id, state, now.0)?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -347,10 +353,8 @@ impl Store {
         Ok(record)
     }
 
-    /// Marks a provisioning rental active; false if it is no longer
-    /// provisioning (it was stopped meanwhile).
-    /// The rentals of account `renter_id` with their device's name, newest
-    /// first (the latest 50).
+    /// The rentals of account `renter_id` with their device's name: the open
+    /// ones (at most a handful), then the latest ended ones; 50 in all.
     pub fn rentals_of_renter(
         &self,
         renter_id: i64,
@@ -363,7 +367,8 @@ impl Store {
             .join(", ");
         let mut stmt = conn.prepare(&format!(
             "SELECT {columns}, d.name FROM rentals r JOIN devices d ON d.id = r.device_id
-             WHERE r.renter_id = ?1 ORDER BY r.started_at DESC, r.rowid DESC LIMIT 50"
+             WHERE r.renter_id = ?1
+             ORDER BY r.ended_at IS NULL DESC, r.started_at DESC, r.rowid DESC LIMIT 50"
         ))?;
         let rows = stmt.query_map([renter_id], |r| {
             Ok((r.get::<_, String>(9)?, rental_row(r)?))
@@ -403,6 +408,8 @@ impl Store {
             .optional()?)
     }
 
+    /// Marks a provisioning rental active; false if it is no longer
+    /// provisioning (it was stopped meanwhile).
     pub fn set_rental_active(&self, id: &RentalId, username: &str) -> Result<bool, StoreError> {
         let changed = self.conn().execute(
             "UPDATE rentals SET state = 'active', username = ?2 WHERE id = ?1 AND state = 'provisioning'",

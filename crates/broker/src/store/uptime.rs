@@ -144,12 +144,15 @@ impl Store {
         Ok(out)
     }
 
-    /// Forgets stretches that ended before the longest window.
+    /// Forgets stretches, connected and unhealthy, that ended before the
+    /// longest window.
     pub fn purge_uptime(&self, now: UnixTime) -> Result<usize, StoreError> {
-        Ok(self.conn().execute(
-            "DELETE FROM device_uptime WHERE until < ?1",
-            [now.0 - MONTH - DAY],
-        )?)
+        let conn = self.conn();
+        let before = now.0 - MONTH - DAY;
+        Ok(
+            conn.execute("DELETE FROM device_uptime WHERE until < ?1", [before])?
+                + conn.execute("DELETE FROM sandbox_unhealthy WHERE until < ?1", [before])?,
+        )
     }
 }
 
@@ -177,7 +180,7 @@ mod tests {
             .unwrap();
         let name = DeviceName::parse("pi").unwrap();
         let id = store
-            .add_owned_device(&name, "h", owner.id, UnixTime(0))
+            .add_owned_device(&name, "h", owner.id, 20, UnixTime(0))
             .unwrap()
             .id;
         // 36.00 per hour is one cent a second.

@@ -539,7 +539,7 @@ fn rentals_page(session: &Session, rentals: &[Rental], flash: Option<Flash>) -> 
                     tbody {
                         @for r in rentals {
                             tr {
-                                td { (r.device) }
+                                td { a href={ "/rentals/" (r.id) } data-testid={ "usage-link-" (r.device) } { (r.device) } }
                                 td { (r.username.as_deref().unwrap_or("-")) }
                                 td data-live={ "state-" (r.id) } { (r.state) }
                                 td data-live={ "note-" (r.id) } { @if let Some(why) = &r.end_reason { (why) } }

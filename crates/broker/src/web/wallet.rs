@@ -1,6 +1,8 @@
 //! The wallet page: what a person has paid in and not spent, what the
 //! broker owes them for their devices' rentals, and every movement of the
-//! two, from the ledger; and the same movements as CSV.
+//! two, from the ledger; and the same movements as CSV. With a payment
+//! provider configured, it also offers a top-up and lists the pending ones
+//! (see [`super::topups`]).
 
 use std::sync::Arc;
 
@@ -11,10 +13,13 @@ use maud::{Markup, html};
 
 use super::layout::{Flash, page};
 use super::{current_session, html_response, see_other};
+use crate::accounts::Session;
+use crate::actions::topups::{self, Topup};
 use crate::broker::Shared;
 use crate::ledger::{Account, Currency};
+use crate::payments::Provider;
 use crate::price::show_price;
-use crate::store::{Movement, StoreError};
+use crate::store::{Movement, StoreError, TopupState};
 
 /// Movements the page lists.
 const SHOWN: i64 = 100;
@@ -40,9 +45,69 @@ fn what(account: &Account) -> &'static str {
     }
 }
 
-fn content(balances: &[(Account, Currency, i64)], movements: &[Movement]) -> Markup {
+/// What the wallet page shows besides its balances and movements.
+pub struct TopupOffer<'a> {
+    pub providers: Vec<Provider>,
+    pub currency: &'a Currency,
+    pub csrf: &'a str,
+    pub pending: Vec<Topup>,
+}
+
+fn topup_form(offer: &TopupOffer<'_>) -> Markup {
+    html! {
+        @if !offer.providers.is_empty() {
+            h2 { "Top up" }
+            form.stack method="post" action="/wallet/topups" data-testid="topup-form" {
+                input type="hidden" name="csrf" value=(offer.csrf);
+                label {
+                    "Amount (" (offer.currency) ")"
+                    input type="text" name="amount" inputmode="decimal" required
+                        placeholder="10.00" pattern="[0-9]{1,6}([.][0-9]{1,2})?";
+                }
+                div role="radiogroup" aria-label="Pay through" {
+                    @for (i, p) in offer.providers.iter().enumerate() {
+                        label.check {
+                            input type="radio" name="provider" value=(p.name()) checked[i == 0];
+                            " " (p.label())
+                        }
+                        " "
+                    }
+                }
+                div { button type="submit" { "Top up" } }
+            }
+            @if !offer.pending.is_empty() {
+                h3 { "Pending top-ups" }
+                div.table-wrap { table data-testid="pending-topups" {
+                    thead { tr { th { "Started" } th { "Amount" } th { "Through" } th { "" } } }
+                    tbody {
+                        @for t in &offer.pending {
+                            tr {
+                                td { (crate::time::UnixTime(t.created_at).ago(crate::time::UnixTime::now())) }
+                                td { (t.amount) " " (t.currency) }
+                                td { (Provider::parse(t.provider).map_or(t.provider, Provider::label)) }
+                                td {
+                                    a href={ "/wallet/topups/" (t.id) } { "Check" }
+                                    @if let Some(url) = &t.checkout_url {
+                                        " · " a href=(url) { "Pay" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                } }
+            }
+        }
+    }
+}
+
+fn content(
+    balances: &[(Account, Currency, i64)],
+    movements: &[Movement],
+    offer: &TopupOffer<'_>,
+) -> Markup {
     html! {
         h1 { "Wallet" }
+        (topup_form(offer))
         @if balances.is_empty() {
             div.empty { p { "No money has moved through your account yet." } }
         } @else {
@@ -73,21 +138,6 @@ fn content(balances: &[(Account, Currency, i64)], movements: &[Movement]) -> Mar
                 }
             } }
         }
-    }
-}
-
-/// A CSV field, quoted when it must be, and never read as a formula by a
-/// spreadsheet.
-fn csv_field(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '-', '@']) {
-        format!("'{text}")
-    } else {
-        text.to_string()
-    };
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text
     }
 }
 
@@ -124,8 +174,8 @@ pub async fn wallet_csv(State(shared): State<Arc<Shared>>, headers: HeaderMap) -
             m.currency,
             m.amount,
             signed(m.amount),
-            csv_field(&m.transfer),
-            csv_field(&m.memo)
+            crate::csv::field(&m.transfer),
+            crate::csv::field(&m.memo)
         ));
     }
     let mut response = csv.into_response();
@@ -146,6 +196,16 @@ pub async fn wallet_page(State(shared): State<Arc<Shared>>, headers: HeaderMap) 
     let Some((session, _)) = current_session(&shared, &headers).await else {
         return see_other("/signin");
     };
+    render(&shared, &session, StatusCode::OK, None).await
+}
+
+/// The wallet page of `session`'s account, with `flash` above it.
+pub async fn render(
+    shared: &Shared,
+    session: &Session,
+    status: StatusCode,
+    flash: Option<Flash>,
+) -> Response {
     let user = session.user.id;
     let read = shared
         .store
@@ -153,23 +213,40 @@ pub async fn wallet_page(State(shared): State<Arc<Shared>>, headers: HeaderMap) 
             Ok((s.balances_of_user(user)?, s.movements_of_user(user, SHOWN)?))
         })
         .await;
-    match read {
-        Ok((balances, movements)) => html_response(
-            StatusCode::OK,
-            page(
-                "Wallet",
-                Some(&session),
-                None,
-                content(&balances, &movements),
-            ),
-        ),
-        Err(e) => {
+    let pending = if shared.payments.providers().is_empty() {
+        Ok(Vec::new())
+    } else {
+        topups::mine(shared, session.into()).await.map(|list| {
+            list.into_iter()
+                .filter(|t| t.state == TopupState::Pending.as_str())
+                .collect()
+        })
+    };
+    match (read, pending) {
+        (Ok((balances, movements)), Ok(pending)) => {
+            let offer = TopupOffer {
+                providers: shared.payments.providers(),
+                currency: &shared.settings.billing.currency,
+                csrf: &session.csrf,
+                pending,
+            };
+            html_response(
+                status,
+                page(
+                    "Wallet",
+                    Some(session),
+                    flash,
+                    content(&balances, &movements, &offer),
+                ),
+            )
+        }
+        (Err(e), _) | (_, Err(e)) => {
             tracing::error!(error = %e, "reading a wallet failed");
             html_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 page(
                     "Wallet",
-                    Some(&session),
+                    Some(session),
                     Some(Flash::Error(
                         "The broker could not read your wallet; try again later.".into(),
                     )),
@@ -177,18 +254,5 @@ pub async fn wallet_page(State(shared): State<Arc<Shared>>, headers: HeaderMap) 
                 ),
             )
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::csv_field;
-
-    #[test]
-    fn csv_fields_are_quoted_and_never_formulas() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("=1+1"), "'=1+1");
     }
 }

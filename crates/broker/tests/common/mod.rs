@@ -6,7 +6,12 @@
 
 pub mod api;
 pub mod browser;
+pub mod cluster;
+pub mod fake_btcpay;
+pub mod fake_paypal;
+pub mod fake_paypal_payouts;
 pub mod http;
+pub mod ledger;
 pub mod openssh;
 pub mod ports;
 pub mod sandbox;

@@ -1,0 +1,380 @@
+//! Renters' top-ups as stored: each with its provider's reference and
+//! state, crediting one in the same transaction as its ledger transfer, and
+//! the webhook deliveries already handled.
+
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::ledger::{Posted, post_in};
+use super::{Store, StoreError};
+use crate::ledger::{Account, Currency, Transfer, TransferId};
+use crate::time::UnixTime;
+
+/// Where a top-up is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopupState {
+    /// Waiting for the renter to pay, or for the provider to confirm.
+    Pending,
+    /// Paid and in the wallet.
+    Credited,
+    /// The provider refused or lost the payment.
+    Failed,
+    /// Never paid in time.
+    Expired,
+    /// Paid, credited, then given back by the provider.
+    Refunded,
+}
+
+impl TopupState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Credited => "credited",
+            Self::Failed => "failed",
+            Self::Expired => "expired",
+            Self::Refunded => "refunded",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        [
+            Self::Pending,
+            Self::Credited,
+            Self::Failed,
+            Self::Expired,
+            Self::Refunded,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+/// A top-up as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopupRecord {
+    pub id: String,
+    pub user_id: i64,
+    pub provider: String,
+    /// The provider's id for the payment, once it made one.
+    pub provider_ref: Option<String>,
+    pub amount: i64,
+    pub currency: Currency,
+    pub state: TopupState,
+    pub detail: String,
+    pub checkout_url: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// When its provider was last asked about it.
+    pub checked_at: i64,
+}
+
+impl TopupRecord {
+    /// The ledger transfer crediting this top-up, named by the provider's
+    /// reference.
+    pub fn transfer_id(provider: &str, reference: &str) -> Result<TransferId, StoreError> {
+        Ok(TransferId::derive("topup", &[provider, reference])?)
+    }
+}
+
+const COLUMNS: &str = "id, user_id, provider, provider_ref, amount, currency, state, detail,
+                       checkout_url, created_at, updated_at, checked_at";
+
+fn record(r: &Row<'_>) -> rusqlite::Result<TopupRecord> {
+    let bad = |i, e: String| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+    };
+    let currency: String = r.get(5)?;
+    let state: String = r.get(6)?;
+    Ok(TopupRecord {
+        id: r.get(0)?,
+        user_id: r.get(1)?,
+        provider: r.get(2)?,
+        provider_ref: r.get(3)?,
+        amount: r.get(4)?,
+        currency: Currency::parse(&currency).map_err(|e| bad(5, e.to_string()))?,
+        state: TopupState::parse(&state).ok_or_else(|| bad(6, state))?,
+        detail: r.get(7)?,
+        checkout_url: r.get(8)?,
+        created_at: r.get(9)?,
+        updated_at: r.get(10)?,
+        checked_at: r.get(11)?,
+    })
+}
+
+/// What crediting a top-up did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credit {
+    /// The wallet got the money now.
+    Now(TopupRecord),
+    /// It had been credited before; nothing changed.
+    Already(TopupRecord),
+    /// No top-up has this reference.
+    Unknown,
+}
+
+impl Store {
+    /// Records a new pending top-up `id` of `amount` for account `user`.
+    pub fn insert_topup(
+        &self,
+        id: &str,
+        user: i64,
+        provider: &str,
+        amount: i64,
+        currency: &Currency,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO topups (id, user_id, provider, amount, currency, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+            params![id, user, provider, amount, currency.as_str(), now.0],
+        )?;
+        Ok(())
+    }
+
+    /// Records the provider's reference and checkout link for top-up `id`.
+    /// The same reference again changes nothing.
+    pub fn set_topup_checkout(
+        &self,
+        id: &str,
+        reference: &str,
+        checkout_url: &str,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE topups SET provider_ref = ?2, checkout_url = ?3, updated_at = ?4
+             WHERE id = ?1 AND (provider_ref IS NULL OR provider_ref = ?2)",
+            params![id, reference, checkout_url, now.0],
+        )?;
+        Ok(())
+    }
+
+    /// Top-up `id`.
+    pub fn topup(&self, id: &str) -> Result<Option<TopupRecord>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM topups WHERE id = ?1"),
+                [id],
+                record,
+            )
+            .optional()?)
+    }
+
+    /// The top-up `provider` knows as `reference`.
+    pub fn topup_by_ref(
+        &self,
+        provider: &str,
+        reference: &str,
+    ) -> Result<Option<TopupRecord>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM topups WHERE provider = ?1 AND provider_ref = ?2"),
+                [provider, reference],
+                record,
+            )
+            .optional()?)
+    }
+
+    /// The top-up paid by `provider`'s payment (capture) `payment_id`.
+    pub fn topup_by_payment(
+        &self,
+        provider: &str,
+        payment_id: &str,
+    ) -> Result<Option<TopupRecord>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM topups WHERE provider = ?1 AND payment_id = ?2"),
+                [provider, payment_id],
+                record,
+            )
+            .optional()?)
+    }
+
+    /// Account `user`'s latest `limit` top-ups, newest first.
+    pub fn topups_of_user(&self, user: i64, limit: i64) -> Result<Vec<TopupRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM topups WHERE user_id = ?1
+             ORDER BY created_at DESC, rowid DESC LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![user, limit], record)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Credits the top-up `provider` knows as `reference`: one transfer from
+    /// the provider's clearing account to the renter's wallet, named by the
+    /// reference, posted in the same transaction that marks the top-up
+    /// credited. Crediting it again changes nothing.
+    pub fn credit_topup(
+        &self,
+        provider: &str,
+        reference: &str,
+        payment_id: Option<&str>,
+        memo: &str,
+        now: UnixTime,
+    ) -> Result<Credit, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let Some(topup) = tx
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM topups WHERE provider = ?1 AND provider_ref = ?2"),
+                [provider, reference],
+                record,
+            )
+            .optional()?
+        else {
+            return Ok(Credit::Unknown);
+        };
+        let transfer = Transfer::simple(
+            TopupRecord::transfer_id(provider, reference)?,
+            topup.currency.clone(),
+            memo,
+            Account::Clearing(provider.to_string()),
+            Account::Wallet(topup.user_id),
+            topup.amount,
+        )?;
+        let posted = post_in(&tx, &transfer, now)?;
+        tx.execute(
+            "UPDATE topups SET state = 'credited', detail = '', updated_at = ?2,
+                    payment_id = COALESCE(?3, payment_id)
+             WHERE id = ?1 AND state != 'refunded'",
+            params![topup.id, now.0, payment_id],
+        )?;
+        let topup = tx.query_row(
+            &format!("SELECT {COLUMNS} FROM topups WHERE id = ?1"),
+            [&topup.id],
+            record,
+        )?;
+        tx.commit()?;
+        Ok(match posted {
+            Posted::Now => Credit::Now(topup),
+            Posted::Already => Credit::Already(topup),
+        })
+    }
+
+    /// Ends pending top-up `id` as `state` (failed or expired) for
+    /// `detail`. Whether it was pending.
+    pub fn close_topup(
+        &self,
+        id: &str,
+        state: TopupState,
+        detail: &str,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        Ok(self.conn().execute(
+            "UPDATE topups SET state = ?2, detail = ?3, updated_at = ?4
+             WHERE id = ?1 AND state = 'pending'",
+            params![id, state.as_str(), detail, now.0],
+        )? == 1)
+    }
+
+    /// Takes a refunded top-up's money back out of the wallet (as far as it
+    /// reaches) in the same transaction that marks it refunded. What was
+    /// taken back; `None` if the top-up was not credited.
+    pub fn refund_topup(
+        &self,
+        topup: &TopupRecord,
+        refund_id: &str,
+        now: UnixTime,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let (kind, holder) = Account::Wallet(topup.user_id).key();
+        let state: String =
+            tx.query_row("SELECT state FROM topups WHERE id = ?1", [&topup.id], |r| {
+                r.get(0)
+            })?;
+        if state != "credited" {
+            return Ok(None);
+        }
+        let balance: i64 = tx
+            .query_row(
+                "SELECT balance FROM ledger_accounts WHERE kind = ?1 AND holder = ?2 AND currency = ?3",
+                params![kind, holder, topup.currency.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0);
+        let taken = balance.min(topup.amount);
+        if taken > 0 {
+            let transfer = Transfer::simple(
+                TransferId::derive("refund", &[&topup.provider, refund_id])?,
+                topup.currency.clone(),
+                "top-up refunded by the payment provider",
+                Account::Wallet(topup.user_id),
+                Account::Clearing(topup.provider.clone()),
+                taken,
+            )?;
+            post_in(&tx, &transfer, now)?;
+        }
+        tx.execute(
+            "UPDATE topups SET state = 'refunded', updated_at = ?2 WHERE id = ?1",
+            params![topup.id, now.0],
+        )?;
+        tx.commit()?;
+        Ok(Some(taken))
+    }
+
+    /// Up to `limit` pending top-ups not checked since `checked_before`,
+    /// oldest first.
+    pub fn topups_to_check(
+        &self,
+        checked_before: UnixTime,
+        limit: i64,
+    ) -> Result<Vec<TopupRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM topups WHERE state = 'pending' AND checked_at < ?1
+             ORDER BY created_at, rowid LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![checked_before.0, limit], record)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records that reconciliation asked about top-up `id` at `now`.
+    pub fn set_topup_checked(&self, id: &str, now: UnixTime) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE topups SET checked_at = ?2 WHERE id = ?1",
+            params![id, now.0],
+        )?;
+        Ok(())
+    }
+
+    /// Whether `provider`'s webhook delivery `delivery` was handled before.
+    pub fn delivery_seen(&self, provider: &str, delivery: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT 1 FROM webhook_deliveries WHERE provider = ?1 AND delivery_id = ?2",
+                [provider, delivery],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// Records `provider`'s webhook delivery `delivery` as handled.
+    pub fn record_delivery(
+        &self,
+        provider: &str,
+        delivery: &str,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT OR IGNORE INTO webhook_deliveries (provider, delivery_id, received_at)
+             VALUES (?1, ?2, ?3)",
+            params![provider, delivery, now.0],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets webhook deliveries received before `before` (providers stop
+    /// repeating them long before).
+    pub fn prune_deliveries(&self, before: UnixTime) -> Result<usize, StoreError> {
+        Ok(self.conn().execute(
+            "DELETE FROM webhook_deliveries WHERE received_at < ?1",
+            [before.0],
+        )?)
+    }
+}
