@@ -318,8 +318,34 @@ async fn forged_tampered_replayed_expired_and_removed_requests_are_refused() {
 
     // Removed: alpha stops peering with beta; beta's requests are refused,
     // and beta hides alpha's devices once its pulls keep failing.
+    // Alpha's administrator removes beta on the administrators' page.
     wait_for_peer_devices(&beta, set(&[("alpha", "a1")])).await;
-    ok(alpha.run(&["peer", "remove", "beta"]));
+    let mut admin = common::web::sign_in_admin(&alpha, "ops@example.org").await;
+    let page = admin.get("/admin").await;
+    assert!(
+        page.body.contains("data-testid=\"peer-beta\""),
+        "{}",
+        page.body
+    );
+    let removed = admin
+        .post(
+            "/admin/peers/remove",
+            &[
+                ("csrf", &common::web::csrf_of(&page.body)),
+                ("name", "beta"),
+            ],
+        )
+        .await;
+    assert_eq!(removed.status, 200, "{}", removed.body);
+    assert!(
+        removed.body.contains("beta is no longer a peer"),
+        "{}",
+        removed.body
+    );
+    // Someone else's session cannot (the page does not exist for them).
+    let mut visitor = sign_up(alpha.api, "eve@example.org").await;
+    let r = visitor.get("/admin").await;
+    assert_eq!(r.status, 404);
     let headers = signed_get(&beta_keys, &alpha, path, UnixTime::now());
     refused(&send(&alpha, path, &headers).await, 403, "no longer a peer");
     wait_for_peer_devices(&beta, BTreeSet::new()).await;
