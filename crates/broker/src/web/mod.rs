@@ -143,10 +143,10 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/admin/users", post(admin::user_action))
         .route("/admin/devices", post(admin::device_action))
         .route("/admin/rentals/end", post(admin::end_rental))
+        .route("/admin/peers/remove", post(admin::remove_peer))
         .route("/admin/revenue", get(admin::revenue_page))
         .route("/admin/payouts/export", post(admin::export_payouts))
         .route("/admin/payouts/import", post(admin::import_payouts))
-        .route("/admin/peers/remove", post(admin::remove_peer))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM))
 }
 

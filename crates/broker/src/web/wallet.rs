@@ -57,20 +57,23 @@ fn topup_form(offer: &TopupOffer<'_>) -> Markup {
     html! {
         @if !offer.providers.is_empty() {
             h2 { "Top up" }
-            form method="post" action="/wallet/topups" data-testid="topup-form" {
+            form.stack method="post" action="/wallet/topups" data-testid="topup-form" {
                 input type="hidden" name="csrf" value=(offer.csrf);
                 label {
-                    "Amount (" (offer.currency) ") "
+                    "Amount (" (offer.currency) ")"
                     input type="text" name="amount" inputmode="decimal" required
                         placeholder="10.00" pattern="[0-9]{1,6}([.][0-9]{1,2})?";
                 }
-                @for (i, p) in offer.providers.iter().enumerate() {
-                    label {
-                        input type="radio" name="provider" value=(p.name()) checked[i == 0];
-                        " " (p.label())
+                div role="radiogroup" aria-label="Pay through" {
+                    @for (i, p) in offer.providers.iter().enumerate() {
+                        label.check {
+                            input type="radio" name="provider" value=(p.name()) checked[i == 0];
+                            " " (p.label())
+                        }
+                        " "
                     }
                 }
-                button type="submit" { "Top up" }
+                div { button type="submit" { "Top up" } }
             }
             @if !offer.pending.is_empty() {
                 h3 { "Pending top-ups" }
