@@ -41,6 +41,8 @@ pub struct Shared {
     pub market: Arc<crate::market::Cache>,
     /// The payment providers renters top up through.
     pub payments: crate::payments::Payments,
+    /// Recent request nonces and the client for calls to peers.
+    pub federation: crate::federation::Federation,
 }
 
 /// The broker's listeners, bound before start.
@@ -97,6 +99,11 @@ impl Broker {
             .mark_all_offline(None)
             .context("resetting device presence")?;
         let host_key = host_key::load_or_create(&settings.data_dir)?;
+        let keys = crate::federation::identity::KeyRing::load_or_create(
+            &settings.data_dir,
+            UnixTime::now(),
+        )?;
+        tracing::info!(keyid = keys.current().0, name = %settings.federation.name, "federation identity");
         let mailer = Arc::new(Mailer::new(&settings.mail).context("setting up mail")?);
         let payments = crate::payments::Payments::new(settings.payments.clone())
             .context("setting up payment providers")?;
@@ -130,6 +137,7 @@ impl Broker {
             registry,
             market: Arc::default(),
             payments,
+            federation: crate::federation::Federation::default(),
         });
         let path = addresses_path(&shared.settings.data_dir);
         std::fs::write(&path, serde_json::to_vec_pretty(&addresses)?)
@@ -180,7 +188,12 @@ impl Broker {
             shutdown.clone(),
         ));
         tasks.spawn(crate::billing::run(shared.clone(), shutdown.clone()));
+        tasks.spawn(crate::payouts::run(shared.clone(), shutdown.clone()));
         tasks.spawn(crate::payments::reconcile::run(
+            shared.clone(),
+            shutdown.clone(),
+        ));
+        tasks.spawn(crate::federation::listings::run(
             shared.clone(),
             shutdown.clone(),
         ));

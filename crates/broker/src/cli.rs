@@ -1,4 +1,5 @@
-//! The `rpibroker` command line: `serve`, and the `device` and `rental` commands.
+//! The `rpibroker` command line: `serve`, and the `device`, `rental`, `admin`
+//! and `peer` commands.
 
 use std::path::PathBuf;
 
@@ -41,6 +42,48 @@ pub enum Command {
     /// Manage the broker's administrators.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Federate with other brokers: invite, accept, list, remove peers.
+    #[command(subcommand)]
+    Peer(PeerCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PeerCommand {
+    /// Make a one-time invite for another broker to become a peer; prints
+    /// the invite (this broker's URL, name and key, and a secret).
+    Invite {
+        /// How much the peer may owe this broker, like 100.00.
+        #[arg(long, default_value = "0")]
+        credit_limit: String,
+        /// ISO 4217 code of the currency the two brokers settle in.
+        #[arg(long, default_value = "USD")]
+        currency: String,
+        /// Hours the invite can be used in.
+        #[arg(long, default_value_t = 24)]
+        valid_hours: u32,
+    },
+    /// Accept another broker's invite: calls that broker (which must be
+    /// reachable), and both become peers of each other.
+    Accept {
+        /// The invite, as printed by `rpibroker peer invite` on the other broker.
+        invite: String,
+    },
+    /// List peers with their terms and how their last pull went.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop peering with a broker: its requests are refused and its devices
+    /// leave the marketplace.
+    Remove { name: String },
+    /// Make a new federation key; the old one stays published (and valid)
+    /// for a while so peers can verify what it signed.
+    RotateKey {
+        /// Hours the old key stays valid.
+        #[arg(long, default_value_t = 168)]
+        keep_old_hours: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,6 +105,10 @@ pub enum AdminCommand {
     Suspend { email: String },
     /// Let a suspended account sign in again.
     Unsuspend { email: String },
+    /// Pay owners who chose a crypto address: export what is owed, import
+    /// what was paid.
+    #[command(subcommand)]
+    Payouts(PayoutsCommand),
     /// Credit an account's wallet with money received outside the broker's
     /// payment providers (a bank transfer, cash).
     ///
@@ -77,6 +124,36 @@ pub enum AdminCommand {
         /// ISO 4217 code of the currency.
         #[arg(long, default_value = "USD")]
         currency: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PayoutsCommand {
+    /// Write a CSV of what is owed to owners who chose a crypto address.
+    ///
+    /// Owners owed at least the minimum ([payouts] minimum) get a payout
+    /// for the payout period that ended last: their money moves to payouts
+    /// in flight, once per period, so exporting again lists the same lines
+    /// and never pays twice. The CSV lists every crypto payout still in
+    /// flight, with empty status and transaction_id columns. Send the
+    /// amounts, fill those in (paid with the transaction id, or failed),
+    /// and import the file.
+    Export {
+        /// Write the CSV to FILE (mode 0600) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Record what happened to exported crypto payouts, from the export's
+    /// CSV with status (paid or failed) and transaction_id filled in.
+    ///
+    /// A paid line moves its money out of payouts in flight; a failed one
+    /// puts it back in the owner's payable, to be paid next period. Lines
+    /// with an empty status are left in flight. Nothing is recorded if any
+    /// line is malformed (each is reported with its line number), and
+    /// importing a file again changes nothing.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
     },
 }
 

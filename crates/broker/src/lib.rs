@@ -35,9 +35,13 @@
 //!   double-entry in the store.
 //! - [`billing`]: holding and charging rentals per hour for the time their
 //!   device was reachable.
+//! - [`payouts`]: paying owners what they are owed, each payout period: PayPal
+//!   Payouts, or the operator's crypto transfers by export and import.
+//! - [`csv`]: CSV fields written and read back.
 //! - [`payments`]: renters' top-ups through PayPal and BTCPay Server.
 //! - [`sandbox_limits`]: an owner changing their sandbox's CPU, memory and disk limits.
-//! - [`device_cmd`], [`rental_cmd`], [`admin_cmd`], [`cli`]: the command line.
+//! - [`federation`]: peer brokers: keys, signed requests, peering, listings.
+//! - [`device_cmd`], [`rental_cmd`], [`admin_cmd`], [`peer_cmd`], [`cli`]: the command line.
 //! - [`enroll`]: a new device's agent config and start commands.
 //! - [`price`]: hourly prices, parsed and shown in minor units.
 //! - [`token`], [`host_key`], [`private_file`], [`port_pool`], [`time`], [`shutdown`], [`accept`]: small
@@ -53,9 +57,11 @@ pub mod billing;
 pub mod broker;
 pub mod cli;
 pub mod control;
+pub mod csv;
 pub mod device_cmd;
 pub mod edge;
 pub mod enroll;
+pub mod federation;
 pub mod gate;
 pub mod host_key;
 pub mod ledger;
@@ -63,6 +69,8 @@ pub mod mail;
 pub mod market;
 pub mod notify;
 pub mod payments;
+pub mod payouts;
+pub mod peer_cmd;
 pub mod port_pool;
 pub mod presence;
 pub mod price;

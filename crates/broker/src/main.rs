@@ -5,7 +5,7 @@ use clap::Parser;
 use rpibroker::broker::{Broker, Listeners};
 use rpibroker::cli::{Cli, Command};
 use rpibroker::settings::Settings;
-use rpibroker::{admin_cmd, device_cmd, rental_cmd, shutdown};
+use rpibroker::{admin_cmd, device_cmd, peer_cmd, rental_cmd, shutdown};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -24,6 +24,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Device(cmd) => device_cmd::run(&settings, cmd).await,
         Command::Rental(cmd) => rental_cmd::run(&settings, cmd).await,
         Command::Admin(cmd) => admin_cmd::run(&settings, cmd),
+        Command::Peer(cmd) => peer_cmd::run(&settings, cmd).await,
     }
 }
 

@@ -6,6 +6,8 @@
 //! - [`rentals`]: renting a listed device, the renter's rentals, stopping one.
 //! - [`devices`]: an owner's devices: register, list, price and list on the
 //!   market, end a rental with a reason, remove.
+//! - [`earnings`]: an owner's earnings from the ledger, payouts, and where
+//!   they are paid.
 //! - [`topups`]: a renter's wallet top-ups through payment providers.
 //! - [`admin`]: what only administrators do: see everything, suspend and
 //!   reinstate accounts and devices, lift sign-in locks, end any rental.
@@ -15,6 +17,7 @@
 
 pub mod admin;
 pub mod devices;
+pub mod earnings;
 pub mod rentals;
 pub mod topups;
 

@@ -12,6 +12,8 @@ use serde::Serialize;
 
 use super::Failure;
 use crate::broker::Shared;
+use crate::market::listing::PAGE_SIZE;
+use crate::market::peers::PeerOffer;
 use crate::market::{self, Listing, MarketQuery};
 
 /// A listed device as anyone may see it: no ports, no rental details.
@@ -54,9 +56,53 @@ impl From<&Listing> for Offer {
     }
 }
 
+/// A device a peer broker manages, rented on that broker.
+#[derive(Debug, Serialize)]
+pub struct PeerDevice {
+    /// The managing broker's name and URL.
+    broker: String,
+    broker_url: String,
+    name: String,
+    arch: Option<String>,
+    cpu_millicores: Option<u64>,
+    memory_bytes: Option<u64>,
+    disk_bytes: Option<u64>,
+    /// Verified by the managing broker.
+    verified: bool,
+    hourly_rate_cents: Option<i64>,
+    currency: String,
+    available: bool,
+    /// Its page on the managing broker.
+    rent_url: String,
+}
+
+impl From<&PeerOffer> for PeerDevice {
+    fn from(o: &PeerOffer) -> Self {
+        let d = &o.device;
+        Self {
+            broker: o.broker.clone(),
+            broker_url: o.broker_url.clone(),
+            name: d.name.clone(),
+            arch: d.arch.clone(),
+            cpu_millicores: d.cpu_millicores,
+            memory_bytes: d.memory_bytes,
+            disk_bytes: d.disk_bytes,
+            verified: d.verified,
+            hourly_rate_cents: d.hourly_rate,
+            currency: d.currency.clone(),
+            available: d.available,
+            rent_url: o.href(),
+        }
+    }
+}
+
 #[derive(Serialize)]
 pub struct Market {
     devices: Vec<Offer>,
+    /// Devices peer brokers manage, this page of them.
+    peer_devices: Vec<PeerDevice>,
+    /// Peer devices on every page.
+    peer_devices_total: usize,
     /// Devices that match the filters, on every page.
     matching: usize,
     /// This page, from 1.
@@ -80,9 +126,20 @@ pub async fn listing(
     let all = market::load(&shared)
         .await
         .map_err(|e| Failure::internal("listing the marketplace failed", e))?;
+    let peers = market::peers::load(&shared)
+        .await
+        .map_err(|e| Failure::internal("listing peer devices failed", e))?;
+    let start = (query.page.max(1) as usize - 1) * PAGE_SIZE;
     let found = market::search(&all, &query);
     Ok(Json(Market {
         devices: found.rows.into_iter().map(Offer::from).collect(),
+        peer_devices: peers
+            .iter()
+            .skip(start)
+            .take(PAGE_SIZE)
+            .map(PeerDevice::from)
+            .collect(),
+        peer_devices_total: peers.len(),
         matching: found.matching,
         page: found.page,
         pages: found.pages,

@@ -4,6 +4,7 @@
 //!
 //! - [`query`]: filters, sort order and page, parsed from a URL query string.
 //! - [`listing`]: one row per listed device, and the search over the rows.
+//! - [`peers`]: devices peer brokers list, shown marked with their broker.
 //!
 //! The store answers with every listed device in one query, and with every
 //! device's uptime in another, and [`Cache`] keeps the answer while the store
@@ -11,6 +12,7 @@
 //! at each request.
 
 pub mod listing;
+pub mod peers;
 pub mod query;
 
 use std::sync::{Arc, Mutex, MutexGuard};

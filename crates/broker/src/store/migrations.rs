@@ -39,6 +39,8 @@ const MIGRATIONS: &[Migration] = &[
     migration!("0014_rental_billing"),
     migration!("0015_sandbox_health_and_unpaid_periods"),
     migration!("0015_topups"),
+    migration!("0015_federation"),
+    migration!("0016_payouts"),
 ];
 
 /// How many migrations databases counted by `user_version` always applied

@@ -20,7 +20,9 @@ use super::{current_session, html_response, see_other, signed_in_form};
 use crate::accounts::Session;
 use crate::actions::rentals::{self, Mailed, RentError, Rental, StopError, Which};
 use crate::broker::Shared;
+use crate::market::listing::PAGE_SIZE;
 use crate::market::listing::architectures;
+use crate::market::peers::PeerOffer;
 use crate::market::query::{Order, SortKey};
 use crate::market::{self, Listing, MarketQuery, QueryProblem};
 use crate::price::show_price;
@@ -227,6 +229,10 @@ pub async fn home(
     let session = current_session(&shared, &headers).await;
     let session = session.as_ref().map(|(s, _)| s);
     let (query, problems) = MarketQuery::parse(raw.as_deref());
+    let peers = market::peers::load(&shared).await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "reading peer devices failed");
+        Vec::new()
+    });
     match market::load(&shared).await {
         Ok(all) => html_response(
             StatusCode::OK,
@@ -234,10 +240,41 @@ pub async fn home(
                 "Marketplace",
                 session,
                 None,
-                market_view(session, &all, &query, &problems),
+                html! {
+                    (market_view(session, &all, &query, &problems))
+                    (peer_view(&peers, query.page))
+                },
             ),
         ),
         Err(e) => unavailable_page(session, &e),
+    }
+}
+
+/// Devices peer brokers manage, one page of them, each linking to the
+/// broker it is rented on.
+fn peer_view(peers: &[PeerOffer], page: u32) -> Markup {
+    let start = (page.max(1) as usize - 1) * PAGE_SIZE;
+    let shown = peers.iter().skip(start).take(PAGE_SIZE);
+    html! {
+        @if !peers.is_empty() {
+            h2 id="peer-devices" { "On peer brokers" }
+            p.hint { "Managed by brokers this one federates with; rent them there." }
+            div.table-wrap { table data-testid="peer-devices" {
+                thead { tr { th { "Device" } th { "Managed by" } th { "Hardware" } th { "Price per hour" } th { "" } } }
+                tbody {
+                    @for o in shown {
+                        tr data-testid={ "peer-device-" (o.broker) "-" (o.device.name) } {
+                            td { strong { (o.device.name) } br; span.hint { (o.device.arch.as_deref().unwrap_or("")) } }
+                            td { (o.broker) }
+                            td { (o.figures().summary()) br;
+                                span.hint { @if o.device.verified { "verified by " (o.broker) } @else { "not verified" } } }
+                            td { (o.device.hourly_rate.map(|r| format!("{} {}", show_price(r), o.device.currency)).unwrap_or_default()) }
+                            td { @if o.device.available { a href=(o.href()) { "Rent on " (o.broker) } } @else { "not available now" } }
+                        }
+                    }
+                }
+            } }
+        }
     }
 }
 
