@@ -50,7 +50,15 @@ fn main() {
     for i in 0..n {
         let id = format!("top-{i}");
         store
-            .insert_topup(&id, user, "btcpay", 100, &usd, UnixTime(2))
+            .insert_topup(
+                &id,
+                user,
+                "btcpay",
+                100,
+                &usd,
+                UnixTime(2),
+                (i64::MAX, UnixTime(0)),
+            )
             .unwrap();
         store
             .set_topup_checkout(

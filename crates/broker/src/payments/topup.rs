@@ -14,7 +14,7 @@ use crate::time::UnixTime;
 pub const MIN_AMOUNT: i64 = 100;
 pub const MAX_AMOUNT: i64 = 1_000_000;
 /// Top-ups one account may start in an hour.
-const MAX_STARTED_PER_HOUR: usize = 10;
+const MAX_STARTED_PER_HOUR: i64 = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TopupError {
@@ -70,15 +70,10 @@ pub async fn start(
         shared
             .store
             .blocking(move |s| -> Result<TopupRecord, TopupError> {
-                let recent = s
-                    .topups_of_user(user, MAX_STARTED_PER_HOUR as i64)?
-                    .into_iter()
-                    .filter(|t| t.created_at > now.0 - 3600)
-                    .count();
-                if recent >= MAX_STARTED_PER_HOUR {
+                let limit = (MAX_STARTED_PER_HOUR, UnixTime(now.0 - 3600));
+                if !s.insert_topup(&id, user, provider.name(), amount, &currency, now, limit)? {
                     return Err(TopupError::TooMany);
                 }
-                s.insert_topup(&id, user, provider.name(), amount, &currency, now)?;
                 Ok(s.topup(&id)?.expect("the top-up was just inserted"))
             })
             .await?

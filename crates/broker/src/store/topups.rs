@@ -112,7 +112,10 @@ pub enum Credit {
 }
 
 impl Store {
-    /// Records a new pending top-up `id` of `amount` for account `user`.
+    /// Records a new pending top-up `id` of `amount` for account `user`,
+    /// unless the account started `max_recent` top-ups since `recent`.
+    /// Whether it was recorded.
+    #[allow(clippy::too_many_arguments)]
     pub fn insert_topup(
         &self,
         id: &str,
@@ -121,13 +124,23 @@ impl Store {
         amount: i64,
         currency: &Currency,
         now: UnixTime,
-    ) -> Result<(), StoreError> {
-        self.conn().execute(
+        (max_recent, recent): (i64, UnixTime),
+    ) -> Result<bool, StoreError> {
+        Ok(self.conn().execute(
             "INSERT INTO topups (id, user_id, provider, amount, currency, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-            params![id, user, provider, amount, currency.as_str(), now.0],
-        )?;
-        Ok(())
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?6
+             WHERE (SELECT COUNT(*) FROM topups WHERE user_id = ?2 AND created_at > ?7) < ?8",
+            params![
+                id,
+                user,
+                provider,
+                amount,
+                currency.as_str(),
+                now.0,
+                recent.0,
+                max_recent
+            ],
+        )? == 1)
     }
 
     /// Records the provider's reference and checkout link for top-up `id`.
@@ -392,8 +405,30 @@ mod tests {
             .id;
         let usd = Currency::parse("USD").unwrap();
         store
-            .insert_topup("top-1", user, "paypal", 1250, &usd, UnixTime(1))
+            .insert_topup(
+                "top-1",
+                user,
+                "paypal",
+                1250,
+                &usd,
+                UnixTime(1),
+                (1, UnixTime(0)),
+            )
             .unwrap();
+        assert!(
+            !store
+                .insert_topup(
+                    "top-2",
+                    user,
+                    "paypal",
+                    1,
+                    &usd,
+                    UnixTime(1),
+                    (1, UnixTime(0))
+                )
+                .unwrap(),
+            "one a time at most"
+        );
         (dir, store, user)
     }
 
