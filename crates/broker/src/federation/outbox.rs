@@ -233,3 +233,31 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: Shutdown) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_a_cap() {
+        for (attempts, base) in [(0, 1), (1, 2), (3, 8), (9, 512), (10, 600), (60, 600)] {
+            let b = backoff(attempts);
+            assert!((base..=base + base / 5).contains(&b), "{attempts}: {b}");
+        }
+    }
+
+    #[test]
+    fn a_breaker_opens_after_failures_in_a_row_and_closes_on_success() {
+        let breakers = Breakers::default();
+        breakers.record(1, false);
+        breakers.record(1, false);
+        assert!(breakers.allows(1));
+        breakers.record(1, true);
+        breakers.record(1, false);
+        breakers.record(1, false);
+        assert!(breakers.allows(1), "the success reset the count");
+        breakers.record(1, false);
+        assert!(!breakers.allows(1));
+        assert!(breakers.allows(2), "each peer has its own");
+    }
+}

@@ -180,8 +180,10 @@ impl Store {
             );
         }
         let open: i64 = tx.query_row(
-            "SELECT COALESCE(SUM(hourly_rate), 0) FROM leases
-             WHERE role = 'lessor' AND peer_id = ?1 AND state = 'open'",
+            "SELECT COALESCE(SUM(l.hourly_rate), 0) FROM leases l
+             LEFT JOIN rentals r ON r.id = l.rental_id
+             WHERE l.role = 'lessor' AND l.peer_id = ?1 AND l.state = 'open'
+                 AND (r.state IS NULL OR r.state != 'ended')",
             [lease.peer_id],
             |r| r.get(0),
         )?;
@@ -422,5 +424,152 @@ impl Store {
             params![id, error, next_attempt_at],
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NewPeer;
+
+    fn store_with_peer() -> (tempfile::TempDir, Store, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+        let peer = NewPeer {
+            name: "alpha".into(),
+            base_url: "http://alpha.example".into(),
+            keys: Vec::new(),
+            credit_limit: 100,
+            currency: "USD".into(),
+        };
+        store.add_peer(&peer, UnixTime(1)).unwrap();
+        let id = store.peers().unwrap()[0].id;
+        (dir, store, id)
+    }
+
+    fn lease(peer_id: i64, renter_id: i64, id: &str, rate: i64, key: &str) -> NewLease {
+        NewLease {
+            peer_id,
+            id: id.into(),
+            device: "pi".into(),
+            hourly_rate: rate,
+            currency: "USD".into(),
+            renter_id,
+            idempotency_key: Some(key.into()),
+        }
+    }
+
+    #[test]
+    fn a_retry_gets_the_same_lease_and_open_leases_stay_within_the_credit_limit() {
+        let (_dir, store, peer) = store_with_peer();
+        let renter = store.peer_renter("alpha", UnixTime(2)).unwrap();
+        assert_eq!(store.peer_renter("alpha", UnixTime(3)).unwrap(), renter);
+        let first = lease(peer, renter, "lse-1", 60, "k1");
+        let Opened::Lease(opened) = store.open_lessor_lease(&first, 100, UnixTime(5)).unwrap()
+        else {
+            panic!("the first lease opens");
+        };
+        assert_eq!(
+            store.open_lessor_lease(&first, 100, UnixTime(6)).unwrap(),
+            Opened::Lease(opened.clone()),
+            "a retry of the same request gets the same lease"
+        );
+        // The same id with another key, or another id with the same key, is
+        // someone else's.
+        let other_key = lease(peer, renter, "lse-1", 60, "k2");
+        assert_eq!(
+            store
+                .open_lessor_lease(&other_key, 100, UnixTime(6))
+                .unwrap(),
+            Opened::Conflict
+        );
+        let same_key = lease(peer, renter, "lse-2", 10, "k1");
+        assert_eq!(
+            store
+                .open_lessor_lease(&same_key, 100, UnixTime(6))
+                .unwrap(),
+            Opened::Conflict
+        );
+        // 60 + 50 per hour would pass the limit of 100; 60 + 40 does not.
+        let over = lease(peer, renter, "lse-3", 50, "k3");
+        assert_eq!(
+            store.open_lessor_lease(&over, 100, UnixTime(7)).unwrap(),
+            Opened::OverLimit {
+                exposure: 110,
+                limit: 100
+            }
+        );
+        assert!(
+            store
+                .lease(LeaseRole::Lessor, peer, "lse-3")
+                .unwrap()
+                .is_none()
+        );
+        let within = lease(peer, renter, "lse-4", 40, "k4");
+        assert!(matches!(
+            store.open_lessor_lease(&within, 100, UnixTime(8)).unwrap(),
+            Opened::Lease(_)
+        ));
+        // An ended lease no longer counts.
+        assert!(
+            store
+                .end_lease(LeaseRole::Lessor, peer, "lse-1", Some("done"), UnixTime(9))
+                .unwrap()
+        );
+        assert!(
+            !store
+                .end_lease(LeaseRole::Lessor, peer, "lse-1", None, UnixTime(10))
+                .unwrap(),
+            "a lease ends once"
+        );
+        assert!(matches!(
+            store.open_lessor_lease(&over, 100, UnixTime(11)).unwrap(),
+            Opened::Lease(_)
+        ));
+        let ended = store
+            .lease(LeaseRole::Lessor, peer, "lse-1")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (ended.open, ended.ended_at, ended.end_reason.as_deref()),
+            (false, Some(9), Some("done"))
+        );
+    }
+
+    #[test]
+    fn a_renters_stop_is_queued_with_the_end_and_retried_until_delivered() {
+        let (_dir, store, peer) = store_with_peer();
+        let renter = store
+            .add_user("renter@example.org", "!", false, UnixTime(1))
+            .unwrap()
+            .id;
+        let mut held = lease(peer, renter, "lse-9", 25, "unused");
+        held.idempotency_key = None;
+        store
+            .add_lessee_lease(&held, &LeaseLogin::default(), UnixTime(2))
+            .unwrap();
+        let message = ("/federation/v1/leases/lse-9/stop", "{}", "stop-lse-9");
+        assert!(
+            store
+                .end_lease_and_tell(peer, "lse-9", message, UnixTime(3))
+                .unwrap()
+        );
+        assert!(
+            !store
+                .end_lease_and_tell(peer, "lse-9", message, UnixTime(4))
+                .unwrap(),
+            "a second stop queues nothing"
+        );
+        let due = store.due_messages(UnixTime(3), 10).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].idempotency_key, "stop-lse-9");
+        store.message_failed(due[0].id, "unreachable", 5).unwrap();
+        assert!(store.due_messages(UnixTime(4), 10).unwrap().is_empty());
+        let again = store.due_messages(UnixTime(5), 10).unwrap();
+        assert_eq!(again[0].attempts, 1);
+        store.message_delivered(again[0].id, UnixTime(6)).unwrap();
+        assert!(store.due_messages(UnixTime(100), 10).unwrap().is_empty());
+        let mine = store.leases_of_renter(renter).unwrap();
+        assert_eq!((mine.len(), mine[0].open), (1, false));
     }
 }
