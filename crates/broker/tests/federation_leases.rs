@@ -1,8 +1,9 @@
 //! Remote rentals (leases) between peered brokers, as real `rpibroker`
 //! processes on loopback: a renter on alpha rents a device beta manages
 //! (a real agent and Docker sandbox), logs in with a stock OpenSSH client
-//! through beta's edge, and stops from alpha, which ends it on beta and
-//! wipes the sandbox; a lease request that is forged, tampered with,
+//! through beta's edge, and stops from alpha (while beta is down), which
+//! ends it on beta and wipes the sandbox once beta is back; an end on beta
+//! is learned by alpha; a lease request that is forged, tampered with,
 //! replayed, or for a listing that changed since it was shown is refused
 //! and leaves nothing behind.
 
@@ -85,7 +86,7 @@ async fn a_renter_leases_a_peer_device_logs_in_and_stops_from_home() {
     let name = "lease-pi";
     let _cleanup = Cleanup::new(name);
     let alpha = broker("alpha").await;
-    let beta = broker("beta").await;
+    let mut beta = broker("beta").await;
     peer(&alpha, &beta);
     let mut owner = sign_up(beta.api, "owner@example.org").await;
     let (_device, _agent) = register_and_start(&beta, &mut owner, name).await;
@@ -160,10 +161,21 @@ async fn a_renter_leases_a_peer_device_logs_in_and_stops_from_home() {
     let r = common::api::call(alpha.api, "POST", &stop_path, Some(&other_token), None).await;
     assert_eq!(r.status, 404, "another renter's lease is not theirs");
 
-    // Stopped from alpha: ended on both, the sandbox wiped on beta.
+    // Stopped from alpha while beta is down: ended on alpha at once, and
+    // on beta (the sandbox wiped) once the queued stop gets through.
+    beta.stop().await;
     let r = common::api::call(alpha.api, "POST", &stop_path, Some(&token), None).await;
     assert_eq!(r.status, 200, "{}", r.raw.body);
     assert_eq!(r.json["state"], "ended");
+    wait_for("a failed delivery of the stop", DEADLINE, || async {
+        (count(
+            &alpha,
+            "SELECT COUNT(*) FROM peer_outbox WHERE delivered_at IS NULL AND attempts > 0",
+        ) == 1)
+            .then_some(())
+    })
+    .await;
+    beta.restart().await;
     sandbox::wait_show(&beta, name, "the lease ended on beta", |v| {
         v["rental"].is_null()
     })
