@@ -207,11 +207,35 @@ async fn a_renter_leases_a_peer_device_logs_in_and_stops_from_home() {
     // of it on its next look.
     sandbox::wait_verified_idle(&beta, name).await;
     wait_offer(&alpha, "beta", name, true).await;
-    let r = rent(25).await;
-    assert_eq!(r.status, 201, "{}", r.raw.body);
-    let second = r.json["lease"].as_str().unwrap().to_string();
-    let user2 = r.json["username"].as_str().unwrap().to_string();
-    let password2 = r.json["password"].as_str().unwrap().to_string();
+    // This time on the web: the Rent button of the peer device.
+    let market = renter.get("/").await;
+    let row = market
+        .body
+        .split("data-testid=\"peer-device-beta-lease-pi\"")
+        .nth(1)
+        .expect("the peer device's row");
+    assert!(
+        row.contains("aria-label=\"Rent lease-pi on beta\""),
+        "{row}"
+    );
+    let csrf = common::web::csrf_of(&market.body);
+    let page = renter
+        .post(
+            "/leases",
+            &[
+                ("csrf", &csrf),
+                ("broker", "beta"),
+                ("name", name),
+                ("rate", "25"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 201, "{}", page.body);
+    let user2 = common::web::testid(&page.body, "username");
+    let password2 = common::web::testid(&page.body, "password");
+    let mine = common::api::call(alpha.api, "GET", "/api/v1/leases", Some(&token), None).await;
+    let second = mine.json["leases"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(mine.json["leases"][0]["state"], "active");
     let out = sandbox::renter_ssh(
         &beta,
         name,
