@@ -13,6 +13,7 @@ use std::process::Output;
 
 use axum::http::HeaderMap;
 use common::sandbox::{self, Cleanup, RenterLogin, assert_ran, register_and_start};
+use common::smtp::SmtpServer;
 use common::web::{list_at, sign_up};
 use common::{DEADLINE, TestBroker, wait_for};
 use rpibroker::federation::identity::KeyRing;
@@ -23,9 +24,16 @@ use serde_json::{Value, json};
 /// A broker called `name` that pulls its peers' listings and looks at its
 /// leases every second.
 async fn broker(name: &str) -> TestBroker {
+    broker_with(name, "").await
+}
+
+/// [`broker`], with more of the config file.
+async fn broker_with(name: &str, extra: &str) -> TestBroker {
     TestBroker::start_with(
         1,
-        &format!("[federation]\nname = \"{name}\"\npull_interval_secs = 1\nlease_poll_secs = 1\n"),
+        &format!(
+            "{extra}\n[federation]\nname = \"{name}\"\npull_interval_secs = 1\nlease_poll_secs = 1\n"
+        ),
     )
     .await
 }
@@ -85,7 +93,8 @@ fn count(b: &TestBroker, sql: &str) -> i64 {
 async fn a_renter_leases_a_peer_device_logs_in_and_stops_from_home() {
     let name = "lease-pi";
     let _cleanup = Cleanup::new(name);
-    let alpha = broker("alpha").await;
+    let smtp = SmtpServer::start().await;
+    let alpha = broker_with("alpha", &smtp.broker_config()).await;
     let mut beta = broker("beta").await;
     peer(&alpha, &beta);
     let mut owner = sign_up(beta.api, "owner@example.org").await;
@@ -139,6 +148,17 @@ async fn a_renter_leases_a_peer_device_logs_in_and_stops_from_home() {
     );
     let shown = sandbox::show(&beta, name);
     assert_eq!(shown["rental"]["state"], "active", "{shown}");
+    // Alpha mails its renter the login, as for a local rental.
+    assert_eq!(r.json["mail"], "sent");
+    let mail = smtp.wait_for(1).await.remove(0);
+    assert_eq!(mail.rcpt_to, ["renter@example.org"]);
+    assert_eq!(mail.headers["subject"], format!("Your login on {name}"));
+    for shown in [
+        format!("Username: {user}\n"),
+        format!("Password: {password}\n"),
+    ] {
+        assert!(mail.text.contains(&shown), "{shown}: {}", mail.text);
+    }
 
     // The renter logs in through beta's edge with a stock OpenSSH client.
     let out = sandbox::renter_ssh(
