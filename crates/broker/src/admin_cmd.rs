@@ -1,6 +1,6 @@
 //! The `rpibroker admin …` commands: create administrators, lift sign-in
 //! locks, suspend accounts, credit wallets with money received outside the
-//! broker. They work on the store directly, like the device commands.
+//! broker, export and import crypto payouts. They work on the store directly, like the device commands.
 
 use std::io::BufRead;
 
@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 
 use crate::accounts::{self, AccountError};
 use crate::broker::create_private_dir;
-use crate::cli::AdminCommand;
+use crate::cli::{AdminCommand, PayoutsCommand};
 use crate::ledger::{Account, Currency, Transfer, TransferId};
 use crate::settings::Settings;
 use crate::store::{Posted, Store};
@@ -76,6 +76,7 @@ pub fn run(settings: &Settings, command: AdminCommand) -> anyhow::Result<()> {
             reference,
             currency,
         } => credit(&store, &email, &amount, &reference, &currency),
+        AdminCommand::Payouts(command) => payouts(&store, settings, command),
         AdminCommand::Unsuspend { email } => {
             let email = accounts::normalize_email(&email)?;
             if !store.set_suspended(&email, None)? {
@@ -128,4 +129,61 @@ fn credit(
         crate::price::show_price(balance)
     );
     Ok(())
+}
+
+/// Largest payout import read.
+const MAX_IMPORT_BYTES: u64 = 16 * 1024 * 1024;
+
+fn payouts(store: &Store, settings: &Settings, command: PayoutsCommand) -> anyhow::Result<()> {
+    use crate::payouts::crypto::{self, CryptoError};
+    let now = UnixTime::now();
+    match command {
+        PayoutsCommand::Export { out } => {
+            let (csv, made) = crypto::export(store, &settings.payouts, now)?;
+            let lines = csv.lines().count() - 1;
+            match out {
+                Some(path) => {
+                    crate::private_file::write(&path, csv.as_bytes())
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!(
+                        "{} written: {lines} crypto payouts in flight ({made} made now).",
+                        path.display()
+                    );
+                }
+                None => {
+                    print!("{csv}");
+                    eprintln!("{lines} crypto payouts in flight ({made} made now).");
+                }
+            }
+            Ok(())
+        }
+        PayoutsCommand::Import { file } => {
+            use std::io::Read;
+            let mut text = String::new();
+            std::fs::File::open(&file)
+                .with_context(|| format!("opening {}", file.display()))?
+                .take(MAX_IMPORT_BYTES + 1)
+                .read_to_string(&mut text)
+                .with_context(|| format!("reading {} (UTF-8 CSV)", file.display()))?;
+            if text.len() as u64 > MAX_IMPORT_BYTES {
+                bail!("{} is larger than {MAX_IMPORT_BYTES} bytes", file.display());
+            }
+            let done = match crypto::import(store, &text, now) {
+                Err(CryptoError::Malformed(problems)) => bail!(
+                    "{}: nothing was recorded:\n{}",
+                    file.display(),
+                    problems.join("\n")
+                ),
+                other => other?,
+            };
+            println!(
+                "{} paid, {} failed (payable again), {} already recorded, {} still pending.",
+                done.paid, done.failed, done.unchanged, done.pending
+            );
+            if !done.refused.is_empty() {
+                bail!("{}", done.refused.join("\n"));
+            }
+            Ok(())
+        }
+    }
 }

@@ -188,6 +188,7 @@ impl Broker {
             shutdown.clone(),
         ));
         tasks.spawn(crate::billing::run(shared.clone(), shutdown.clone()));
+        tasks.spawn(crate::payouts::run(shared.clone(), shutdown.clone()));
         tasks.spawn(crate::payments::reconcile::run(
             shared.clone(),
             shutdown.clone(),

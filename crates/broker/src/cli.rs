@@ -105,6 +105,10 @@ pub enum AdminCommand {
     Suspend { email: String },
     /// Let a suspended account sign in again.
     Unsuspend { email: String },
+    /// Pay owners who chose a crypto address: export what is owed, import
+    /// what was paid.
+    #[command(subcommand)]
+    Payouts(PayoutsCommand),
     /// Credit an account's wallet with money received outside the broker's
     /// payment providers (a bank transfer, cash).
     ///
@@ -120,6 +124,36 @@ pub enum AdminCommand {
         /// ISO 4217 code of the currency.
         #[arg(long, default_value = "USD")]
         currency: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PayoutsCommand {
+    /// Write a CSV of what is owed to owners who chose a crypto address.
+    ///
+    /// Owners owed at least the minimum ([payouts] minimum) get a payout
+    /// for the payout period that ended last: their money moves to payouts
+    /// in flight, once per period, so exporting again lists the same lines
+    /// and never pays twice. The CSV lists every crypto payout still in
+    /// flight, with empty status and transaction_id columns. Send the
+    /// amounts, fill those in (paid with the transaction id, or failed),
+    /// and import the file.
+    Export {
+        /// Write the CSV to FILE (mode 0600) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Record what happened to exported crypto payouts, from the export's
+    /// CSV with status (paid or failed) and transaction_id filled in.
+    ///
+    /// A paid line moves its money out of payouts in flight; a failed one
+    /// puts it back in the owner's payable, to be paid next period. Lines
+    /// with an empty status are left in flight. Nothing is recorded if any
+    /// line is malformed (each is reported with its line number), and
+    /// importing a file again changes nothing.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
     },
 }
 

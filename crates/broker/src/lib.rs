@@ -35,6 +35,9 @@
 //!   double-entry in the store.
 //! - [`billing`]: holding and charging rentals per hour for the time their
 //!   device was reachable.
+//! - [`payouts`]: paying owners what they are owed, each payout period: PayPal
+//!   Payouts, or the operator's crypto transfers by export and import.
+//! - [`csv`]: CSV fields written and read back.
 //! - [`payments`]: renters' top-ups through PayPal and BTCPay Server.
 //! - [`sandbox_limits`]: an owner changing their sandbox's CPU, memory and disk limits.
 //! - [`federation`]: peer brokers: keys, signed requests, peering, listings.
@@ -54,6 +57,7 @@ pub mod billing;
 pub mod broker;
 pub mod cli;
 pub mod control;
+pub mod csv;
 pub mod device_cmd;
 pub mod edge;
 pub mod enroll;
@@ -65,6 +69,7 @@ pub mod mail;
 pub mod market;
 pub mod notify;
 pub mod payments;
+pub mod payouts;
 pub mod peer_cmd;
 pub mod port_pool;
 pub mod presence;

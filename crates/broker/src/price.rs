@@ -20,9 +20,11 @@ pub fn parse_price(text: &str) -> Result<i64, String> {
     Ok(whole * 100 + cents)
 }
 
-/// A price in minor units, as people write it.
+/// An amount in minor units, as people write it (`-0.50` below zero).
 pub fn show_price(cents: i64) -> String {
-    format!("{}.{:02}", cents / 100, cents % 100)
+    let sign = if cents < 0 { "-" } else { "" };
+    let cents = cents.unsigned_abs();
+    format!("{sign}{}.{:02}", cents / 100, cents % 100)
 }
 
 #[cfg(test)]
@@ -37,5 +39,8 @@ mod tests {
             assert!(super::parse_price(bad).is_err(), "{bad:?}");
         }
         assert_eq!(super::show_price(1005), "10.05");
+        assert_eq!(super::show_price(-50), "-0.50");
+        assert_eq!(super::show_price(-1005), "-10.05");
+        assert_eq!(super::show_price(i64::MIN), "-92233720368547758.08");
     }
 }

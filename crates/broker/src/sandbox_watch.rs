@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rpibroker_wire::DeviceName;
-use rpibroker_wire::control::{Command, ControlErrorCode, Reply, SandboxState};
+use rpibroker_wire::control::{Command, ControlErrorCode, Reply, SandboxState, SandboxStatus};
 
 use crate::broker::Shared;
 use crate::control::{CallError, ControlLink};
+use crate::store::StoreError;
 use crate::time::UnixTime;
 use crate::{rental, verify};
 
@@ -22,25 +23,32 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(30);
 /// First wait before retrying a verification that could not run.
 const FIRST_RETRY: Duration = Duration::from_secs(60);
 
+/// The sandbox's state as the agent answers it (as stored: a
+/// [`SandboxState`], `none` or `failed`), with its status; `None` when the
+/// agent did not answer.
+async fn ask(device_id: i64, link: &ControlLink) -> Option<(String, Option<SandboxStatus>)> {
+    match link.call(Command::Status, STATUS_TIMEOUT).await {
+        Ok(Reply::Status(s)) => match s.check() {
+            Ok(()) => Some((s.state.as_str().to_string(), Some(s))),
+            Err(e) => {
+                tracing::warn!(device_id, error = %e, "ignoring the sandbox status");
+                Some(("failed".to_string(), None))
+            }
+        },
+        Err(CallError::Device(e)) if e.code == ControlErrorCode::NoSandbox => {
+            Some(("none".to_string(), None))
+        }
+        _ => None,
+    }
+}
+
 /// Asks the agent for the sandbox's state and stores it; returns it.
 pub async fn refresh(
     shared: &Arc<Shared>,
     device_id: i64,
     link: &ControlLink,
 ) -> Option<SandboxState> {
-    let (state, status) = match link.call(Command::Status, STATUS_TIMEOUT).await {
-        Ok(Reply::Status(s)) => match s.check() {
-            Ok(()) => (s.state.as_str().to_string(), Some(s)),
-            Err(e) => {
-                tracing::warn!(device_id, error = %e, "ignoring the sandbox status");
-                ("failed".to_string(), None)
-            }
-        },
-        Err(CallError::Device(e)) if e.code == ControlErrorCode::NoSandbox => {
-            ("none".to_string(), None)
-        }
-        _ => return None,
-    };
+    let (state, status) = ask(device_id, link).await?;
     let result = status.as_ref().map(|s| s.state);
     let _ = shared
         .store
@@ -132,8 +140,9 @@ pub async fn watch(shared: Arc<Shared>, device: DeviceName, link: Arc<ControlLin
 }
 
 /// While the device has an open rental, asks for its sandbox's state every
-/// [`BillingSettings::health_every`](crate::billing::settings::BillingSettings::health_every);
-/// each answer is stored, and with it whether the sandbox was healthy.
+/// [`BillingSettings::health_every`](crate::billing::settings::BillingSettings::health_every),
+/// and stores an answer that differs from the stored one (and with it
+/// whether the sandbox became unhealthy or healthy again).
 async fn watch_health(shared: Arc<Shared>, device_id: i64, link: Arc<ControlLink>) {
     let every = shared.settings.billing.health_every();
     loop {
@@ -147,9 +156,22 @@ async fn watch_health(shared: Arc<Shared>, device_id: i64, link: Arc<ControlLink
             .ok()
             .flatten()
             .is_some();
-        if rented {
-            refresh(&shared, device_id, &link).await;
+        if !rented {
+            continue;
         }
+        let Some((state, status)) = ask(device_id, &link).await else {
+            continue;
+        };
+        let _ = shared
+            .store
+            .blocking(move |s| -> Result<(), StoreError> {
+                let stored = s.sandbox(device_id)?;
+                if stored.is_none_or(|r| r.state != state || r.status != status) {
+                    s.set_sandbox(device_id, &state, status.as_ref(), UnixTime::now())?;
+                }
+                Ok(())
+            })
+            .await;
     }
 }
 

@@ -54,6 +54,8 @@ pub struct Settings {
     pub mail: MailSettings,
     /// Whether and how rentals are charged.
     pub billing: crate::billing::settings::BillingSettings,
+    /// Whether, when and how owners are paid.
+    pub payouts: crate::payouts::settings::PayoutSettings,
     /// Payment providers renters top up through.
     pub payments: crate::payments::settings::PaymentSettings,
     /// This broker's name among peers, and how it pulls their listings.
@@ -84,6 +86,8 @@ pub struct FileSettings {
     pub mail: Option<FileMail>,
     /// The `[billing]` table.
     pub billing: Option<crate::billing::settings::FileBilling>,
+    /// The `[payouts]` table.
+    pub payouts: Option<crate::payouts::settings::FilePayouts>,
     /// The `[payments]` table.
     pub payments: Option<crate::payments::settings::FilePayments>,
     /// The `[federation]` table.
@@ -223,11 +227,17 @@ impl Settings {
         .context("mail settings")?;
         let billing = crate::billing::settings::resolve(file.billing.unwrap_or_default())
             .context("billing settings")?;
+        let payouts = crate::payouts::settings::resolve(file.payouts.unwrap_or_default())
+            .context("payout settings")?;
         let payments = crate::payments::settings::resolve(file.payments.unwrap_or_default())
             .context("payment settings")?;
         let federation =
             crate::federation::settings::resolve(file.federation.unwrap_or_default(), &domain)
                 .context("federation settings")?;
+        anyhow::ensure!(
+            !(payouts.enabled && payouts.paypal) || payments.paypal.is_some(),
+            "payouts.paypal needs PayPal configured in the [payments.paypal] table"
+        );
         let secs = |v: Option<u64>, default: u64| Duration::from_secs(v.unwrap_or(default).max(1));
         let settings = Self {
             data_dir,
@@ -255,6 +265,7 @@ impl Settings {
             visitor_stall_timeout: secs(file.visitor_stall_timeout_secs, 10),
             mail,
             billing,
+            payouts,
             payments,
             federation,
         };

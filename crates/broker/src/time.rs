@@ -25,4 +25,39 @@ impl UnixTime {
             _ => format!("{}d ago", s / 86400),
         }
     }
+
+    /// The UTC date, like `2026-11-28`.
+    pub fn date(self) -> String {
+        // Days to civil date (Howard Hinnant's algorithm), in integers.
+        let days = self.0.div_euclid(86_400);
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        format!("{year:04}-{month:02}-{day:02}")
+    }
+
+    /// The UTC date and time to the minute, like `2026-11-28 01:05`.
+    pub fn date_time(self) -> String {
+        let secs = self.0.rem_euclid(86_400);
+        format!("{} {:02}:{:02}", self.date(), secs / 3600, secs % 3600 / 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UnixTime;
+
+    #[test]
+    fn dates_are_utc_calendar_dates() {
+        assert_eq!(UnixTime(0).date(), "1970-01-01");
+        assert_eq!(UnixTime(951_782_400).date(), "2000-02-29");
+        assert_eq!(UnixTime(1_795_834_800).date_time(), "2026-11-28 03:00");
+        assert_eq!(UnixTime(-1).date(), "1969-12-31");
+    }
 }

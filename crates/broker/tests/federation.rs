@@ -318,8 +318,34 @@ async fn forged_tampered_replayed_expired_and_removed_requests_are_refused() {
 
     // Removed: alpha stops peering with beta; beta's requests are refused,
     // and beta hides alpha's devices once its pulls keep failing.
+    // Alpha's administrator removes beta on the administrators' page.
     wait_for_peer_devices(&beta, set(&[("alpha", "a1")])).await;
-    ok(alpha.run(&["peer", "remove", "beta"]));
+    let mut admin = common::web::sign_in_admin(&alpha, "ops@example.org").await;
+    let page = admin.get("/admin").await;
+    assert!(
+        page.body.contains("data-testid=\"peer-beta\""),
+        "{}",
+        page.body
+    );
+    let removed = admin
+        .post(
+            "/admin/peers/remove",
+            &[
+                ("csrf", &common::web::csrf_of(&page.body)),
+                ("name", "beta"),
+            ],
+        )
+        .await;
+    assert_eq!(removed.status, 200, "{}", removed.body);
+    assert!(
+        removed.body.contains("beta is no longer a peer"),
+        "{}",
+        removed.body
+    );
+    // Someone else's session cannot (the page does not exist for them).
+    let mut visitor = sign_up(alpha.api, "eve@example.org").await;
+    let r = visitor.get("/admin").await;
+    assert_eq!(r.status, 404);
     let headers = signed_get(&beta_keys, &alpha, path, UnixTime::now());
     refused(&send(&alpha, path, &headers).await, 403, "no longer a peer");
     wait_for_peer_devices(&beta, BTreeSet::new()).await;
@@ -377,4 +403,41 @@ async fn three_brokers_in_a_triangle_show_the_other_two_and_none_re_exports() {
         peer_devices(&gamma).await,
         set(&[("alpha", "a1"), ("beta", "b1")])
     );
+}
+
+#[tokio::test]
+async fn peers_learn_a_rotated_key_from_the_old_one() {
+    let alpha = broker("alpha").await;
+    let beta = broker("beta").await;
+    let mut alice = owner_listing(&alpha, "alice@example.org", &["a1", "a2"]).await;
+    peer(&alpha, &beta);
+    wait_for_peer_devices(&beta, set(&[("alpha", "a1"), ("alpha", "a2")])).await;
+
+    // Alpha's answers are now signed with a key beta was never given.
+    let rotated = ok(alpha.run(&["peer", "rotate-key", "--keep-old-hours", "1"]));
+    assert!(rotated.contains("stays published"), "{rotated}");
+    let doc = common::api::call(
+        alpha.api,
+        "GET",
+        "/.well-known/rpibroker-broker",
+        None,
+        None,
+    )
+    .await
+    .json;
+    let keys = doc["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2);
+    assert!(keys[0]["valid_until"].is_i64() && keys[1]["valid_until"].is_null());
+    assert_eq!(keys[1]["endorsed_by"], keys[0]["keyid"]);
+    let r = list_at(&mut alice, "a2", false, "0.25").await;
+    assert_eq!(r.status, 200);
+    wait_for_peer_devices(&beta, set(&[("alpha", "a1")])).await;
+
+    // Beta's requests are now signed with a key alpha was never given.
+    ok(beta.run(&["peer", "rotate-key"]));
+    let r = list_at(&mut alice, "a2", true, "0.25").await;
+    assert_eq!(r.status, 200);
+    wait_for_peer_devices(&beta, set(&[("alpha", "a1"), ("alpha", "a2")])).await;
+    assert!(alpha.log().contains("learned a peer's new federation key"));
+    assert!(beta.log().contains("learned a peer's new federation key"));
 }

@@ -1,7 +1,8 @@
 //! What only administrators do: see every account, device and rental;
 //! suspend or reinstate an account; lift a sign-in lock; suspend a device
 //! (ending its rental first, cutting its session) or reinstate it; end
-//! anyone's rental with a reason its renter sees.
+//! anyone's rental with a reason its renter sees; see the broker's revenue
+//! and what it owes; export and import crypto payouts.
 //!
 //! To anyone else these actions do not exist: they answer
 //! [`AdminError::NotAdmin`], which the pages and the API report like an
@@ -16,9 +17,11 @@ use serde::Serialize;
 use super::Actor;
 use crate::accounts::normalize_email;
 use crate::broker::Shared;
+use crate::payouts::crypto::{self, CryptoError, Imported};
 use crate::rental::{self, RentalError};
 use crate::store::{
-    AdminDevice, AdminRental, AdminUser, CurrencyTotal, PeerRecord, StoreError, Suspension,
+    AdminDevice, AdminRental, AdminUser, BucketSum, CurrencyTotal, PayoutRecord, PayoutState,
+    PeerRecord, StoreError, Sum, Suspension,
 };
 use crate::time::UnixTime;
 
@@ -38,8 +41,53 @@ pub enum AdminError {
     NoSuchPeer,
     #[error("{0}")]
     BadReason(String),
+    #[error("{0}")]
+    Payouts(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<CryptoError> for AdminError {
+    fn from(e: CryptoError) -> Self {
+        match e {
+            CryptoError::Store(e) => AdminError::Store(e),
+            other => AdminError::Payouts(other.to_string()),
+        }
+    }
+}
+
+/// Days and months of revenue shown.
+const REVENUE_DAYS: i64 = 31;
+const REVENUE_MONTHS: i64 = 13;
+/// Payouts listed on the revenue page.
+const RECENT_PAYOUTS: i64 = 100;
+
+/// The broker's money: its fees by day and month, what it owes owners, what
+/// is on its way to them, and the payouts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Revenue {
+    /// Fees per day (`YYYY-MM-DD`, UTC), the last 31 days, newest first.
+    pub by_day: Vec<BucketSum>,
+    /// Fees per month (`YYYY-MM`), the last 13 months, newest first.
+    pub by_month: Vec<BucketSum>,
+    /// Fees ever, per currency.
+    pub total: Vec<Sum>,
+    /// Owed to owners and not yet sent, per currency (count: owners owed).
+    pub payable: Vec<Sum>,
+    /// Sent to owners and not yet confirmed, per currency.
+    pub in_flight: Vec<Sum>,
+    /// Payouts per state and currency.
+    pub payouts_by_state: Vec<PayoutStateSum>,
+    /// The latest payouts, newest first.
+    pub payouts: Vec<PayoutRecord>,
+}
+
+/// Payouts of one state and currency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PayoutStateSum {
+    pub state: PayoutState,
+    #[serde(flatten)]
+    pub sum: Sum,
 }
 
 /// A device as administrators see it, with whether it is connected now.
@@ -173,6 +221,68 @@ pub async fn ledger_check(shared: &Arc<Shared>, actor: Actor) -> Result<LedgerCh
             })
         })
         .await?)
+}
+
+/// The broker's revenue, what it owes, and its payouts.
+pub async fn revenue(shared: &Arc<Shared>, actor: Actor) -> Result<Revenue, AdminError> {
+    admin(actor)?;
+    let now = UnixTime::now().0;
+    let since_day = (now / 86_400 - (REVENUE_DAYS - 1)) * 86_400;
+    let since_month = now - REVENUE_MONTHS * 31 * 86_400;
+    Ok(shared
+        .store
+        .blocking(move |s| -> Result<_, StoreError> {
+            Ok(Revenue {
+                by_day: s.revenue_by("%Y-%m-%d", since_day)?,
+                by_month: s.revenue_by("%Y-%m", since_month)?,
+                total: s.sum_of_accounts("revenue")?,
+                payable: s.sum_of_accounts("payable")?,
+                in_flight: s.sum_of_accounts("payouts_in_flight")?,
+                payouts_by_state: s
+                    .payout_totals()?
+                    .into_iter()
+                    .map(|(state, sum)| PayoutStateSum { state, sum })
+                    .collect(),
+                payouts: s.all_payouts(RECENT_PAYOUTS)?,
+            })
+        })
+        .await?)
+}
+
+/// Makes this period's crypto payouts and returns the CSV of every crypto
+/// payout in flight, with how many were made now.
+pub async fn export_crypto_payouts(
+    shared: &Arc<Shared>,
+    actor: Actor,
+) -> Result<(String, usize), AdminError> {
+    admin(actor)?;
+    let settings = shared.settings.payouts.clone();
+    let done = shared
+        .store
+        .blocking(move |s| crypto::export(s, &settings, UnixTime::now()))
+        .await?;
+    tracing::info!(admin = actor.id, made = done.1, "crypto payouts exported");
+    Ok(done)
+}
+
+/// Records an import of crypto payouts (see [`crypto::import`]).
+pub async fn import_crypto_payouts(
+    shared: &Arc<Shared>,
+    actor: Actor,
+    csv: String,
+) -> Result<Imported, AdminError> {
+    admin(actor)?;
+    let done = shared
+        .store
+        .blocking(move |s| crypto::import(s, &csv, UnixTime::now()))
+        .await?;
+    tracing::info!(
+        admin = actor.id,
+        paid = done.paid,
+        failed = done.failed,
+        "crypto payouts imported"
+    );
+    Ok(done)
 }
 
 /// Suspends the account with `email` (ending its sessions and taking its

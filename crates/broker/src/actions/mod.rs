@@ -8,6 +8,8 @@
 //!   leases, stopping one.
 //! - [`devices`]: an owner's devices: register, list, price and list on the
 //!   market, end a rental with a reason, remove.
+//! - [`earnings`]: an owner's earnings from the ledger, payouts, and where
+//!   they are paid.
 //! - [`topups`]: a renter's wallet top-ups through payment providers.
 //! - [`admin`]: what only administrators do: see everything, suspend and
 //!   reinstate accounts and devices, lift sign-in locks, end any rental.
@@ -17,6 +19,7 @@
 
 pub mod admin;
 pub mod devices;
+pub mod earnings;
 pub mod leases;
 pub mod rentals;
 pub mod topups;

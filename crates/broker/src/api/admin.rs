@@ -1,6 +1,6 @@
 //! The administrators' endpoints, as on the administrators' page: every
 //! account, device and rental; suspend or reinstate an account or a device,
-//! lift a sign-in lock, end anyone's rental. To any other caller they
+//! lift a sign-in lock, end anyone's rental, see the revenue. To any other caller they
 //! answer 404, like an unknown address.
 
 use std::sync::Arc;
@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use super::Failure;
 use super::body::JsonBody;
 use super::caller::Caller;
-use crate::actions::admin::{self, AccountSuspension, AdminError, Device, DeviceSuspension, Ended};
+use crate::actions::admin::{
+    self, AccountSuspension, AdminError, Device, DeviceSuspension, Ended, Revenue,
+};
 use crate::broker::Shared;
 use crate::store::{AdminRental, AdminUser};
 
@@ -69,7 +71,7 @@ impl From<AdminError> for Failure {
             | AdminError::NoSuchDevice
             | AdminError::NoSuchRental
             | AdminError::NoSuchPeer => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
-            AdminError::OwnAccount | AdminError::BadReason(_) => {
+            AdminError::OwnAccount | AdminError::BadReason(_) | AdminError::Payouts(_) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidInput)
             }
             AdminError::Store(_) => {
@@ -102,6 +104,14 @@ pub async fn rentals(
 ) -> Result<Json<Rentals>, Failure> {
     let rentals = admin::rentals(&shared, caller.actor).await?;
     Ok(Json(Rentals { rentals }))
+}
+
+/// The broker's fees, what it owes owners, and payouts.
+pub async fn revenue(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+) -> Result<Json<Revenue>, Failure> {
+    Ok(Json(admin::revenue(&shared, caller.actor).await?))
 }
 
 pub async fn set_account_suspension(

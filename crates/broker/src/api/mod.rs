@@ -5,7 +5,7 @@
 //!
 //! The JSON API does what the web pages do, through the same
 //! [`crate::actions`]: [`account`] (who am I, API tokens), [`market`],
-//! [`rentals`], [`topups`], [`devices`], and for administrators [`admin`]. Its callers authenticate with an API token
+//! [`rentals`], [`topups`], [`devices`], [`earnings`], and for administrators [`admin`]. Its callers authenticate with an API token
 //! ([`caller`]); bodies are bounded and parsed strictly ([`body`]). Every
 //! endpoint under `/api/v1` is listed once in [`endpoints`], and the
 //! OpenAPI document ([`openapi`]) describes exactly those.
@@ -22,6 +22,7 @@ mod body;
 mod caller;
 mod connect;
 mod devices;
+mod earnings;
 pub mod leases;
 mod market;
 pub mod openapi;
@@ -172,6 +173,13 @@ pub fn endpoints() -> Vec<(Method, &'static str, MethodRouter<Arc<Shared>>)> {
             "/api/v1/devices/{name}",
             delete(devices::remove),
         ),
+        (Method::GET, "/api/v1/earnings", get(earnings::earnings)),
+        (
+            Method::PUT,
+            "/api/v1/earnings/method",
+            put(earnings::set_method),
+        ),
+        (Method::GET, "/api/v1/payouts", get(earnings::payouts)),
         (Method::GET, "/api/v1/admin/users", get(admin::users)),
         (
             Method::PUT,
@@ -190,6 +198,7 @@ pub fn endpoints() -> Vec<(Method, &'static str, MethodRouter<Arc<Shared>>)> {
             put(admin::set_device_suspension),
         ),
         (Method::GET, "/api/v1/admin/rentals", get(admin::rentals)),
+        (Method::GET, "/api/v1/admin/revenue", get(admin::revenue)),
         (
             Method::POST,
             "/api/v1/admin/rentals/{id}/end",

@@ -1,6 +1,10 @@
 //! One billing pass at a given moment: every decision billing makes, on the
 //! store alone, with the clock passed in. What it cannot do itself (ending a
 //! rental, which needs the device; mailing) it returns to the caller.
+//!
+//! The rentals are billed [`BATCH`] at a time, each batch in one
+//! transaction; a pass killed half-way leaves whole batches, and the next
+//! pass carries on (every transfer id names its rental and period).
 
 use rpibroker_wire::DeviceName;
 use rpibroker_wire::control::RentalId;
@@ -8,7 +12,7 @@ use rpibroker_wire::control::RentalId;
 use super::meter;
 use super::settings::BillingSettings;
 use crate::ledger::{Account, LedgerError, Transfer, TransferId};
-use crate::store::{Billable, Posted, Store, StoreError};
+use crate::store::{Batch, Billable, Posted, Store, StoreError};
 use crate::time::UnixTime;
 
 /// What a pass leaves for the caller to do.
@@ -41,6 +45,10 @@ pub struct LowBalance {
     pub rate: i64,
 }
 
+/// Rentals billed in one transaction: few enough that the store is not
+/// held for long, enough that commits do not dominate.
+const BATCH: usize = 500;
+
 /// One pass over the rentals not yet fully billed, at `now`: holds the
 /// periods that began, settles the ones that ended (or that a stop cut
 /// short), and records how far each rental is billed.
@@ -50,14 +58,19 @@ pub fn bill_once_at(
     now: UnixTime,
 ) -> Result<Outcome, StoreError> {
     let mut outcome = Outcome::default();
-    for r in store.rentals_to_bill()? {
-        bill_rental(store, settings, &r, now.0, &mut outcome)?;
+    for rentals in store.rentals_to_bill()?.chunks(BATCH) {
+        store.batch(|b| {
+            for r in rentals {
+                bill_rental(b, settings, r, now.0, &mut outcome)?;
+            }
+            Ok(())
+        })?;
     }
     Ok(outcome)
 }
 
 fn bill_rental(
-    store: &Store,
+    store: &Batch<'_>,
     settings: &BillingSettings,
     r: &Billable,
     now: i64,
@@ -110,7 +123,7 @@ pub fn transfer_id(kind: &str, rental: &RentalId, k: i64) -> Result<TransferId, 
 /// Holds period `k` of the rental; false when the wallet cannot cover it
 /// (recorded, so the rental ends and the period is free).
 fn hold(
-    store: &Store,
+    store: &Batch<'_>,
     settings: &BillingSettings,
     r: &Billable,
     k: i64,
@@ -152,8 +165,8 @@ fn hold(
 
 /// Seconds of `[from, to)` the rental's device was reachable, as known at
 /// `now`.
-pub fn reachable_secs(
-    store: &Store,
+fn reachable_secs(
+    store: &Batch<'_>,
     device_id: i64,
     from: i64,
     to: i64,
@@ -170,7 +183,7 @@ pub fn reachable_secs(
 /// for a later pass.
 #[allow(clippy::too_many_arguments)]
 fn settle(
-    store: &Store,
+    store: &Batch<'_>,
     settings: &BillingSettings,
     r: &Billable,
     k: i64,

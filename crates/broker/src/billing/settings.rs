@@ -1,8 +1,9 @@
 //! The `[billing]` table of the config file.
 //!
-//! Billing is off unless the operator turns it on: until renters can top
-//! up their wallets through a payment provider, only the operator can put
-//! money in them (`rpibroker admin credit`).
+//! Billing is on unless the operator turns it off (`enabled = false`, for
+//! a broker whose devices are free to use): renters pay for rented time
+//! from wallets they top up through the payment providers of `[payments]`,
+//! or that the operator credits (`rpibroker admin credit`).
 
 use std::time::Duration;
 
@@ -53,7 +54,7 @@ pub fn resolve(file: FileBilling) -> anyhow::Result<BillingSettings> {
         "billing.period_secs is from 1 to 86400"
     );
     Ok(BillingSettings {
-        enabled: file.enabled.unwrap_or(false),
+        enabled: file.enabled.unwrap_or(true),
         currency,
         fee_percent,
         period: Duration::from_secs(period),
@@ -65,9 +66,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn billing_is_off_hourly_and_ten_percent_unless_set() {
+    fn billing_is_on_hourly_and_ten_percent_unless_set() {
         let b = resolve(FileBilling::default()).unwrap();
-        assert!(!b.enabled);
+        assert!(b.enabled);
         assert_eq!((b.currency.as_str(), b.fee_percent), ("USD", 10));
         assert_eq!(b.period, Duration::from_secs(3600));
         assert_eq!(b.health_every(), Duration::from_secs(30));

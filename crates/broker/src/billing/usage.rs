@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use super::pass::reachable_secs;
+use super::meter;
 use super::settings::BillingSettings;
 use crate::store::{RentalBilling, Store, StoreError};
 use crate::time::UnixTime;
@@ -92,7 +92,9 @@ pub fn usage_at(
             let start = rental.started_at + k * period;
             let end = start + period;
             let access_end = end.min(until);
-            let reachable = reachable_secs(store, rental.device_id, start, access_end, now)?;
+            let connected = store.connected_stretches(rental.device_id, start, access_end, now)?;
+            let unhealthy = store.unhealthy_stretches(rental.device_id, start, access_end, now)?;
+            let reachable = meter::reachable(&connected, &unhealthy, start, access_end);
             let sum = |kind: &str, accounts: &[&str]| -> Option<i64> {
                 let mine = legs
                     .iter()

@@ -2,6 +2,10 @@
 //! use and kept in one file in the data directory (mode 0600). The newest key
 //! signs; a rotated-out key stays listed, with its expiry, so peers verify
 //! what it signed until then.
+//!
+//! A new key is endorsed by the key it replaces (a signature over its id,
+//! public key and start), so a peer that trusts the old key learns the new
+//! one from the published list alone ([`trusted_keys`]).
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +34,60 @@ pub struct PublicKey {
     /// Unix seconds after which nothing it signed is accepted; `None` while
     /// it is the current key.
     pub valid_until: Option<i64>,
+    /// The key it replaced, which endorsed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endorsed_by: Option<String>,
+    /// That key's signature over [`endorsement_message`], base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endorsement: Option<String>,
+}
+
+/// What the previous key signs to endorse a new one.
+pub fn endorsement_message(keyid: &str, public_key: &str, valid_from: i64) -> String {
+    format!("rpibroker key endorsement\n{keyid}\n{public_key}\n{valid_from}")
+}
+
+/// The keys of `offered` to trust, given the keys `known` (trusted) now:
+/// those already known, and new ones endorsed, in a chain, by a trusted
+/// key. At most [`super::wire::MAX_KEYS`] are kept.
+pub fn trusted_keys(known: &[PublicKey], offered: &[PublicKey]) -> Vec<PublicKey> {
+    let same = |a: &PublicKey, b: &PublicKey| a.keyid == b.keyid && a.public_key == b.public_key;
+    let mut trusted: Vec<PublicKey> = offered
+        .iter()
+        .filter(|o| known.iter().any(|k| same(k, o)))
+        .cloned()
+        .collect();
+    loop {
+        let endorsed = offered.iter().find(|o| {
+            !trusted.iter().any(|t| same(t, o))
+                && o.endorsed_by.as_ref().is_some_and(|by| {
+                    let Some(signer) = trusted
+                        .iter()
+                        .chain(known)
+                        .find(|t| &t.keyid == by)
+                        .and_then(|t| t.verifying_key())
+                    else {
+                        return false;
+                    };
+                    let Some(signature) = o
+                        .endorsement
+                        .as_ref()
+                        .and_then(|e| STANDARD.decode(e).ok())
+                        .and_then(|b| ed25519_dalek::Signature::from_slice(&b).ok())
+                    else {
+                        return false;
+                    };
+                    let message = endorsement_message(&o.keyid, &o.public_key, o.valid_from);
+                    o.verifying_key().is_some_and(|k| key_id(&k) == o.keyid)
+                        && ed25519_dalek::Verifier::verify(&signer, message.as_bytes(), &signature)
+                            .is_ok()
+                })
+        });
+        match endorsed {
+            Some(key) if trusted.len() < super::wire::MAX_KEYS => trusted.push(key.clone()),
+            _ => return trusted,
+        }
+    }
 }
 
 impl PublicKey {
@@ -61,6 +119,10 @@ struct StoredKey {
     secret: String,
     created_at: i64,
     expires_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    endorsed_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    endorsement: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -127,15 +189,31 @@ impl KeyRing {
         Ok(ring)
     }
 
+    /// Adds a new current key, endorsed by the one it replaces.
     fn push_new(&mut self, now: UnixTime) {
         let mut secret = [0u8; 32];
         rand::fill(&mut secret);
         let key = SigningKey::from_bytes(&secret);
+        let keyid = key_id(&key.verifying_key());
+        let public = STANDARD.encode(key.verifying_key().as_bytes());
+        let (endorsed_by, endorsement) = match self.keys.last() {
+            Some((previous, previous_key)) => {
+                let message = endorsement_message(&keyid, &public, now.0);
+                let signature = previous_key.sign(message.as_bytes());
+                (
+                    Some(previous.keyid.clone()),
+                    Some(STANDARD.encode(signature.to_bytes())),
+                )
+            }
+            None => (None, None),
+        };
         let stored = StoredKey {
-            keyid: key_id(&key.verifying_key()),
+            keyid,
             secret: STANDARD.encode(secret),
             created_at: now.0,
             expires_at: None,
+            endorsed_by,
+            endorsement,
         };
         self.keys.push((stored, key));
     }
@@ -194,6 +272,8 @@ impl KeyRing {
                 public_key: STANDARD.encode(k.verifying_key().as_bytes()),
                 valid_from: s.created_at,
                 valid_until: s.expires_at,
+                endorsed_by: s.endorsed_by.clone(),
+                endorsement: s.endorsement.clone(),
             })
             .collect()
     }
@@ -247,5 +327,32 @@ mod tests {
             (new.as_str(), None)
         );
         assert_eq!(ring.published(UnixTime(1501)).len(), 1);
+    }
+
+    #[test]
+    fn a_peer_trusts_a_new_key_endorsed_by_one_it_trusts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ring = KeyRing::load_or_create(dir.path(), UnixTime(100)).unwrap();
+        let first = ring.published(UnixTime(100));
+        ring.rotate(UnixTime(200), Duration::from_secs(10)).unwrap();
+        ring.rotate(UnixTime(300), Duration::from_secs(1000))
+            .unwrap();
+        // The first key expired and is no longer listed; the chain still
+        // starts from it.
+        let offered = ring.published(UnixTime(300));
+        assert_eq!(offered.len(), 2);
+        assert_eq!(trusted_keys(&first, &offered), offered);
+        assert!(trusted_keys(&[], &offered).is_empty());
+
+        // A key endorsed by a stranger, or with a forged endorsement, is not.
+        let other = tempfile::tempdir().unwrap();
+        let mut stranger = KeyRing::load_or_create(other.path(), UnixTime(100)).unwrap();
+        stranger
+            .rotate(UnixTime(200), Duration::from_secs(10))
+            .unwrap();
+        assert!(trusted_keys(&first, &stranger.published(UnixTime(200))).is_empty());
+        let mut forged = offered.clone();
+        forged[1].endorsement = forged[0].endorsement.clone();
+        assert_eq!(trusted_keys(&first, &forged).len(), 1);
     }
 }

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::client::{self, CallError};
 use super::identity::KeyRing;
+use super::signature::SignatureError;
 use super::url::Origin;
 use super::wire::{ExportedDevice, LISTINGS_PATH, ListingChange, ListingsPage, MAX_PAGE};
 use crate::broker::Shared;
@@ -244,7 +245,22 @@ pub async fn pull(
     full: bool,
 ) -> Result<PullStats, PullError> {
     let cursor = if full { 0 } else { peer.listings_cursor };
-    match fetch(http, ring, peer, cursor).await {
+    let mut fetched = fetch(http, ring, peer, cursor).await;
+    if let Err(PullError::Call(CallError::BadSignature {
+        why: SignatureError::UnknownKey(_),
+        ..
+    })) = &fetched
+    {
+        // The peer may have rotated its key: learn the new one and try again.
+        if let Ok(Some(keys)) = super::peering::refresh_keys(store, http, peer).await {
+            let renewed = PeerRecord {
+                keys,
+                ..peer.clone()
+            };
+            fetched = fetch(http, ring, &renewed, cursor).await;
+        }
+    }
+    match fetched {
         Ok((changes, next, stats)) => {
             let id = peer.id;
             store

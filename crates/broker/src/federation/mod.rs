@@ -30,6 +30,14 @@ pub mod signature;
 pub mod url;
 pub mod wire;
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Shortest time between two readings of one peer's published keys on
+/// account of requests signed with a key no peer has.
+const KEY_REFRESH_EVERY: Duration = Duration::from_secs(60);
+
 /// What the running broker keeps for federation.
 pub struct Federation {
     /// Nonces of signed requests this broker accepted recently.
@@ -40,6 +48,8 @@ pub struct Federation {
     pub breakers: outbox::Breakers,
     /// Wakes the outbox when a message was queued.
     pub outbox_wake: tokio::sync::Notify,
+    /// When each peer's keys were last read again.
+    key_refreshes: Mutex<HashMap<i64, Instant>>,
 }
 
 impl Default for Federation {
@@ -49,6 +59,24 @@ impl Default for Federation {
             http: client::http_client(),
             breakers: outbox::Breakers::default(),
             outbox_wake: tokio::sync::Notify::new(),
+            key_refreshes: Mutex::default(),
         }
+    }
+}
+
+impl Federation {
+    /// Whether peer `peer_id`'s keys may be read again now (and notes that
+    /// they are), so unknown keys cannot make this broker call peers often.
+    pub fn may_refresh(&self, peer_id: i64) -> bool {
+        let mut last = self.key_refreshes.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if last
+            .get(&peer_id)
+            .is_some_and(|at| now.duration_since(*at) < KEY_REFRESH_EVERY)
+        {
+            return false;
+        }
+        last.insert(peer_id, now);
+        true
     }
 }

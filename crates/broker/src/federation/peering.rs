@@ -178,6 +178,52 @@ pub async fn accept(
     Ok(peer)
 }
 
+/// Largest self-description read from a peer.
+const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
+
+/// Learns keys `peer` rotated to: reads its published keys and keeps those
+/// endorsed by keys already trusted. Returns the keys when they changed.
+pub async fn refresh_keys(
+    store: &Store,
+    http: &reqwest::Client,
+    peer: &crate::store::PeerRecord,
+) -> Result<Option<Vec<PublicKey>>, String> {
+    let origin = Origin::parse(&peer.base_url)?;
+    let url = origin.target(super::wire::WELL_KNOWN_PATH);
+    let mut response = http
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("could not reach {url}: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("{url} answered {}", response.status()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+            return Err(format!("{url} answered too much"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let document: BrokerDocument =
+        serde_json::from_slice(&body).map_err(|e| format!("{url}: {e}"))?;
+    document.check()?;
+    if document.name != peer.name {
+        return Err(format!("{url} now calls itself {}", document.name));
+    }
+    let trusted = super::identity::trusted_keys(&peer.keys, &document.keys);
+    if trusted.iter().all(|t| peer.keys.contains(t)) {
+        return Ok(None);
+    }
+    let (id, keys) = (peer.id, trusted.clone());
+    store
+        .blocking(move |s| s.set_peer_keys(id, &keys))
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(peer = %peer.name, "learned a peer's new federation key");
+    Ok(Some(trusted))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -177,6 +177,25 @@ async fn peering(
             "invite too long",
         );
     }
+    // Only an invite's holder gets as far as the signature check (and its
+    // nonce into the cache).
+    let hash = crate::token::hash(&request.invite);
+    let (lookup, name) = (hash.clone(), request.broker.name.clone());
+    match shared
+        .store
+        .blocking(move |s| s.invite_open(&lookup, &name, UnixTime::now()))
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "invite_refused",
+                "no such invite, or it expired or was already used",
+            );
+        }
+        Err(e) => return internal("looking up an invite failed", e),
+    }
     let keys = request.broker.keys.clone();
     let key_of = move |id: &str| keys.iter().find(|k| k.keyid == id).cloned();
     let verified = match verify(&shared, &method, &uri, &headers, &body, &key_of) {
@@ -205,7 +224,6 @@ async fn peering(
         credit_limit: 0,
         currency: String::new(),
     };
-    let hash = crate::token::hash(&request.invite);
     let key = verified.idempotency_key.clone().unwrap_or_default();
     let redeemed = shared
         .store
@@ -237,7 +255,9 @@ async fn peering(
     }
 }
 
-/// The active peer whose key signed the request, or the refusal.
+/// The active peer whose key signed the request, or the refusal. A key no
+/// peer has may be one a peer rotated to: peers' published keys are read
+/// again (each at most once a minute) before the request is refused.
 async fn signing_peer(
     shared: &Arc<Shared>,
     method: &Method,
@@ -245,23 +265,38 @@ async fn signing_peer(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(PeerRecord, VerifiedRequest), Box<Response>> {
-    let peers = shared
-        .store
-        .blocking(|s| s.peers())
-        .await
-        .map_err(|e| Box::new(internal("reading the peers failed", e)))?;
-    let key_of = |id: &str| {
-        peers
-            .iter()
-            .filter(|p| p.active)
-            .flat_map(|p| &p.keys)
-            .find(|k| k.keyid == id)
-            .cloned()
+    let read_peers = || async {
+        shared
+            .store
+            .blocking(|s| s.peers())
+            .await
+            .map_err(|e| Box::new(internal("reading the peers failed", e)))
     };
-    let verified = match verify(shared, method, uri, headers, body, &key_of) {
+    let mut peers = read_peers().await?;
+    let mut verified = verify(shared, method, uri, headers, body, &active_key(&peers));
+    let claimed = signature_keyid(headers);
+    let unknown = claimed
+        .as_ref()
+        .is_some_and(|id| !peers.iter().any(|p| p.keys.iter().any(|k| &k.keyid == id)));
+    if verified.is_err() && unknown {
+        let mut learned = false;
+        for peer in peers.iter().filter(|p| p.active) {
+            if shared.federation.may_refresh(peer.id)
+                && let Ok(Some(_)) =
+                    super::peering::refresh_keys(&shared.store, &shared.federation.http, peer).await
+            {
+                learned = true;
+            }
+        }
+        if learned {
+            peers = read_peers().await?;
+            verified = verify(shared, method, uri, headers, body, &active_key(&peers));
+        }
+    }
+    let verified = match verified {
         Ok(v) => v,
         Err(r) => {
-            let removed = signature_keyid(headers).and_then(|id| {
+            let removed = claimed.and_then(|id| {
                 peers
                     .iter()
                     .find(|p| !p.active && p.keys.iter().any(|k| k.keyid == id))
@@ -282,6 +317,18 @@ async fn signing_peer(
         .cloned()
         .expect("the key was found among active peers");
     Ok((peer, verified))
+}
+
+/// Finds a key among active peers' keys.
+fn active_key(peers: &[PeerRecord]) -> impl Fn(&str) -> Option<PublicKey> + '_ {
+    move |id| {
+        peers
+            .iter()
+            .filter(|p| p.active)
+            .flat_map(|p| &p.keys)
+            .find(|k| k.keyid == id)
+            .cloned()
+    }
 }
 
 /// The `keyid` a request claims, for telling a removed peer why.

@@ -219,6 +219,9 @@ async fn handle_paypal(shared: &Shared, event: &PaypalEvent) -> Result<(), Store
                 }
             }
         }
+        kind if kind.starts_with("PAYMENT.PAYOUTS-ITEM.") => {
+            crate::payouts::paypal::on_item_event(shared, &event.resource).await?;
+        }
         other => {
             tracing::debug!(event = %event.id, event_type = other, "ignored a PayPal event");
         }

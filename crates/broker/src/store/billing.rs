@@ -5,7 +5,7 @@ use rpibroker_wire::DeviceName;
 use rpibroker_wire::control::RentalId;
 use rusqlite::{OptionalExtension, params};
 
-use super::{Store, StoreError};
+use super::{Batch, Store, StoreError};
 use crate::time::UnixTime;
 
 /// A rental the billing job has not finished with.
@@ -72,8 +72,21 @@ impl Store {
         to: i64,
         now: UnixTime,
     ) -> Result<Vec<(i64, i64)>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        Batch { conn: &self.conn() }.connected_stretches(device_id, from, to, now)
+    }
+}
+
+impl Batch<'_> {
+    /// The device's connected stretches that overlap `[from, to)`; one still
+    /// open runs to `now`.
+    pub fn connected_stretches(
+        &self,
+        device_id: i64,
+        from: i64,
+        to: i64,
+        now: UnixTime,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
             "SELECT u.since,
                     CASE WHEN d.online_since IS NOT NULL AND u.until >= d.last_seen THEN ?4 ELSE u.until END
              FROM device_uptime u JOIN devices d ON d.id = u.device_id
@@ -89,7 +102,7 @@ impl Store {
     /// Records that the wallet could not cover the hold of `period` (the
     /// first such period is kept).
     pub fn set_unpaid(&self, rental: &RentalId, period: i64) -> Result<(), StoreError> {
-        self.conn()
+        self.conn
             .prepare_cached(
                 "UPDATE rentals SET unpaid_period = ?2 WHERE id = ?1 AND unpaid_period IS NULL",
             )?
@@ -105,9 +118,10 @@ impl Store {
         periods: i64,
         closed: bool,
     ) -> Result<(), StoreError> {
-        self.conn()
+        self.conn
             .prepare_cached(
-                "UPDATE rentals SET billed_periods = MAX(billed_periods, ?2), billing_closed = MAX(billing_closed, ?3) WHERE id = ?1",
+                "UPDATE rentals SET billed_periods = MAX(billed_periods, ?2), billing_closed = MAX(billing_closed, ?3)
+                 WHERE id = ?1 AND (billed_periods < ?2 OR billing_closed < ?3)",
             )?
             .execute(params![rental.as_str(), periods, closed])?;
         Ok(())

@@ -129,6 +129,23 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the invite with `secret_hash` can still be presented by the
+    /// broker called `name`: unused and unexpired, or used by that broker
+    /// (whose retry gets the same answer).
+    pub fn invite_open(
+        &self,
+        secret_hash: &str,
+        name: &str,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        Ok(self.conn().query_row(
+            "SELECT EXISTS (SELECT 1 FROM peer_invites WHERE secret_hash = ?1
+                 AND ((used_by IS NULL AND expires_at >= ?3) OR used_by = ?2))",
+            params![secret_hash, name, now.0],
+            |r| r.get(0),
+        )?)
+    }
+
     /// Uses the invite with `secret_hash` to add `peer`, once: the same
     /// request again (same peer and idempotency key) gets the same answer.
     pub fn redeem_invite(
@@ -196,6 +213,16 @@ impl Store {
     /// new keys and terms.
     pub fn add_peer(&self, peer: &NewPeer, now: UnixTime) -> Result<(), StoreError> {
         upsert_peer(&self.conn(), peer, now)?;
+        Ok(())
+    }
+
+    /// Replaces the keys of peer `peer_id` (after it rotated).
+    pub fn set_peer_keys(&self, peer_id: i64, keys: &[PublicKey]) -> Result<(), StoreError> {
+        let keys = serde_json::to_string(keys).expect("keys serialize");
+        self.conn().execute(
+            "UPDATE peers SET keys = ?2 WHERE id = ?1",
+            params![peer_id, keys],
+        )?;
         Ok(())
     }
 

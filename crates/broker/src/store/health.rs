@@ -6,7 +6,7 @@
 
 use rusqlite::params;
 
-use super::{Store, StoreError};
+use super::{Batch, Store, StoreError};
 use crate::time::UnixTime;
 
 /// Whether a sandbox in `state` (as stored) serves its renter.
@@ -49,8 +49,20 @@ impl Store {
         to: i64,
         now: UnixTime,
     ) -> Result<Vec<(i64, i64)>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
+        Batch { conn: &self.conn() }.unhealthy_stretches(device_id, from, to, now)
+    }
+}
+
+impl Batch<'_> {
+    /// [`Store::unhealthy_stretches`], in the batch's transaction.
+    pub fn unhealthy_stretches(
+        &self,
+        device_id: i64,
+        from: i64,
+        to: i64,
+        now: UnixTime,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
             "SELECT since, COALESCE(until, MAX(since, ?4)) FROM sandbox_unhealthy
              WHERE device_id = ?1 AND since < ?3 AND COALESCE(until, ?4) > ?2
              ORDER BY since",

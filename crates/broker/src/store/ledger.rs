@@ -2,9 +2,9 @@
 //! transaction, refusing to take a wallet or payable below zero), balances,
 //! and a check of every invariant.
 
-use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{Store, StoreError};
+use super::{Batch, Store, StoreError};
 use crate::ledger::{Account, Currency, LedgerError, Transfer, TransferId};
 use crate::time::UnixTime;
 
@@ -49,7 +49,7 @@ fn account_of(kind: &str, holder: &str) -> Option<Account> {
 }
 
 /// The legs of transfer `id` as posted, by account.
-fn posted_legs(tx: &Transaction<'_>, id: &TransferId) -> Result<Vec<(Account, i64)>, StoreError> {
+fn posted_legs(tx: &Connection, id: &TransferId) -> Result<Vec<(Account, i64)>, StoreError> {
     let mut stmt = tx.prepare_cached(
         "SELECT a.kind, a.holder, e.amount FROM ledger_entries e
          JOIN ledger_accounts a ON a.id = e.account_id WHERE e.transfer_id = ?1",
@@ -72,24 +72,33 @@ fn posted_legs(tx: &Transaction<'_>, id: &TransferId) -> Result<Vec<(Account, i6
     Ok(legs)
 }
 
-/// Posts `transfer` inside `tx` (see [`Store::post`]), so it commits with
-/// whatever else `tx` writes.
+/// Posts `transfer` inside `conn`'s transaction (see [`Store::post`]), so
+/// it commits with whatever else the transaction writes; in a savepoint, so
+/// a refused transfer leaves nothing behind and the transaction may go on.
 pub(super) fn post_in(
-    tx: &Transaction<'_>,
+    conn: &Connection,
     transfer: &Transfer,
     now: UnixTime,
 ) -> Result<Posted, StoreError> {
+    conn.execute_batch("SAVEPOINT post")?;
+    let result = post_inner(conn, transfer, now);
+    let end = match result {
+        Ok(Posted::Now) => "RELEASE post",
+        _ => "ROLLBACK TO post; RELEASE post",
+    };
+    conn.execute_batch(end)?;
+    result
+}
+
+fn post_inner(conn: &Connection, transfer: &Transfer, now: UnixTime) -> Result<Posted, StoreError> {
     let id = transfer.id();
-    let earlier: Option<String> = tx
-        .query_row(
-            "SELECT currency FROM ledger_transfers WHERE id = ?1",
-            [id.as_str()],
-            |r| r.get(0),
-        )
+    let earlier: Option<String> = conn
+        .prepare_cached("SELECT currency FROM ledger_transfers WHERE id = ?1")?
+        .query_row([id.as_str()], |r| r.get(0))
         .optional()?;
     if let Some(currency) = earlier {
         let same =
-            currency == transfer.currency().as_str() && posted_legs(tx, id)? == transfer.legs();
+            currency == transfer.currency().as_str() && posted_legs(conn, id)? == transfer.legs();
         return if same {
             Ok(Posted::Already)
         } else {
@@ -97,37 +106,77 @@ pub(super) fn post_in(
         };
     }
     let currency = transfer.currency().as_str();
-    tx.execute(
+    conn.prepare_cached(
         "INSERT INTO ledger_transfers (id, currency, at, memo) VALUES (?1, ?2, ?3, ?4)",
-        params![id.as_str(), currency, now.0, transfer.memo()],
-    )?;
+    )?
+    .execute(params![id.as_str(), currency, now.0, transfer.memo()])?;
     for (account, amount) in transfer.legs() {
         let (kind, holder) = account.key();
-        tx.execute(
+        conn.prepare_cached(
             "INSERT OR IGNORE INTO ledger_accounts (kind, holder, currency) VALUES (?1, ?2, ?3)",
-            params![kind, holder, currency],
-        )?;
-        let (account_id, balance): (i64, i64) = tx.query_row(
-            "UPDATE ledger_accounts SET balance = balance + ?4
-             WHERE kind = ?1 AND holder = ?2 AND currency = ?3
-             RETURNING id, balance",
-            params![kind, holder, currency, amount],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
+        )?
+        .execute(params![kind, holder, currency])?;
+        let (account_id, balance): (i64, i64) = conn
+            .prepare_cached(
+                "UPDATE ledger_accounts SET balance = balance + ?4
+                 WHERE kind = ?1 AND holder = ?2 AND currency = ?3
+                 RETURNING id, balance",
+            )?
+            .query_row(params![kind, holder, currency, amount], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
         if account.never_negative() && balance < 0 {
-            // Dropping the transaction undoes every leg.
+            // Rolling back to the savepoint undoes every leg.
             return Err(LedgerError::InsufficientFunds {
                 account: account.clone(),
                 balance: balance - amount,
             }
             .into());
         }
-        tx.execute(
+        conn.prepare_cached(
             "INSERT INTO ledger_entries (transfer_id, account_id, amount) VALUES (?1, ?2, ?3)",
-            params![id.as_str(), account_id, amount],
-        )?;
+        )?
+        .execute(params![id.as_str(), account_id, amount])?;
     }
     Ok(Posted::Now)
+}
+
+fn balance_on(
+    conn: &Connection,
+    account: &Account,
+    currency: &Currency,
+) -> Result<i64, StoreError> {
+    let (kind, holder) = account.key();
+    Ok(conn
+        .prepare_cached(
+            "SELECT balance FROM ledger_accounts WHERE kind = ?1 AND holder = ?2 AND currency = ?3",
+        )?
+        .query_row(params![kind, holder, currency.as_str()], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
+}
+
+fn transfer_posted_on(conn: &Connection, id: &TransferId) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM ledger_transfers WHERE id = ?1")?
+        .query_row([id.as_str()], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+impl Batch<'_> {
+    /// [`Store::post`], in the batch's transaction.
+    pub fn post(&self, transfer: &Transfer, now: UnixTime) -> Result<Posted, StoreError> {
+        post_in(self.conn, transfer, now)
+    }
+
+    pub fn balance(&self, account: &Account, currency: &Currency) -> Result<i64, StoreError> {
+        balance_on(self.conn, account, currency)
+    }
+
+    pub fn transfer_posted(&self, id: &TransferId) -> Result<bool, StoreError> {
+        transfer_posted_on(self.conn, id)
+    }
 }
 
 impl Store {
@@ -145,29 +194,12 @@ impl Store {
 
     /// The balance of `account` in `currency` (zero if it never moved).
     pub fn balance(&self, account: &Account, currency: &Currency) -> Result<i64, StoreError> {
-        let (kind, holder) = account.key();
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT balance FROM ledger_accounts WHERE kind = ?1 AND holder = ?2 AND currency = ?3",
-                params![kind, holder, currency.as_str()],
-                |r| r.get(0),
-            )
-            .optional()?
-            .unwrap_or(0))
+        balance_on(&self.conn(), account, currency)
     }
 
     /// Whether transfer `id` was posted.
     pub fn transfer_posted(&self, id: &TransferId) -> Result<bool, StoreError> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT 1 FROM ledger_transfers WHERE id = ?1",
-                [id.as_str()],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some())
+        transfer_posted_on(&self.conn(), id)
     }
 
     /// The wallet, held and payable balances of account `user`, by currency.

@@ -40,6 +40,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!("0015_sandbox_health_and_unpaid_periods"),
     migration!("0015_topups"),
     migration!("0015_federation"),
+    migration!("0016_payouts"),
     migration!("0016_leases"),
 ];
 

@@ -11,6 +11,7 @@
 mod accounts;
 mod admin;
 mod api_tokens;
+mod batch;
 mod billing;
 mod federation;
 mod health;
@@ -19,6 +20,7 @@ mod ledger;
 mod listings;
 mod migrations;
 mod password_resets;
+mod payouts;
 mod sandboxes;
 mod topups;
 mod uptime;
@@ -26,12 +28,16 @@ mod uptime;
 pub use accounts::{SessionRecord, UserRecord};
 pub use admin::{AdminDevice, AdminRental, AdminUser, Suspension};
 pub use api_tokens::ApiTokenRecord;
+pub use batch::Batch;
 pub use billing::{Billable, RentalBilling, RentalLeg};
 pub use federation::{ExportRow, NewPeer, PeerDeviceRow, PeerRecord, Redeemed};
 pub use leases::{LeaseLogin, LeaseRecord, LeaseRole, NewLease, Opened, OutboxMessage};
 pub use ledger::{CurrencyTotal, Movement, Posted};
 pub use listings::ListedDevice;
 pub use password_resets::PasswordResetRecord;
+pub use payouts::{
+    BucketSum, Earning, Outcome, PayoutRecord, PayoutState, Settled, Started, Sum, payout_id,
+};
 pub use sandboxes::{AccessFacts, RentalRecord, RentalState, RenterTerms, VerificationRecord};
 pub use topups::{Credit, TopupRecord, TopupState};
 pub use uptime::JOIN_GAP_SECS;

@@ -378,3 +378,107 @@ impl Store {
         )?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_with_topup() -> (tempfile::TempDir, Store, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+        let user = store
+            .add_user("r@example.org", "x", false, UnixTime(0))
+            .unwrap()
+            .id;
+        let usd = Currency::parse("USD").unwrap();
+        store
+            .insert_topup("top-1", user, "paypal", 1250, &usd, UnixTime(1))
+            .unwrap();
+        (dir, store, user)
+    }
+
+    #[test]
+    fn a_top_up_is_credited_once_by_its_reference_and_closes_only_while_pending() {
+        let (_dir, store, user) = store_with_topup();
+        let usd = Currency::parse("USD").unwrap();
+        let wallet = |s: &Store| s.balance(&Account::Wallet(user), &usd).unwrap();
+        assert_eq!(
+            store
+                .credit_topup("paypal", "ORDER-1", None, "m", UnixTime(2))
+                .unwrap(),
+            Credit::Unknown,
+            "no reference yet: nothing to credit"
+        );
+        store
+            .set_topup_checkout("top-1", "ORDER-1", "https://pay/1", UnixTime(2))
+            .unwrap();
+        store
+            .set_topup_checkout("top-1", "ORDER-2", "https://pay/2", UnixTime(2))
+            .unwrap();
+        assert_eq!(
+            store
+                .topup("top-1")
+                .unwrap()
+                .unwrap()
+                .provider_ref
+                .as_deref(),
+            Some("ORDER-1"),
+            "a reference never changes"
+        );
+        let Credit::Now(t) = store
+            .credit_topup("paypal", "ORDER-1", Some("CAP-1"), "m", UnixTime(3))
+            .unwrap()
+        else {
+            panic!("credited now");
+        };
+        assert_eq!(t.state, TopupState::Credited);
+        assert!(matches!(
+            store
+                .credit_topup("paypal", "ORDER-1", Some("CAP-1"), "m", UnixTime(4))
+                .unwrap(),
+            Credit::Already(_)
+        ));
+        assert_eq!(wallet(&store), 1250);
+        assert!(
+            !store
+                .close_topup("top-1", TopupState::Failed, "late", UnixTime(5))
+                .unwrap(),
+            "a credited top-up does not fail"
+        );
+        assert!(
+            store
+                .transfer_posted(&TopupRecord::transfer_id("paypal", "ORDER-1").unwrap())
+                .unwrap()
+        );
+
+        // A refund takes it back once; a late credit changes nothing.
+        let t = store.topup_by_payment("paypal", "CAP-1").unwrap().unwrap();
+        assert_eq!(
+            store.refund_topup(&t, "R-1", UnixTime(6)).unwrap(),
+            Some(1250)
+        );
+        assert_eq!(store.refund_topup(&t, "R-1", UnixTime(7)).unwrap(), None);
+        store
+            .credit_topup("paypal", "ORDER-1", None, "m", UnixTime(8))
+            .unwrap();
+        assert_eq!(wallet(&store), 0);
+        assert_eq!(
+            store.topup("top-1").unwrap().unwrap().state,
+            TopupState::Refunded
+        );
+        assert!(store.ledger_problems().unwrap().is_empty());
+    }
+
+    #[test]
+    fn deliveries_are_remembered_until_pruned() {
+        let (_dir, store, _) = store_with_topup();
+        assert!(!store.delivery_seen("btcpay", "D1").unwrap());
+        store.record_delivery("btcpay", "D1", UnixTime(10)).unwrap();
+        store.record_delivery("btcpay", "D1", UnixTime(11)).unwrap();
+        assert!(store.delivery_seen("btcpay", "D1").unwrap());
+        assert!(!store.delivery_seen("paypal", "D1").unwrap());
+        assert_eq!(store.prune_deliveries(UnixTime(10)).unwrap(), 0);
+        assert_eq!(store.prune_deliveries(UnixTime(11)).unwrap(), 1);
+        assert!(!store.delivery_seen("btcpay", "D1").unwrap());
+    }
+}

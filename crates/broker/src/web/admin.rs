@@ -1,7 +1,8 @@
 //! The administrators' pages: every account, device and rental, with the
 //! actions only administrators have: suspend or reinstate an account, lift
 //! a sign-in lock, suspend or reinstate a device, end anyone's rental with a
-//! reason its renter sees.
+//! reason its renter sees; and the revenue page: the broker's fees, what it
+//! owes owners, payouts, and the export and import of crypto payouts.
 //!
 //! To anyone who is not an administrator these pages do not exist (404),
 //! like any other unknown address.
@@ -19,11 +20,11 @@ use super::layout::{Flash, page};
 use super::{current_session, html_response, signed_in_form};
 use crate::accounts::Session;
 use crate::actions::Actor;
-use crate::actions::admin::{self, AdminError, Device, LedgerCheck};
+use crate::actions::admin::{self, AdminError, Device, LedgerCheck, Revenue};
 use crate::broker::Shared;
 use crate::price::show_price;
 use crate::rental;
-use crate::store::{AdminRental, AdminUser, PeerRecord};
+use crate::store::{AdminRental, AdminUser, BucketSum, PeerRecord, Sum};
 use crate::time::UnixTime;
 
 fn not_found(session: &Session) -> Response {
@@ -204,7 +205,7 @@ async fn reply(
                 flash,
                 html! {
                     h1 { "Administration" }
-                    nav aria-label="sections" { a href="#users" { "Accounts" } " · " a href="#devices" { "Devices" } " · " a href="#rentals" { "Rentals" } " · " a href="#ledger" { "Ledger" } " · " a href="#peers" { "Peers" } }
+                    nav aria-label="sections" { a href="#users" { "Accounts" } " · " a href="#devices" { "Devices" } " · " a href="#rentals" { "Rentals" } " · " a href="#ledger" { "Ledger" } " · " a href="#peers" { "Peers" } " · " a href="/admin/revenue" { "Revenue and payouts" } }
                     (users_table(session, &o.users))
                     (devices_table(session, &o.devices))
                     (rentals_table(session, &o.rentals))
@@ -246,7 +247,9 @@ async fn refused(shared: &Arc<Shared>, session: &Session, e: AdminError) -> Resp
             StatusCode::NOT_FOUND,
             "No active peer has that name.".into(),
         ),
-        AdminError::BadReason(why) => (StatusCode::UNPROCESSABLE_ENTITY, why),
+        AdminError::BadReason(why) | AdminError::Payouts(why) => {
+            (StatusCode::UNPROCESSABLE_ENTITY, why)
+        }
         AdminError::Store(e) => {
             tracing::error!(error = %e, "an administrator's action failed");
             (
@@ -479,5 +482,255 @@ pub async fn end_rental(
             .await
         }
         Err(e) => refused(&shared, &session, e).await,
+    }
+}
+
+fn sums(title: &str, id: &str, rows: &[Sum], count: &str) -> Markup {
+    html! {
+        h2 id=(id) { (title) }
+        @if rows.is_empty() {
+            div.empty { p { "None." } }
+        } @else {
+            div.table-wrap { table {
+                thead { tr { th { "Currency" } th { "Amount" } th { (count) } } }
+                tbody {
+                    @for r in rows {
+                        tr data-testid={ (id) "-" (r.currency) } {
+                            td { (r.currency) }
+                            td { (show_price(r.amount)) }
+                            td { (r.count) }
+                        }
+                    }
+                }
+            } }
+        }
+    }
+}
+
+fn buckets(title: &str, id: &str, rows: &[BucketSum]) -> Markup {
+    html! {
+        h2 id=(id) { (title) }
+        @if rows.is_empty() {
+            div.empty { p { "No fees in this time." } }
+        } @else {
+            div.table-wrap { table {
+                thead { tr { th { "When (UTC)" } th { "Currency" } th { "Fees" } } }
+                tbody {
+                    @for r in rows {
+                        tr data-testid={ (id) "-" (r.bucket) "-" (r.currency) } {
+                            td { (r.bucket) }
+                            td { (r.currency) }
+                            td { (show_price(r.amount)) }
+                        }
+                    }
+                }
+            } }
+        }
+    }
+}
+
+fn revenue_content(session: &Session, r: &Revenue) -> Markup {
+    html! {
+        h1 { "Revenue and payouts" }
+        p { a href="/admin#ledger" { "The ledger check is on the administration page." } }
+        (sums("Fees ever", "revenue", &r.total, "Accounts"))
+        (sums("Owed to owners", "payable", &r.payable, "Owners owed"))
+        (sums("Payouts in flight", "in-flight", &r.in_flight, "Accounts"))
+        (buckets("Fees per day", "day", &r.by_day))
+        (buckets("Fees per month", "month", &r.by_month))
+        h2 id="payouts" { "Payouts" }
+        @if r.payouts_by_state.is_empty() {
+            div.empty { p { "No payouts yet." } }
+        } @else {
+            div.table-wrap { table {
+                thead { tr { th { "State" } th { "Currency" } th { "Amount" } th { "Payouts" } } }
+                tbody {
+                    @for p in &r.payouts_by_state {
+                        tr data-testid={ "payouts-" (p.state) "-" (p.sum.currency) } {
+                            td { (p.state) } td { (p.sum.currency) } td { (show_price(p.sum.amount)) } td { (p.sum.count) }
+                        }
+                    }
+                }
+            } }
+            div.table-wrap { table {
+                thead { tr { th { "Payout" } th { "Owner" } th { "Amount" } th { "To" } th { "State" } } }
+                tbody {
+                    @for p in &r.payouts {
+                        tr data-testid={ "payout-" (p.id) } {
+                            td { (p.id) br; span.hint { (UnixTime(p.created_at).date_time()) } }
+                            td { (p.owner_email) }
+                            td { (show_price(p.amount)) " " (p.currency) }
+                            td { (p.method) ": " (p.destination) }
+                            td {
+                                (p.state)
+                                @if let Some(why) = &p.reason { br; span.hint { (why) } }
+                            }
+                        }
+                    }
+                }
+            } }
+        }
+        h2 id="crypto" { "Crypto payouts" }
+        p {
+            "Export what is owed to owners who chose a Bitcoin address (this makes this period's payouts, once), "
+            "send the amounts, fill in status (paid or failed) and transaction_id, and import the file. "
+            "The same is done with " code { "rpibroker admin payouts export" } " and " code { "import" } "."
+        }
+        form.inline method="post" action="/admin/payouts/export" {
+            input type="hidden" name="csrf" value=(session.csrf);
+            button type="submit" { "Export crypto payouts (CSV)" }
+        }
+        form.stack method="post" action="/admin/payouts/import" {
+            input type="hidden" name="csrf" value=(session.csrf);
+            label { "Completed CSV"
+                span.hint { "Up to 16 KiB here; import larger files with the command." }
+                textarea name="csv" rows="6" required {}
+            }
+            button type="submit" { "Import crypto payouts" }
+        }
+    }
+}
+
+async fn revenue_reply(
+    shared: &Arc<Shared>,
+    session: &Session,
+    status: StatusCode,
+    flash: Option<Flash>,
+) -> Response {
+    match admin::revenue(shared, Actor::from(session)).await {
+        Ok(r) => html_response(
+            status,
+            page(
+                "Revenue",
+                Some(session),
+                flash,
+                revenue_content(session, &r),
+            ),
+        ),
+        Err(AdminError::NotAdmin) => not_found(session),
+        Err(e) => {
+            tracing::error!(error = %e, "reading the revenue failed");
+            html_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                page(
+                    "Revenue",
+                    Some(session),
+                    Some(Flash::Error(
+                        "The broker could not read its records; try again later.".into(),
+                    )),
+                    html! {},
+                ),
+            )
+        }
+    }
+}
+
+pub async fn revenue_page(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let Some((session, _)) = current_session(&shared, &headers).await else {
+        return super::see_other("/signin");
+    };
+    revenue_reply(&shared, &session, StatusCode::OK, None).await
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// Makes this period's crypto payouts and downloads the CSV of those in
+/// flight.
+pub async fn export_payouts(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    use axum::http::{HeaderValue, header};
+    use axum::response::IntoResponse;
+    let session = match signed_in_form(&shared, &headers, &form.csrf).await {
+        Ok((s, _)) => s,
+        Err(response) => return response,
+    };
+    match admin::export_crypto_payouts(&shared, Actor::from(&session)).await {
+        Ok((csv, _)) => {
+            let mut response = csv.into_response();
+            let h = response.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/csv; charset=utf-8"),
+            );
+            h.insert(
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment; filename=\"crypto-payouts.csv\""),
+            );
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err(AdminError::NotAdmin) => not_found(&session),
+        Err(e) => refused_revenue(&shared, &session, e).await,
+    }
+}
+
+async fn refused_revenue(shared: &Arc<Shared>, session: &Session, e: AdminError) -> Response {
+    match e {
+        AdminError::Store(e) => {
+            tracing::error!(error = %e, "a payout action failed");
+            revenue_reply(
+                shared,
+                session,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Some(Flash::Error(
+                    "The broker could not save that; try again later.".into(),
+                )),
+            )
+            .await
+        }
+        e => {
+            revenue_reply(
+                shared,
+                session,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(Flash::Error(e.to_string())),
+            )
+            .await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ImportForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    csv: String,
+}
+
+/// Records a completed crypto payout CSV.
+pub async fn import_payouts(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Form(form): Form<ImportForm>,
+) -> Response {
+    let session = match signed_in_form(&shared, &headers, &form.csrf).await {
+        Ok((s, _)) => s,
+        Err(response) => return response,
+    };
+    match admin::import_crypto_payouts(&shared, Actor::from(&session), form.csv).await {
+        Ok(done) => {
+            let mut message = format!(
+                "{} paid, {} failed (payable again), {} already recorded, {} still pending.",
+                done.paid, done.failed, done.unchanged, done.pending
+            );
+            let (status, flash) = if done.refused.is_empty() {
+                (StatusCode::OK, Flash::Ok(message))
+            } else {
+                message.push(' ');
+                message.push_str(&done.refused.join("; "));
+                (StatusCode::CONFLICT, Flash::Error(message))
+            };
+            revenue_reply(&shared, &session, status, Some(flash)).await
+        }
+        Err(AdminError::NotAdmin) => not_found(&session),
+        Err(e) => refused_revenue(&shared, &session, e).await,
     }
 }

@@ -20,7 +20,7 @@ main { max-width: 76rem; margin: 0 auto; padding: 1rem; }
 a { color: var(--accent); }
 form.stack { display: grid; gap: .75rem; max-width: 26rem; }
 label { display: grid; gap: .25rem; font-weight: 600; }
-input[type=email], input[type=password], input[type=text], input[type=number], select { font: inherit; padding: .5rem; border: 1px solid #8888; border-radius: .375rem; }
+input[type=email], input[type=password], input[type=text], input[type=number], select, textarea { font: inherit; padding: .5rem; border: 1px solid #8888; border-radius: .375rem; }
 button { font: inherit; padding: .5rem 1rem; border: 0; border-radius: .375rem; background: var(--accent); color: #fff; cursor: pointer; }
 button.link { background: none; color: var(--accent); padding: 0; text-decoration: underline; }
 .hint { color: var(--muted); font-weight: 400; font-size: .9rem; }
@@ -74,6 +74,7 @@ pub fn page(
                             a href="/devices" { "My devices" }
                             a href="/rentals" { "My rentals" }
                             a href="/wallet" { "Wallet" }
+                            a href="/earnings" { "Earnings" }
                             @if s.user.is_admin { a href="/admin" { "Admin" } }
                         }
                         div.right {

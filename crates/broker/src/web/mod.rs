@@ -7,6 +7,7 @@
 //! - [`devices`]: the owner's devices and device registration.
 //! - [`admin`]: the administrators' overview and actions.
 //! - [`wallet`]: a person's balances and their movements.
+//! - [`earnings`]: an owner's earnings, payouts and payout method.
 //! - [`topups`]: topping up a wallet through a payment provider.
 //! - [`limit`]: per-address rate limits.
 //! - [`limits`]: the owner's sandbox limits (CPU, memory, disk) on My devices.
@@ -22,6 +23,7 @@
 pub mod admin;
 pub mod auth;
 pub mod devices;
+pub mod earnings;
 pub mod layout;
 pub mod leases;
 pub mod limit;
@@ -136,6 +138,8 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/rentals/{id}", get(usage::usage_page))
         .route("/wallet", get(wallet::wallet_page))
         .route("/wallet.csv", get(wallet::wallet_csv))
+        .route("/earnings", get(earnings::earnings_page))
+        .route("/earnings/method", post(earnings::set_method))
         .route("/wallet/topups", post(topups::start))
         .route("/wallet/topups/{id}", get(topups::returned))
         .route("/admin", get(admin::overview_page))
@@ -143,6 +147,9 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/admin/devices", post(admin::device_action))
         .route("/admin/rentals/end", post(admin::end_rental))
         .route("/admin/peers/remove", post(admin::remove_peer))
+        .route("/admin/revenue", get(admin::revenue_page))
+        .route("/admin/payouts/export", post(admin::export_payouts))
+        .route("/admin/payouts/import", post(admin::import_payouts))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM))
 }
 

@@ -7,15 +7,16 @@ use std::sync::Arc;
 
 use axum::Form;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use maud::html;
 use serde::Deserialize;
 
 use super::layout::{Flash, page};
 use super::wallet::render;
 use super::{current_session, html_response, see_other, signed_in_form};
-use crate::actions::topups::{self, StartError};
+use crate::accounts::Session;
+use crate::actions::topups::{self, StartError, Topup};
 use crate::broker::Shared;
 use crate::payments::Provider;
 use crate::payments::topup::TopupError;
@@ -29,7 +30,7 @@ pub struct TopupForm {
     amount: String,
 }
 
-/// `POST /wallet/topups`: starts a top-up and sends the renter to pay it.
+/// `POST /wallet/topups`: starts a top-up and takes the renter to pay it.
 pub async fn start(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
@@ -40,13 +41,9 @@ pub async fn start(
         Err(response) => return response,
     };
     match topups::start(&shared, (&session).into(), &form.provider, &form.amount).await {
-        Ok(topup) => match topup.checkout_url.as_deref().map(HeaderValue::from_str) {
-            Some(Ok(location)) => {
-                let mut response = StatusCode::SEE_OTHER.into_response();
-                response.headers_mut().insert(header::LOCATION, location);
-                response
-            }
-            _ => see_other("/wallet"),
+        Ok(topup) => match &topup.checkout_url {
+            Some(url) => to_checkout(&session, &topup, url),
+            None => see_other("/wallet"),
         },
         Err(e) => {
             let status = match &e {
@@ -67,6 +64,29 @@ pub async fn start(
             render(&shared, &session, status, Some(Flash::Error(text))).await
         }
     }
+}
+
+/// The page that takes the renter on to the provider's checkout. A page
+/// (refreshing to the checkout at once) rather than a redirect: browsers
+/// hold a form's redirects to the page's `form-action` policy, which allows
+/// only the broker itself.
+fn to_checkout(session: &Session, topup: &Topup, url: &str) -> Response {
+    let through = Provider::parse(topup.provider).map_or(topup.provider, Provider::label);
+    let refresh = format!("0; url={url}");
+    html_response(
+        StatusCode::OK,
+        page(
+            "Top-up",
+            Some(session),
+            None,
+            html! {
+                meta http-equiv="refresh" content=(refresh);
+                h1 { "Top-up of " (topup.amount) " " (topup.currency) }
+                p { "Taking you to " (through) " to pay…" }
+                p { a href=(url) data-testid="checkout-link" { "Continue to " (through) } }
+            },
+        ),
+    )
 }
 
 #[derive(Deserialize)]

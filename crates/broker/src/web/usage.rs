@@ -59,7 +59,7 @@ fn content(u: &Usage) -> Markup {
                             td { (show_price(p.rate_cents)) }
                             td data-testid={ "charged-" (p.period) } { (show_price(p.charged_cents)) }
                             td data-testid={ "released-" (p.period) } { (show_price(p.released_cents)) }
-                            td data-testid={ "state-" (p.period) } title=(explain(p.state)) { (p.state.as_str()) }
+                            td title=(explain(p.state)) data-testid={ "state-" (p.period) } { (p.state.as_str()) }
                         }
                     }
                 }

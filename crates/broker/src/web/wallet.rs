@@ -57,20 +57,23 @@ fn topup_form(offer: &TopupOffer<'_>) -> Markup {
     html! {
         @if !offer.providers.is_empty() {
             h2 { "Top up" }
-            form method="post" action="/wallet/topups" data-testid="topup-form" {
+            form.stack method="post" action="/wallet/topups" data-testid="topup-form" {
                 input type="hidden" name="csrf" value=(offer.csrf);
                 label {
-                    "Amount (" (offer.currency) ") "
+                    "Amount (" (offer.currency) ")"
                     input type="text" name="amount" inputmode="decimal" required
                         placeholder="10.00" pattern="[0-9]{1,6}([.][0-9]{1,2})?";
                 }
-                @for (i, p) in offer.providers.iter().enumerate() {
-                    label {
-                        input type="radio" name="provider" value=(p.name()) checked[i == 0];
-                        " " (p.label())
+                div role="radiogroup" aria-label="Pay through" {
+                    @for (i, p) in offer.providers.iter().enumerate() {
+                        label.check {
+                            input type="radio" name="provider" value=(p.name()) checked[i == 0];
+                            " " (p.label())
+                        }
+                        " "
                     }
                 }
-                button type="submit" { "Top up" }
+                div { button type="submit" { "Top up" } }
             }
             @if !offer.pending.is_empty() {
                 h3 { "Pending top-ups" }
@@ -138,21 +141,6 @@ fn content(
     }
 }
 
-/// A CSV field, quoted when it must be, and never read as a formula by a
-/// spreadsheet.
-fn csv_field(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '-', '@']) {
-        format!("'{text}")
-    } else {
-        text.to_string()
-    };
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text
-    }
-}
-
 /// Every movement of the signed-in person's accounts as CSV, newest first.
 pub async fn wallet_csv(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     use axum::http::{HeaderValue, header};
@@ -186,8 +174,8 @@ pub async fn wallet_csv(State(shared): State<Arc<Shared>>, headers: HeaderMap) -
             m.currency,
             m.amount,
             signed(m.amount),
-            csv_field(&m.transfer),
-            csv_field(&m.memo)
+            crate::csv::field(&m.transfer),
+            crate::csv::field(&m.memo)
         ));
     }
     let mut response = csv.into_response();
@@ -266,18 +254,5 @@ pub async fn render(
                 ),
             )
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::csv_field;
-
-    #[test]
-    fn csv_fields_are_quoted_and_never_formulas() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("=1+1"), "'=1+1");
     }
 }

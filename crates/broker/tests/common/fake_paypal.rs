@@ -38,6 +38,10 @@ pub struct Delivery {
 
 #[derive(Debug, Clone)]
 struct Order {
+    /// Where the fake serves its checkout page.
+    base: String,
+    return_url: String,
+    cancel_url: String,
     id: String,
     custom_id: String,
     currency: String,
@@ -98,6 +102,8 @@ impl FakePaypal {
         let inner = Arc::new(Mutex::new(Inner::default()));
         let app = Router::new()
             .route("/v1/oauth2/token", post(token))
+            .route("/checkoutnow", get(checkout_page))
+            .route("/checkoutnow/approve", post(checkout_approve))
             .route("/v2/checkout/orders", post(create_order))
             .route("/v2/checkout/orders/{id}", get(get_order))
             .route("/v2/checkout/orders/{id}/capture", post(capture))
@@ -201,6 +207,14 @@ impl FakePaypal {
             })
         };
         self.send("PAYMENT.CAPTURE.REFUNDED", resource).await
+    }
+
+    fn with(inner: Arc<Mutex<Inner>>) -> Self {
+        Self {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            inner,
+            http: reqwest::Client::new(),
+        }
     }
 
     /// The renter approves order `id` at PayPal; PayPal sends
@@ -326,7 +340,7 @@ fn order_json(o: &Order) -> Value {
         "status": o.status,
         "purchase_units": [unit],
         "links": [
-            { "href": format!("https://www.sandbox.paypal.com/checkoutnow?token={}", o.id), "rel": "payer-action", "method": "GET" },
+            { "href": format!("{}/checkoutnow?token={}", o.base, o.id), "rel": "payer-action", "method": "GET" },
             { "href": format!("https://api-m.sandbox.paypal.com/v2/checkout/orders/{}", o.id), "rel": "self", "method": "GET" },
         ],
     })
@@ -487,7 +501,14 @@ async fn create_order(State(inner): Shared, headers: HeaderMap, body: Bytes) -> 
         return (StatusCode::OK, axum::Json(order_json(o))).into_response();
     }
     let id = i.id("5O19");
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("paypal.invalid");
     let order = Order {
+        base: format!("http://{host}"),
+        return_url: ctx["return_url"].as_str().unwrap().to_string(),
+        cancel_url: ctx["cancel_url"].as_str().unwrap().to_string(),
         id: id.clone(),
         custom_id: unit["custom_id"].as_str().unwrap_or("").to_string(),
         currency: currency.into(),
@@ -586,11 +607,7 @@ async fn capture(
         );
         (order_json(order), event)
     };
-    let me = FakePaypal {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        inner: inner.clone(),
-        http: reqwest::Client::new(),
-    };
+    let me = FakePaypal::with(inner.clone());
     tokio::spawn(async move {
         me.send(event.0, event.1).await;
     });
@@ -632,5 +649,51 @@ async fn verify(State(inner): Shared, headers: HeaderMap, body: Bytes) -> Respon
                 body["transmission_sig"] == sig.as_str() && &body["webhook_event"] == event
             });
     axum::Json(json!({ "verification_status": if genuine { "SUCCESS" } else { "FAILURE" } }))
+        .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct Checkout {
+    token: String,
+}
+
+/// PayPal's checkout page, where the renter approves the payment.
+async fn checkout_page(
+    State(inner): Shared,
+    axum::extract::Query(q): axum::extract::Query<Checkout>,
+) -> Response {
+    let i = inner.lock().unwrap();
+    let Some(o) = i.orders.get(&q.token) else {
+        return (StatusCode::NOT_FOUND, "no such order").into_response();
+    };
+    axum::response::Html(format!(
+        "<!doctype html><title>PayPal</title><h1>Pay with PayPal</h1><p>Pay {} {} to the broker</p>\
+         <form method=post action=\"/checkoutnow/approve?token={}\"><button>Pay Now</button></form>\
+         <p><a href=\"{}\">Cancel and return</a></p>",
+        o.value, o.currency, o.id, o.cancel_url
+    ))
+    .into_response()
+}
+
+/// The renter approved: PayPal sends them back to the broker's return URL.
+async fn checkout_approve(
+    State(inner): Shared,
+    axum::extract::Query(q): axum::extract::Query<Checkout>,
+) -> Response {
+    let back = {
+        let i = inner.lock().unwrap();
+        match i.orders.get(&q.token) {
+            Some(o) => o.return_url.clone(),
+            None => return (StatusCode::NOT_FOUND, "no such order").into_response(),
+        }
+    };
+    FakePaypal::with(inner).approve(&q.token).await;
+    (
+        StatusCode::SEE_OTHER,
+        [(
+            "location",
+            format!("{back}?token={}&PayerID=FAKEPAYER42", q.token),
+        )],
+    )
         .into_response()
 }

@@ -9,6 +9,7 @@ pub mod browser;
 pub mod cluster;
 pub mod fake_btcpay;
 pub mod fake_paypal;
+pub mod fake_paypal_payouts;
 pub mod http;
 pub mod ledger;
 pub mod openssh;
@@ -101,10 +102,17 @@ impl TestBroker {
         let addr = |i: u16| SocketAddr::from(([127, 0, 0, 1], base + i));
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join("data")).unwrap();
-        // Short timeouts so the slow-visitor tests finish quickly.
+        // Short timeouts so the slow-visitor tests finish quickly. Billing
+        // is off unless the test turns it on: most rent priced devices with
+        // empty wallets.
+        let billing = if extra.contains("[billing]") {
+            ""
+        } else {
+            "[billing]\nenabled = false\n"
+        };
         std::fs::write(
             dir.path().join("data/rpibroker.toml"),
-            format!("edge_read_timeout_secs = 2\nssh_auth_timeout_secs = 3\nvisitor_stall_timeout_secs = 2\n{extra}"),
+            format!("edge_read_timeout_secs = 2\nssh_auth_timeout_secs = 3\nvisitor_stall_timeout_secs = 2\n{extra}{billing}"),
         )
         .unwrap();
         let mut broker = Self {

@@ -203,3 +203,18 @@ pub async fn list_at(owner: &mut WebClient, name: &str, listed: bool, rate: &str
     }
     owner.post("/devices/listing", &fields).await
 }
+
+/// Where the page taking a renter to a payment provider's checkout sends
+/// them (its link, also its refresh target).
+pub fn checkout_link(page: &str) -> String {
+    let end = page
+        .find("\" data-testid=\"checkout-link\"")
+        .unwrap_or_else(|| panic!("no checkout link in {page}"));
+    let start = page[..end].rfind("href=\"").unwrap() + "href=\"".len();
+    let link = page[start..end].replace("&amp;", "&");
+    assert!(
+        page.contains(&format!("content=\"0; url={}\"", &page[start..end])),
+        "the page refreshes to the checkout: {page}"
+    );
+    link
+}

@@ -45,6 +45,9 @@ pub enum PaypalError {
         status: u16,
         name: String,
         issue: Option<String>,
+        /// The links PayPal's error points to (e.g. the payout batch a
+        /// duplicate `sender_batch_id` already made), at most a few.
+        links: Vec<String>,
     },
     #[error("PayPal's answer could not be read: {0}")]
     BadAnswer(String),
@@ -91,13 +94,27 @@ struct ErrorAnswer {
     details: Vec<ErrorDetail>,
     #[serde(default)]
     error: String,
+    #[serde(default)]
+    links: Vec<ErrorLink>,
 }
 
 #[derive(serde::Deserialize)]
 struct ErrorDetail {
     #[serde(default)]
     issue: String,
+    #[serde(default)]
+    link: Vec<ErrorLink>,
 }
+
+#[derive(serde::Deserialize)]
+struct ErrorLink {
+    #[serde(default)]
+    href: String,
+}
+
+/// Links kept from one error answer, and the longest kept.
+const MAX_LINKS: usize = 4;
+const MAX_LINK: usize = 512;
 
 #[derive(serde::Deserialize)]
 struct VerifyAnswer {
@@ -255,9 +272,19 @@ async fn parse<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, Pa
     } else {
         status.canonical_reason().unwrap_or("error").to_string()
     };
+    let links = error
+        .details
+        .iter()
+        .flat_map(|d| &d.link)
+        .chain(&error.links)
+        .map(|l| l.href.clone())
+        .filter(|h| !h.is_empty() && h.len() <= MAX_LINK)
+        .take(MAX_LINKS)
+        .collect();
     Err(PaypalError::Refused {
         status: status.as_u16(),
         name: name.chars().take(100).collect(),
+        links,
         issue: error
             .details
             .into_iter()
