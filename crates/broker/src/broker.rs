@@ -193,6 +193,10 @@ impl Broker {
             shared.clone(),
             shutdown.clone(),
         ));
+        tasks.spawn(crate::federation::outbox::run(
+            shared.clone(),
+            shutdown.clone(),
+        ));
         tasks.spawn(crate::federation::listings::run(
             shared.clone(),
             shutdown.clone(),

@@ -4,6 +4,8 @@
 //! way. The marketplace listing itself is [`crate::market`].
 //!
 //! - [`rentals`]: renting a listed device, the renter's rentals, stopping one.
+//! - [`leases`]: renting a device a peer broker manages, the renter's
+//!   leases, stopping one.
 //! - [`devices`]: an owner's devices: register, list, price and list on the
 //!   market, end a rental with a reason, remove.
 //! - [`earnings`]: an owner's earnings from the ledger, payouts, and where
@@ -18,6 +20,7 @@
 pub mod admin;
 pub mod devices;
 pub mod earnings;
+pub mod leases;
 pub mod rentals;
 pub mod topups;
 

@@ -177,7 +177,7 @@ pub async fn rent(
 }
 
 /// Mails the renter a copy of the login, waiting at most [`MAIL_WAIT`].
-async fn mail_login(shared: &Arc<Shared>, to: &str, started: &Started) -> Mailed {
+pub async fn mail_login(shared: &Arc<Shared>, to: &str, started: &Started) -> Mailed {
     let message = match mail::rental_credentials(to, started, &shared.settings.public_url) {
         Ok(m) => m,
         Err(e) => {

@@ -23,6 +23,7 @@ mod caller;
 mod connect;
 mod devices;
 mod earnings;
+pub mod leases;
 mod market;
 pub mod openapi;
 mod rentals;
@@ -149,6 +150,9 @@ pub fn endpoints() -> Vec<(Method, &'static str, MethodRouter<Arc<Shared>>)> {
             "/api/v1/rentals/{id}/usage",
             get(rentals::usage),
         ),
+        (Method::GET, "/api/v1/leases", get(leases::mine)),
+        (Method::POST, "/api/v1/leases", post(leases::rent)),
+        (Method::POST, "/api/v1/leases/{id}/stop", post(leases::stop)),
         (Method::GET, "/api/v1/topups", get(topups::mine)),
         (Method::POST, "/api/v1/topups", post(topups::start)),
         (Method::GET, "/api/v1/topups/{id}", get(topups::one)),

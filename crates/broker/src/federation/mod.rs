@@ -12,11 +12,17 @@
 //! - [`peering`]: invites, and accepting one (consent on both sides).
 //! - [`listings`]: offering this broker's own devices to peers, and pulling
 //!   theirs.
+//! - [`leases`]: renting a peer's device (lessee), and running a rental of
+//!   an own device for a peer (lessor).
+//! - [`outbox`]: messages to peers retried until delivered, and watching
+//!   open leases on their lessors.
 //! - [`settings`]: the `[federation]` table.
 
 pub mod client;
 pub mod identity;
+pub mod leases;
 pub mod listings;
+pub mod outbox;
 pub mod peering;
 pub mod server;
 pub mod settings;
@@ -38,6 +44,10 @@ pub struct Federation {
     pub nonces: signature::NonceCache,
     /// Client for calls to peers.
     pub http: reqwest::Client,
+    /// Each peer's circuit breaker.
+    pub breakers: outbox::Breakers,
+    /// Wakes the outbox when a message was queued.
+    pub outbox_wake: tokio::sync::Notify,
     /// When each peer's keys were last read again.
     key_refreshes: Mutex<HashMap<i64, Instant>>,
 }
@@ -47,6 +57,8 @@ impl Default for Federation {
         Self {
             nonces: signature::NonceCache::default(),
             http: client::http_client(),
+            breakers: outbox::Breakers::default(),
+            outbox_wake: tokio::sync::Notify::new(),
             key_refreshes: Mutex::default(),
         }
     }

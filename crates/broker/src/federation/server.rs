@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,8 +18,8 @@ use super::identity::{KeyRing, PublicKey};
 use super::signature::{self, RequestTarget, SignatureError, VerifiedRequest};
 use super::url::Origin;
 use super::wire::{
-    BrokerDocument, FederationError, LISTINGS_PATH, PEERING_PATH, PeeringAnswer, PeeringRequest,
-    WELL_KNOWN_PATH,
+    BrokerDocument, FederationError, LEASES_PATH, LISTINGS_PATH, LeaseRequest, LeaseStop,
+    PEERING_PATH, PeeringAnswer, PeeringRequest, WELL_KNOWN_PATH,
 };
 use crate::broker::Shared;
 use crate::store::{NewPeer, PeerRecord, Redeemed};
@@ -30,6 +30,9 @@ pub fn routes() -> axum::Router<Arc<Shared>> {
         .route(WELL_KNOWN_PATH, get(well_known))
         .route(PEERING_PATH, post(peering))
         .route(LISTINGS_PATH, get(listings))
+        .route(LEASES_PATH, post(lease_open))
+        .route(&format!("{LEASES_PATH}/{{id}}"), get(lease_show))
+        .route(&format!("{LEASES_PATH}/{{id}}/stop"), post(lease_stop))
 }
 
 /// A refused federation request, as JSON.
@@ -260,6 +263,7 @@ async fn signing_peer(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
+    body: &[u8],
 ) -> Result<(PeerRecord, VerifiedRequest), Box<Response>> {
     let read_peers = || async {
         shared
@@ -269,7 +273,7 @@ async fn signing_peer(
             .map_err(|e| Box::new(internal("reading the peers failed", e)))
     };
     let mut peers = read_peers().await?;
-    let mut verified = verify(shared, method, uri, headers, &[], &active_key(&peers));
+    let mut verified = verify(shared, method, uri, headers, body, &active_key(&peers));
     let claimed = signature_keyid(headers);
     let unknown = claimed
         .as_ref()
@@ -286,7 +290,7 @@ async fn signing_peer(
         }
         if learned {
             peers = read_peers().await?;
-            verified = verify(shared, method, uri, headers, &[], &active_key(&peers));
+            verified = verify(shared, method, uri, headers, body, &active_key(&peers));
         }
     }
     let verified = match verified {
@@ -351,7 +355,7 @@ async fn listings(
     if !body.is_empty() {
         return refuse(StatusCode::BAD_REQUEST, "invalid_input", "GET has no body");
     }
-    let (peer, verified) = match signing_peer(&shared, &method, &uri, &headers).await {
+    let (peer, verified) = match signing_peer(&shared, &method, &uri, &headers, &[]).await {
         Ok(v) => v,
         Err(r) => return *r,
     };
@@ -380,4 +384,100 @@ async fn listings(
         }
         Err(e) => internal("listing devices for a peer failed", e),
     }
+}
+
+/// A verified request's answer: the lease, or the refusal, signed.
+fn lease_answer(
+    ring: &KeyRing,
+    verified: &VerifiedRequest,
+    result: Result<super::wire::LeaseAnswer, super::leases::Refusal>,
+) -> Response {
+    match result {
+        Ok(lease) => signed(ring, StatusCode::OK, &lease, verified),
+        Err((status, error)) => signed(ring, status, &error, verified),
+    }
+}
+
+/// `POST /federation/v1/leases`: a peer's renter rents one of this
+/// broker's devices (see [`super::leases::open`]).
+async fn lease_open(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (peer, verified) = match signing_peer(&shared, &method, &uri, &headers, &body).await {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let ring = match ring(&shared) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    let parsed = serde_json::from_slice::<LeaseRequest>(&body)
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.check().map(|()| r));
+    let request = match parsed {
+        Ok(r) => r,
+        Err(why) => {
+            let error = FederationError {
+                code: "invalid_input".into(),
+                message: why,
+            };
+            return signed(&ring, StatusCode::BAD_REQUEST, &error, &verified);
+        }
+    };
+    let key = verified.idempotency_key.clone();
+    let result = super::leases::open(&shared, &peer, key, request).await;
+    lease_answer(&ring, &verified, result)
+}
+
+/// `GET /federation/v1/leases/{id}`: one of the peer's leases as it is now.
+async fn lease_show(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let (peer, verified) = match signing_peer(&shared, &method, &uri, &headers, &body).await {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let ring = match ring(&shared) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    let result = super::leases::show(&shared, &peer, &id).await;
+    lease_answer(&ring, &verified, result)
+}
+
+/// `POST /federation/v1/leases/{id}/stop`: the peer's renter ended it.
+async fn lease_stop(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let (peer, verified) = match signing_peer(&shared, &method, &uri, &headers, &body).await {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let ring = match ring(&shared) {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    if let Err(e) = serde_json::from_slice::<LeaseStop>(&body) {
+        let error = FederationError {
+            code: "invalid_input".into(),
+            message: e.to_string(),
+        };
+        return signed(&ring, StatusCode::BAD_REQUEST, &error, &verified);
+    }
+    let result = super::leases::stop(&shared, &peer, &id).await;
+    lease_answer(&ring, &verified, result)
 }

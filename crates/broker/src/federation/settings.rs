@@ -1,5 +1,5 @@
 //! The `[federation]` table: the name this broker goes by among peers, and
-//! how often it pulls their listings.
+//! how often it pulls their listings and looks at leases on peers.
 
 use std::time::Duration;
 
@@ -18,6 +18,9 @@ pub struct FederationSettings {
     /// A peer whose pulls failed this many times in a row has its devices
     /// hidden from the marketplace until a pull works again.
     pub hide_after_missed_pulls: i64,
+    /// Time between looks at each open lease on the peer that runs it, to
+    /// learn of leases ended there.
+    pub lease_poll_interval: Duration,
 }
 
 /// The `[federation]` table of the config file.
@@ -28,6 +31,7 @@ pub struct FileFederation {
     pub pull_interval_secs: Option<u64>,
     pub full_resync_secs: Option<u64>,
     pub hide_after_missed_pulls: Option<u32>,
+    pub lease_poll_secs: Option<u64>,
 }
 
 /// A broker name: 1 to 63 lowercase letters, digits, dots and dashes.
@@ -55,6 +59,7 @@ pub fn resolve(file: FileFederation, domain: &str) -> anyhow::Result<FederationS
         pull_interval: secs(file.pull_interval_secs, 180),
         full_resync_interval: secs(file.full_resync_secs, 86_400),
         hide_after_missed_pulls: i64::from(file.hide_after_missed_pulls.unwrap_or(3).max(1)),
+        lease_poll_interval: secs(file.lease_poll_secs, 60),
     })
 }
 

@@ -14,6 +14,10 @@ pub const PEERING_PATH: &str = "/federation/v1/peering";
 /// Where a peer pulls this broker's listings.
 pub const LISTINGS_PATH: &str = "/federation/v1/listings";
 
+/// Where a peer asks for a lease of one of this broker's devices; a lease
+/// is at `{LEASES_PATH}/{id}`, and is ended at `{LEASES_PATH}/{id}/stop`.
+pub const LEASES_PATH: &str = "/federation/v1/leases";
+
 /// Most keys a broker may publish at once.
 pub const MAX_KEYS: usize = 8;
 /// Most listings on one page.
@@ -122,6 +126,107 @@ pub struct ListingsPage {
     pub cursor: i64,
     /// More changes follow.
     pub more: bool,
+}
+
+/// Checks a lease id: `lse-` and 1 to 60 of a-z 0-9.
+pub fn check_lease_id(id: &str) -> Result<(), String> {
+    let ok = id.strip_prefix("lse-").is_some_and(|rest| {
+        !rest.is_empty()
+            && rest.len() <= 60
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err("a lease id is lse- and 1 to 60 of a-z 0-9".into())
+    }
+}
+
+/// `POST /federation/v1/leases`: a peer's renter rents a device of this
+/// broker at the rate and in the currency the peer's marketplace showed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRequest {
+    pub lease: String,
+    pub device: String,
+    pub hourly_rate: i64,
+    pub currency: String,
+    /// An OpenSSH public key that may log in besides the password.
+    pub ssh_key: Option<String>,
+}
+
+impl LeaseRequest {
+    pub fn check(&self) -> Result<(), String> {
+        check_lease_id(&self.lease)?;
+        DeviceName::parse(&self.device).map_err(|e| format!("device name: {e}"))?;
+        if !(0..=100_000_000).contains(&self.hourly_rate) {
+            return Err("hourly rate out of range".into());
+        }
+        if self.currency.len() != 3 || !self.currency.bytes().all(|c| c.is_ascii_uppercase()) {
+            return Err("bad currency".into());
+        }
+        if self.ssh_key.as_ref().is_some_and(|k| k.len() > 8192) {
+            return Err("SSH key too long".into());
+        }
+        Ok(())
+    }
+}
+
+/// `POST /federation/v1/leases/{id}/stop`: the peer's renter ended it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseStop {}
+
+/// A lease as the broker that runs it describes it. The password is only
+/// in the answer that started the rental.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseAnswer {
+    pub lease: String,
+    pub device: String,
+    /// `active` or `ended`.
+    pub state: String,
+    pub hourly_rate: i64,
+    pub currency: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub ssh_host: Option<String>,
+    pub ssh_port: Option<u16>,
+    pub ssh_command: Option<String>,
+    pub http_url: Option<String>,
+    pub https_url: Option<String>,
+    pub ended_at: Option<i64>,
+    pub end_reason: Option<String>,
+}
+
+impl LeaseAnswer {
+    /// Checks what a peer answered about lease `id` of `device`.
+    pub fn check(&self, id: &str, device: &str) -> Result<(), String> {
+        if self.lease != id || self.device != device {
+            return Err("the answer is about another lease".into());
+        }
+        if !matches!(self.state.as_str(), "active" | "ended") {
+            return Err(format!("unknown lease state {:?}", self.state));
+        }
+        let too_long = [
+            &self.username,
+            &self.password,
+            &self.ssh_host,
+            &self.ssh_command,
+            &self.http_url,
+            &self.https_url,
+            &self.end_reason,
+        ]
+        .into_iter()
+        .flatten()
+        .any(|s| s.len() > 512 || s.chars().any(char::is_control));
+        if too_long {
+            return Err("a field is too long or has control characters".into());
+        }
+        Ok(())
+    }
 }
 
 /// An error between brokers.

@@ -242,7 +242,7 @@ pub async fn home(
                 None,
                 html! {
                     (market_view(session, &all, &query, &problems))
-                    (peer_view(&peers, query.page))
+                    (peer_view(session, &peers, query.page))
                 },
             ),
         ),
@@ -250,15 +250,15 @@ pub async fn home(
     }
 }
 
-/// Devices peer brokers manage, one page of them, each linking to the
-/// broker it is rented on.
-fn peer_view(peers: &[PeerOffer], page: u32) -> Markup {
+/// Devices peer brokers manage, one page of them, each with its Rent
+/// button (the peer runs the rental) and a link to the broker managing it.
+fn peer_view(session: Option<&Session>, peers: &[PeerOffer], page: u32) -> Markup {
     let start = (page.max(1) as usize - 1) * PAGE_SIZE;
     let shown = peers.iter().skip(start).take(PAGE_SIZE);
     html! {
         @if !peers.is_empty() {
             h2 id="peer-devices" { "On peer brokers" }
-            p.hint { "Managed by brokers this one federates with; rent them there." }
+            p.hint { "Managed by brokers this one federates with; rent them here, and they run the rental." }
             div.table-wrap { table data-testid="peer-devices" {
                 thead { tr { th { "Device" } th { "Managed by" } th { "Hardware" } th { "Price per hour" } th { "" } } }
                 tbody {
@@ -269,7 +269,14 @@ fn peer_view(peers: &[PeerOffer], page: u32) -> Markup {
                             td { (o.figures().summary()) br;
                                 span.hint { @if o.device.verified { "verified by " (o.broker) } @else { "not verified" } } }
                             td { (o.device.hourly_rate.map(|r| format!("{} {}", show_price(r), o.device.currency)).unwrap_or_default()) }
-                            td { @if o.device.available { a href=(o.href()) { "Rent on " (o.broker) } } @else { "not available now" } }
+                            td {
+                                @match (o.device.available, session) {
+                                    (true, Some(s)) => { (super::leases::rent_button(s, &o.broker, &o.device.name, o.device.hourly_rate)) }
+                                    (true, None) => { a href="/signin" { "Sign in to rent" } }
+                                    (false, _) => { "not available now" }
+                                }
+                                a.hint href=(o.href()) { "on " (o.broker) }
+                            }
                         }
                     }
                 }
@@ -531,6 +538,7 @@ fn rentals_page(session: &Session, rentals: &[Rental], flash: Option<Flash>) -> 
         flash,
         html! {
             h1 { "My rentals" }
+            p { "Devices rented from peer brokers are under " a href="/leases" { "Rentals on peer brokers" } "." }
             @if rentals.is_empty() {
                 div.empty { p { "You have no rentals. " a href="/" { "Find a device" } "." } }
             } @else {

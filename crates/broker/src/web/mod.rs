@@ -25,6 +25,7 @@ pub mod auth;
 pub mod devices;
 pub mod earnings;
 pub mod layout;
+pub mod leases;
 pub mod limit;
 pub mod limits;
 pub mod market;
@@ -131,6 +132,8 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/market/{name}", get(market::device))
         .route("/rent", post(market::rent))
         .route("/rentals", get(market::rentals))
+        .route("/leases", get(leases::list).post(leases::rent))
+        .route("/leases/stop", post(leases::stop))
         .route("/rentals/stop", post(market::stop))
         .route("/rentals/{id}", get(usage::usage_page))
         .route("/wallet", get(wallet::wallet_page))

@@ -1,0 +1,316 @@
+//! Renting a device a peer broker manages (a lease), as this broker's
+//! renter sees it: rent it from this broker's marketplace at the rate shown,
+//! list one's leases, stop one. The exchange with the peer is
+//! [`crate::federation::leases`]; a stop reaches the peer through the
+//! outbox ([`crate::federation::outbox`]), so it is never lost.
+
+use std::sync::Arc;
+
+use rand::RngExt;
+use rpibroker_wire::DeviceName;
+use rpibroker_wire::control::RentalId;
+use serde::Serialize;
+
+use super::Actor;
+use super::rentals::{MAX_OPEN_RENTALS, Mailed};
+use crate::broker::Shared;
+use crate::federation::client::CallError;
+use crate::federation::wire::{ExportedDevice, LeaseRequest};
+use crate::ledger::Account;
+use crate::rental::Started;
+use crate::store::{LeaseLogin, LeaseRecord, NewLease, PeerRecord, StoreError};
+use crate::time::UnixTime;
+
+/// Attempts at asking a peer for a lease when it cannot be reached (the
+/// same request each time, so the peer makes one lease at most).
+const ATTEMPTS: u32 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error("this account is suspended")]
+    Suspended,
+    #[error("{0} is not a peer of this broker")]
+    NoSuchPeer(String),
+    #[error("{broker} lists no device {device} here (or its listing is out of date)")]
+    NotListed { broker: String, device: String },
+    #[error("{0} cannot be rented now")]
+    Unavailable(String),
+    /// The rate shown differs from the listing's now (the new one).
+    #[error("the price of {0} changed since it was shown")]
+    PriceChanged(String, i64),
+    #[error("{device} is priced in {listed}; this broker's wallets hold {wallet}")]
+    Currency {
+        device: String,
+        listed: String,
+        wallet: String,
+    },
+    #[error("your wallet holds {}, less than the first hour ({})", crate::price::show_price(*.0), crate::price::show_price(*.1))]
+    LowBalance(i64, i64),
+    #[error("an account may have at most {MAX_OPEN_RENTALS} open leases; stop one first")]
+    TooMany,
+    /// The peer refused; its explanation.
+    #[error("{0} refused: {1}")]
+    Refused(String, String),
+    #[error("{0} could not be reached; try again later")]
+    Unreachable(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StopError {
+    #[error("this account is suspended")]
+    Suspended,
+    #[error("you have no open lease with that id")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One of the renter's leases, without its password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Lease {
+    pub id: String,
+    /// The peer broker that manages the device.
+    pub broker: String,
+    pub device: String,
+    /// `active` or `ended`.
+    pub state: &'static str,
+    pub hourly_rate_cents: i64,
+    pub currency: String,
+    pub username: Option<String>,
+    pub ssh_host: Option<String>,
+    pub ssh_port: Option<u16>,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    pub end_reason: Option<String>,
+}
+
+impl From<LeaseRecord> for Lease {
+    fn from(l: LeaseRecord) -> Self {
+        Self {
+            state: if l.open { "active" } else { "ended" },
+            broker: l.peer,
+            device: l.device,
+            hourly_rate_cents: l.hourly_rate,
+            currency: l.currency,
+            username: l.login.as_ref().map(|x| x.username.clone()),
+            ssh_host: l.login.as_ref().map(|x| x.ssh_host.clone()),
+            ssh_port: l.login.as_ref().and_then(|x| x.ssh_port),
+            started_at: l.created_at,
+            ended_at: l.ended_at,
+            end_reason: l.end_reason,
+            id: l.id,
+        }
+    }
+}
+
+/// A lease just made: the login, shown this once.
+#[derive(Debug, Serialize)]
+pub struct Leased {
+    pub lease: String,
+    pub broker: String,
+    #[serde(flatten)]
+    pub started: Started,
+    pub ssh_command: Option<String>,
+    pub mail: Mailed,
+}
+
+fn new_lease_id() -> String {
+    let bytes: [u8; 8] = rand::rng().random();
+    format!("lse-{}", hex::encode(bytes))
+}
+
+/// The active peer `broker` and its fresh listing of `device`.
+async fn offer(
+    shared: &Arc<Shared>,
+    broker: &str,
+    device: &str,
+) -> Result<(PeerRecord, ExportedDevice), LeaseError> {
+    let hide_after = shared.settings.federation.hide_after_missed_pulls;
+    let (peers, visible) = shared
+        .store
+        .blocking(move |s| Ok::<_, StoreError>((s.peers()?, s.visible_peer_devices(hide_after)?)))
+        .await?;
+    let peer = peers
+        .into_iter()
+        .find(|p| p.active && p.name == broker)
+        .ok_or_else(|| LeaseError::NoSuchPeer(broker.to_string()))?;
+    let listed = visible
+        .iter()
+        .find(|d| d.peer == broker && d.name == device)
+        .and_then(|d| serde_json::from_str::<ExportedDevice>(&d.listing).ok())
+        .ok_or_else(|| LeaseError::NotListed {
+            broker: broker.to_string(),
+            device: device.to_string(),
+        })?;
+    Ok((peer, listed))
+}
+
+/// Rents `device` of peer `broker` for `actor` at `agreed_rate` (the rate
+/// the renter was shown), with an optional SSH key, and mails a copy of the
+/// login to `email`.
+#[allow(clippy::too_many_arguments)]
+pub async fn rent(
+    shared: &Arc<Shared>,
+    actor: Actor,
+    email: &str,
+    broker: &str,
+    device: &str,
+    ssh_key: Option<String>,
+    agreed_rate: i64,
+) -> Result<Leased, LeaseError> {
+    if actor.suspended {
+        return Err(LeaseError::Suspended);
+    }
+    let (peer, listed) = offer(shared, broker, device).await?;
+    if !listed.available {
+        return Err(LeaseError::Unavailable(device.to_string()));
+    }
+    let rate = listed.hourly_rate.unwrap_or(0);
+    if rate != agreed_rate {
+        return Err(LeaseError::PriceChanged(device.to_string(), rate));
+    }
+    let billing = &shared.settings.billing;
+    let wallet_currency = billing.currency.to_string();
+    if listed.currency != wallet_currency {
+        return Err(LeaseError::Currency {
+            device: device.to_string(),
+            listed: listed.currency,
+            wallet: wallet_currency,
+        });
+    }
+    let renter = actor.id;
+    let (balance, open) = {
+        let currency = billing.currency.clone();
+        shared
+            .store
+            .blocking(move |s| {
+                let open = s
+                    .leases_of_renter(renter)?
+                    .into_iter()
+                    .filter(|l| l.open)
+                    .count();
+                Ok::<_, StoreError>((s.balance(&Account::Wallet(renter), &currency)?, open))
+            })
+            .await?
+    };
+    if i64::try_from(open).unwrap_or(i64::MAX) >= MAX_OPEN_RENTALS {
+        return Err(LeaseError::TooMany);
+    }
+    if billing.enabled && rate > 0 && balance < rate {
+        return Err(LeaseError::LowBalance(balance, rate));
+    }
+    let request = LeaseRequest {
+        lease: new_lease_id(),
+        device: device.to_string(),
+        hourly_rate: rate,
+        currency: wallet_currency,
+        ssh_key,
+    };
+    let mut attempt = 0;
+    let answer = loop {
+        attempt += 1;
+        match crate::federation::leases::request(shared, &peer, &request).await {
+            Ok(a) => break a,
+            Err(CallError::Refused { message, .. }) => {
+                return Err(LeaseError::Refused(peer.name, message));
+            }
+            Err(e @ CallError::Unreachable { .. }) if attempt < ATTEMPTS => {
+                tracing::warn!(peer = %peer.name, error = %e, "asking a peer for a lease failed; asking again");
+                tokio::time::sleep(std::time::Duration::from_secs(1 << attempt)).await;
+            }
+            Err(e) => {
+                tracing::warn!(peer = %peer.name, error = %e, "asking a peer for a lease failed");
+                return Err(LeaseError::Unreachable(peer.name));
+            }
+        }
+    };
+    let (Some(username), Some(password)) = (answer.username.clone(), answer.password.clone())
+    else {
+        tracing::warn!(peer = %peer.name, lease = %request.lease, "a peer answered a new lease without its login");
+        return Err(LeaseError::Unreachable(peer.name));
+    };
+    let login = LeaseLogin {
+        username,
+        ssh_host: answer.ssh_host.clone().unwrap_or_default(),
+        ssh_port: answer.ssh_port,
+        http_url: answer.http_url.clone().unwrap_or_default(),
+        https_url: answer.https_url.clone().unwrap_or_default(),
+    };
+    let new = NewLease {
+        peer_id: peer.id,
+        id: request.lease.clone(),
+        device: request.device.clone(),
+        hourly_rate: rate,
+        currency: request.currency.clone(),
+        renter_id: renter,
+        idempotency_key: None,
+    };
+    {
+        let login = login.clone();
+        shared
+            .store
+            .blocking(move |s| s.add_lessee_lease(&new, &login, UnixTime::now()))
+            .await?;
+    }
+    tracing::info!(peer = %peer.name, device, lease = %request.lease, renter, "leased from a peer");
+    let started = Started {
+        rental: RentalId::parse(&request.lease).expect("lease ids are rental ids"),
+        device: DeviceName::parse(device).expect("a listed name is a device name"),
+        username: login.username,
+        password,
+        ssh_keys: usize::from(request.ssh_key.is_some()),
+        ssh_host: login.ssh_host,
+        ssh_port: login.ssh_port,
+        http_url: login.http_url,
+        https_url: login.https_url,
+    };
+    let mail = super::rentals::mail_login(shared, email, &started).await;
+    Ok(Leased {
+        lease: request.lease,
+        broker: peer.name,
+        ssh_command: started.ssh_command(),
+        started,
+        mail,
+    })
+}
+
+/// The renter's leases, open first, then the latest.
+pub async fn mine(shared: &Arc<Shared>, actor: Actor) -> Result<Vec<Lease>, StoreError> {
+    let renter = actor.id;
+    let rows = shared
+        .store
+        .blocking(move |s| s.leases_of_renter(renter))
+        .await?;
+    Ok(rows.into_iter().map(Lease::from).collect())
+}
+
+/// Stops one of the renter's open leases: ended here at once, and the peer
+/// is told through the outbox (retried until it confirms).
+pub async fn stop(shared: &Arc<Shared>, actor: Actor, id: &str) -> Result<Lease, StopError> {
+    if actor.suspended {
+        return Err(StopError::Suspended);
+    }
+    let (renter, id) = (actor.id, id.to_string());
+    let lease = shared
+        .store
+        .blocking(move |s| -> Result<_, StoreError> {
+            let Some(lease) = s.lease_of_renter(renter, &id)?.filter(|l| l.open) else {
+                return Ok(None);
+            };
+            let (path, body, key) = crate::federation::leases::stop_message(&lease.id);
+            s.end_lease_and_tell(
+                lease.peer_id,
+                &lease.id,
+                (&path, &body, &key),
+                UnixTime::now(),
+            )?;
+            s.lease_of_renter(renter, &id)
+        })
+        .await?
+        .ok_or(StopError::NotFound)?;
+    shared.federation.outbox_wake.notify_one();
+    tracing::info!(peer = %lease.peer, lease = %lease.id, renter, "the renter stopped a lease");
+    Ok(lease.into())
+}
