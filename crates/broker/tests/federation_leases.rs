@@ -447,3 +447,57 @@ async fn forged_replayed_and_outdated_lease_requests_are_refused() {
         "no such lease",
     );
 }
+
+#[tokio::test]
+async fn priced_peer_devices_are_not_leased_while_brokers_cannot_settle() {
+    let billing = "[billing]\nenabled = true\n";
+    let alpha = broker_with("alpha", billing).await;
+    let beta = broker_with("beta", billing).await;
+    peer(&alpha, &beta);
+    let mut owner = sign_up(beta.api, "owner@example.org").await;
+    let page = owner.get("/devices").await;
+    let r = owner
+        .post(
+            "/devices",
+            &[("csrf", &common::web::csrf_of(&page.body)), ("name", "b1")],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(list_at(&mut owner, "b1", true, "0.25").await.status, 200);
+    wait_offer(&alpha, "beta", "b1", false).await;
+
+    // Alpha's renter is told why, and beta is not asked.
+    let mut renter = sign_up(alpha.api, "renter@example.org").await;
+    let token = common::api::create_token(&mut renter, "cli").await;
+    let r = common::api::call(
+        alpha.api,
+        "POST",
+        "/api/v1/leases",
+        Some(&token),
+        Some(&json!({"broker": "beta", "device": "b1", "hourly_rate_cents": 25})),
+    )
+    .await;
+    assert_eq!(r.status, 409, "{}", r.raw.body);
+    let message = r.json["message"].as_str().unwrap_or_default();
+    assert!(message.contains("only free peer devices"), "{message}");
+
+    // Asked directly, beta refuses too.
+    let alpha_keys = KeyRing::load_or_create(&alpha.data_dir(), UnixTime::now()).unwrap();
+    let path = "/federation/v1/leases";
+    let body = serde_json::to_vec(&json!({
+        "lease": "lse-00000000000000ab",
+        "device": "b1",
+        "hourly_rate": 25,
+        "currency": "USD",
+        "ssh_key": null
+    }))
+    .unwrap();
+    let headers = signed_post(&alpha_keys, &beta, path, &body, "lse-00000000000000ab");
+    let answer = send(&beta, path, &headers, &body).await;
+    assert_eq!(answer.status, 409, "{}", answer.raw.body);
+    assert_eq!(answer.json["code"], "settlement_unavailable");
+    for b in [&alpha, &beta] {
+        assert_eq!(count(b, "SELECT COUNT(*) FROM leases"), 0);
+        assert_eq!(count(b, "SELECT COUNT(*) FROM rentals"), 0);
+    }
+}

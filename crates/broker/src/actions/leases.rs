@@ -48,6 +48,12 @@ pub enum LeaseError {
     LowBalance(i64, i64),
     #[error("an account may have at most {MAX_OPEN_RENTALS} open leases; stop one first")]
     TooMany,
+    /// A priced device of a peer while this broker bills: brokers do not
+    /// settle leases with each other yet, so only free ones are leased.
+    #[error(
+        "{0} has a price, and this broker cannot yet pay peers for their devices' time; only free peer devices can be rented"
+    )]
+    NoSettlement(String),
     /// The peer refused; its explanation.
     #[error("{0} refused: {1}")]
     Refused(String, String),
@@ -164,6 +170,9 @@ pub async fn rent(
         return Err(LeaseError::Suspended);
     }
     let (peer, listed) = offer(shared, broker, device).await?;
+    if shared.settings.billing.enabled && listed.hourly_rate.unwrap_or(0) > 0 {
+        return Err(LeaseError::NoSettlement(device.to_string()));
+    }
     if !listed.available {
         return Err(LeaseError::Unavailable(device.to_string()));
     }

@@ -4,7 +4,9 @@
 //! so a retry gets the same lease. The lessor checks the listing is as the
 //! renter saw it and the peer's open leases stay within its credit limit,
 //! then runs the rental as usual for an account that stands for the peer
-//! (it cannot sign in), without billing it itself: the peer pays for it.
+//! (it cannot sign in), without billing it itself. Brokers do not yet
+//! settle leases with each other, so while a broker bills, it neither asks
+//! for nor grants a lease of a priced device: only free ones are leased.
 //! Either side may end a lease; the lessee learns of an end on the lessor
 //! when it next looks at the lease.
 
@@ -110,6 +112,17 @@ pub async fn open(
                     &peer.currency
                 },
                 request.currency
+            ),
+        ));
+    }
+    if shared.settings.billing.enabled && request.hourly_rate > 0 {
+        // Brokers do not settle leases with each other yet: a priced device
+        // leased to a peer would be used for free.
+        return Err(conflict(
+            "settlement_unavailable",
+            format!(
+                "{} has a price, and this broker cannot yet bill peers for leases; only free devices are leased",
+                request.device
             ),
         ));
     }
