@@ -266,6 +266,64 @@ async fn paypal_pays_each_owner_period_once_and_takes_back_what_fails() {
     assert!(page.body.contains("PayPal: FAILED"), "{}", page.body);
 }
 
+/// The first send's answer is lost, and PayPal then refuses the repeats
+/// 422 without naming the batch it made: the payout may have been paid,
+/// so it is neither failed nor paid again; it stays in flight, flagged for
+/// the operator, until a repeat's refusal links the batch.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_repeat_of_a_payout_paypal_may_have_paid_is_never_paid_again() {
+    let name = "payout-unlinked-pi";
+    let _cleanup = Cleanup::new(name);
+    let fake = FakePayouts::start().await;
+    let broker = broker_with(&fake).await;
+    fake.lose_next_answer(1);
+    fake.refuse_repeats_unlinked(3);
+    let (_owner, _renter, _agent) = earning(&broker, name).await;
+    let first = wait_for("the first payout's batch", DEADLINE * 2, || async {
+        fake.batches().first().map(|b| b.sender_batch_id.clone())
+    })
+    .await;
+    let (state, attention) = wait_for("the payout to be flagged", DEADLINE, || async {
+        db(&broker)
+            .query_row(
+                "SELECT state, attention FROM payouts WHERE id = ?1 AND attention IS NOT NULL",
+                [&first],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+            )
+            .ok()
+    })
+    .await;
+    assert_eq!(state, "sent", "kept in flight: {attention}");
+    assert!(
+        attention.contains("USER_BUSINESS_ERROR") && attention.contains(&first),
+        "{attention}"
+    );
+    wait_for("the first payout to be paid", DEADLINE * 2, || async {
+        payouts(&broker)
+            .iter()
+            .any(|(id, state, _)| id == &first && state == "paid")
+            .then_some(())
+    })
+    .await;
+
+    stop_and_settle(&broker, name).await;
+    all_paid(&broker, &owner_id(&broker)).await;
+    paid_once(&broker, &fake);
+    assert_eq!(
+        fake.creates().1,
+        4,
+        "three repeats refused without a link, the fourth with it"
+    );
+    let flagged: i64 = db(&broker)
+        .query_row(
+            "SELECT COUNT(*) FROM payouts WHERE attention IS NOT NULL OR state != 'paid'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(flagged, 0, "once paid, nothing is left for the operator");
+}
+
 /// The broker is killed at random moments (from a seed) while it pays out,
 /// with some of PayPal's answers lost as well.
 #[tokio::test(flavor = "multi_thread")]
