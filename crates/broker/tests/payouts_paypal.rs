@@ -12,6 +12,7 @@
 mod common;
 
 use common::fake_paypal_payouts::FakePayouts;
+use common::ledger::{balance, db};
 use common::sandbox::{Cleanup, register_and_start};
 use common::web::{PASSWORD, WebClient, csrf_of, list_at, sign_in, sign_up};
 use common::{DEADLINE, TestBroker, ledger, wait_for};
@@ -25,20 +26,6 @@ async fn broker_with(fake: &FakePayouts) -> TestBroker {
     let broker = TestBroker::start_with(1, &config).await;
     fake.set_broker(broker.api);
     broker
-}
-
-fn db(broker: &TestBroker) -> rusqlite::Connection {
-    rusqlite::Connection::open(broker.data_dir().join("broker.sqlite")).unwrap()
-}
-
-fn balance(broker: &TestBroker, kind: &str, holder: &str) -> i64 {
-    db(broker)
-        .query_row(
-            "SELECT COALESCE(SUM(balance), 0) FROM ledger_accounts WHERE kind = ?1 AND holder = ?2",
-            [kind, holder],
-            |r| r.get(0),
-        )
-        .unwrap()
 }
 
 /// Everything the owners earned from rentals.
@@ -130,7 +117,8 @@ async fn stop_and_settle(broker: &TestBroker, name: &str) {
 async fn all_paid(broker: &TestBroker, owner: &str) {
     let start = std::time::Instant::now();
     loop {
-        let left = balance(broker, "payable", owner) + balance(broker, "payouts_in_flight", "");
+        let left =
+            balance(broker, "payable", Some(owner)) + balance(broker, "payouts_in_flight", None);
         if left == 0 {
             return;
         }
@@ -184,7 +172,7 @@ fn paid_once(broker: &TestBroker, fake: &FakePayouts) {
         earned,
         "the owner got all they earned, once: {stored:?}"
     );
-    assert_eq!(balance(broker, "clearing", "paypal"), earned);
+    assert_eq!(balance(broker, "clearing", Some("paypal")), earned);
     assert_eq!(ledger::problems(broker), 0, "the ledger is whole");
 }
 
