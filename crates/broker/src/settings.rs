@@ -276,9 +276,15 @@ impl Settings {
     /// Catches settings that would only fail later, at a visitor's expense.
     fn check(&self) -> anyhow::Result<()> {
         let topups = self.payments.paypal.is_some() || self.payments.btcpay.is_some();
+        let not_in_cents = crate::payments::NOT_IN_CENTS.contains(&self.billing.currency.as_str());
         anyhow::ensure!(
-            !(topups && crate::payments::NOT_IN_CENTS.contains(&self.billing.currency.as_str())),
+            !(topups && not_in_cents),
             "billing currency {} is not counted in cents, so payment providers cannot take top-ups in it",
+            self.billing.currency
+        );
+        anyhow::ensure!(
+            !(self.payouts.enabled && not_in_cents),
+            "billing currency {} is not counted in cents, so owners cannot be paid out in it",
             self.billing.currency
         );
         anyhow::ensure!(
@@ -455,6 +461,23 @@ mod tests {
             format!("{err:#}").contains("must start with http"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn payouts_refuse_a_currency_not_counted_in_cents() {
+        let dir = tempfile::tempdir().unwrap();
+        let resolve = |toml: &str| {
+            std::fs::write(dir.path().join(CONFIG_FILE), toml).unwrap();
+            Settings::resolve(Some(dir.path().into()), None, &SettingsArgs::default())
+        };
+        let payouts = "[payouts]\nenabled = true\n";
+        let err = resolve(&format!("[billing]\ncurrency = \"JPY\"\n{payouts}")).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("JPY is not counted in cents, so owners cannot be paid"),
+            "{err:#}"
+        );
+        assert!(resolve(&format!("[billing]\ncurrency = \"EUR\"\n{payouts}")).is_ok());
+        assert!(resolve("[billing]\ncurrency = \"JPY\"\n[payouts]\nenabled = false\n").is_ok());
     }
 
     #[test]

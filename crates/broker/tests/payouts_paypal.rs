@@ -12,6 +12,7 @@
 mod common;
 
 use common::fake_paypal_payouts::FakePayouts;
+use common::ledger::{balance, db};
 use common::sandbox::{Cleanup, register_and_start};
 use common::web::{PASSWORD, WebClient, csrf_of, list_at, sign_in, sign_up};
 use common::{DEADLINE, TestBroker, ledger, wait_for};
@@ -25,20 +26,6 @@ async fn broker_with(fake: &FakePayouts) -> TestBroker {
     let broker = TestBroker::start_with(1, &config).await;
     fake.set_broker(broker.api);
     broker
-}
-
-fn db(broker: &TestBroker) -> rusqlite::Connection {
-    rusqlite::Connection::open(broker.data_dir().join("broker.sqlite")).unwrap()
-}
-
-fn balance(broker: &TestBroker, kind: &str, holder: &str) -> i64 {
-    db(broker)
-        .query_row(
-            "SELECT COALESCE(SUM(balance), 0) FROM ledger_accounts WHERE kind = ?1 AND holder = ?2",
-            [kind, holder],
-            |r| r.get(0),
-        )
-        .unwrap()
 }
 
 /// Everything the owners earned from rentals.
@@ -130,7 +117,8 @@ async fn stop_and_settle(broker: &TestBroker, name: &str) {
 async fn all_paid(broker: &TestBroker, owner: &str) {
     let start = std::time::Instant::now();
     loop {
-        let left = balance(broker, "payable", owner) + balance(broker, "payouts_in_flight", "");
+        let left =
+            balance(broker, "payable", Some(owner)) + balance(broker, "payouts_in_flight", None);
         if left == 0 {
             return;
         }
@@ -184,7 +172,7 @@ fn paid_once(broker: &TestBroker, fake: &FakePayouts) {
         earned,
         "the owner got all they earned, once: {stored:?}"
     );
-    assert_eq!(balance(broker, "clearing", "paypal"), earned);
+    assert_eq!(balance(broker, "clearing", Some("paypal")), earned);
     assert_eq!(ledger::problems(broker), 0, "the ledger is whole");
 }
 
@@ -264,6 +252,64 @@ async fn paypal_pays_each_owner_period_once_and_takes_back_what_fails() {
         );
     }
     assert!(page.body.contains("PayPal: FAILED"), "{}", page.body);
+}
+
+/// The first send's answer is lost, and PayPal then refuses the repeats
+/// 422 without naming the batch it made: the payout may have been paid,
+/// so it is neither failed nor paid again; it stays in flight, flagged for
+/// the operator, until a repeat's refusal links the batch.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_repeat_of_a_payout_paypal_may_have_paid_is_never_paid_again() {
+    let name = "payout-unlinked-pi";
+    let _cleanup = Cleanup::new(name);
+    let fake = FakePayouts::start().await;
+    let broker = broker_with(&fake).await;
+    fake.lose_next_answer(1);
+    fake.refuse_repeats_unlinked(3);
+    let (_owner, _renter, _agent) = earning(&broker, name).await;
+    let first = wait_for("the first payout's batch", DEADLINE * 2, || async {
+        fake.batches().first().map(|b| b.sender_batch_id.clone())
+    })
+    .await;
+    let (state, attention) = wait_for("the payout to be flagged", DEADLINE, || async {
+        db(&broker)
+            .query_row(
+                "SELECT state, attention FROM payouts WHERE id = ?1 AND attention IS NOT NULL",
+                [&first],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+            )
+            .ok()
+    })
+    .await;
+    assert_eq!(state, "sent", "kept in flight: {attention}");
+    assert!(
+        attention.contains("USER_BUSINESS_ERROR") && attention.contains(&first),
+        "{attention}"
+    );
+    wait_for("the first payout to be paid", DEADLINE * 2, || async {
+        payouts(&broker)
+            .iter()
+            .any(|(id, state, _)| id == &first && state == "paid")
+            .then_some(())
+    })
+    .await;
+
+    stop_and_settle(&broker, name).await;
+    all_paid(&broker, &owner_id(&broker)).await;
+    paid_once(&broker, &fake);
+    assert_eq!(
+        fake.creates().1,
+        4,
+        "three repeats refused without a link, the fourth with it"
+    );
+    let flagged: i64 = db(&broker)
+        .query_row(
+            "SELECT COUNT(*) FROM payouts WHERE attention IS NOT NULL OR state != 'paid'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(flagged, 0, "once paid, nothing is left for the operator");
 }
 
 /// The broker is killed at random moments (from a seed) while it pays out,

@@ -10,40 +10,14 @@
 mod common;
 
 use common::api::{call, create_token};
+use common::ledger::{balance, db};
 use common::sandbox::{Cleanup, register_and_start};
 use common::web::{WebClient, csrf_of, list_at, sign_in_admin, sign_up, testid};
-use common::{DEADLINE, TestBroker, wait_for};
+use common::{DEADLINE, TestBroker, ledger, wait_for};
 
 const CONFIG: &str = "[billing]\nenabled = true\nperiod_secs = 2\nfee_percent = 10\n\
                       [payouts]\nenabled = true\nperiod_secs = 2\nminimum = \"0.50\"\n";
 const ADDRESS: &str = "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq";
-
-fn db(broker: &TestBroker) -> rusqlite::Connection {
-    rusqlite::Connection::open(broker.data_dir().join("broker.sqlite")).unwrap()
-}
-
-fn balance(broker: &TestBroker, kind: &str) -> i64 {
-    db(broker)
-        .query_row(
-            "SELECT COALESCE(SUM(balance), 0) FROM ledger_accounts WHERE kind = ?1",
-            [kind],
-            |r| r.get(0),
-        )
-        .unwrap()
-}
-
-fn ledger_whole(broker: &TestBroker) -> bool {
-    let problems: i64 = db(broker)
-        .query_row(
-            "SELECT (SELECT COUNT(*) FROM (SELECT currency FROM ledger_accounts GROUP BY currency HAVING SUM(balance) != 0))
-                  + (SELECT COUNT(*) FROM (SELECT transfer_id FROM ledger_entries GROUP BY transfer_id HAVING SUM(amount) != 0))
-                  + (SELECT COUNT(*) FROM ledger_accounts WHERE kind IN ('wallet', 'held', 'payable') AND balance < 0)",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    problems == 0
-}
 
 /// The markup from the element marked `data-testid="id"` to the next `end`.
 fn upto<'a>(page: &'a str, id: &str, end: &str) -> &'a str {
@@ -132,7 +106,7 @@ async fn an_owner_is_paid_what_their_device_earned_once_per_period() {
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     wait_for("the owner to earn a period", DEADLINE, || async {
-        (balance(&broker, "payable") >= 90).then_some(())
+        (balance(&broker, "payable", None) >= 90).then_some(())
     })
     .await;
     let rentals = renter.get("/rentals").await;
@@ -154,8 +128,8 @@ async fn an_owner_is_paid_what_their_device_earned_once_per_period() {
         closed.then_some(())
     })
     .await;
-    let owed = balance(&broker, "payable");
-    let fees = balance(&broker, "revenue");
+    let owed = balance(&broker, "payable", None);
+    let fees = balance(&broker, "revenue", None);
     assert!(owed >= 90, "{owed}");
     let page = owner.get("/earnings").await;
     assert!(
@@ -187,13 +161,13 @@ async fn an_owner_is_paid_what_their_device_earned_once_per_period() {
             && lines[1].contains(&format!(",{owed},")),
         "{csv}"
     );
-    assert_eq!(balance(&broker, "payable"), 0);
-    assert_eq!(balance(&broker, "payouts_in_flight"), owed);
+    assert_eq!(balance(&broker, "payable", None), 0);
+    assert_eq!(balance(&broker, "payouts_in_flight", None), owed);
     let (ok, again, err) = run(&broker, &["admin", "payouts", "export"]);
     assert!(ok && err.contains("(0 made now)"), "{err}");
     assert_eq!(again, csv, "exporting again lists the same payout");
     assert_eq!(
-        balance(&broker, "payouts_in_flight"),
+        balance(&broker, "payouts_in_flight", None),
         owed,
         "and pays nothing twice"
     );
@@ -217,7 +191,7 @@ async fn an_owner_is_paid_what_their_device_earned_once_per_period() {
         err.contains("line 4: status \"sent\" is neither paid nor failed"),
         "{err}"
     );
-    assert_eq!(balance(&broker, "payouts_in_flight"), owed);
+    assert_eq!(balance(&broker, "payouts_in_flight", None), owed);
 
     let filled = csv.replace(
         &lines[1].to_string(),
@@ -231,9 +205,9 @@ async fn an_owner_is_paid_what_their_device_earned_once_per_period() {
         ok && out.contains("0 paid, 0 failed (payable again), 1 already recorded"),
         "{out}{err}"
     );
-    assert_eq!(balance(&broker, "payouts_in_flight"), 0);
-    assert_eq!(balance(&broker, "clearing"), -2000 + owed);
-    assert!(ledger_whole(&broker));
+    assert_eq!(balance(&broker, "payouts_in_flight", None), 0);
+    assert_eq!(balance(&broker, "clearing", None), -2000 + owed);
+    assert_eq!(ledger::problems(&broker), 0, "the ledger is whole");
 
     // The owner sees it paid, on the page and through the API.
     let page = owner.get("/earnings").await;
@@ -347,6 +321,6 @@ async fn an_owner_is_paid_what_their_device_earned_once_per_period() {
         )
         .await;
     assert_eq!(theirs.status, 404);
-    assert_eq!(balance(&broker, "clearing"), -2000 + owed);
-    assert!(ledger_whole(&broker));
+    assert_eq!(balance(&broker, "clearing", None), -2000 + owed);
+    assert_eq!(ledger::problems(&broker), 0, "the ledger is whole");
 }

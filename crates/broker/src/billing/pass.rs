@@ -121,7 +121,9 @@ pub fn transfer_id(kind: &str, rental: &RentalId, k: i64) -> Result<TransferId, 
 }
 
 /// Holds period `k` of the rental; false when the wallet cannot cover it
-/// (recorded, so the rental ends and the period is free).
+/// (recorded, so the rental ends and the period is free). A period already
+/// settled (by a pass whose clock saw it end) is never held: the hold would
+/// have no settlement left to release it.
 fn hold(
     store: &Batch<'_>,
     settings: &BillingSettings,
@@ -130,6 +132,9 @@ fn hold(
     now: i64,
     outcome: &mut Outcome,
 ) -> Result<bool, StoreError> {
+    if store.transfer_posted(&transfer_id("settle", &r.id, k)?)? {
+        return Ok(true);
+    }
     let transfer = Transfer::simple(
         transfer_id("hold", &r.id, k)?,
         settings.currency.clone(),
@@ -353,6 +358,45 @@ mod tests {
                 "the first hour's rest released, the second held"
             );
         }
+    }
+
+    /// A pass that read the rental before another pass (with a later
+    /// clock) settled the period unheld does not hold that period after:
+    /// nothing would ever release such a hold.
+    #[test]
+    fn a_period_settled_already_is_never_held() {
+        let store = memory();
+        let usd = settings().currency;
+        let (_, owner, renter, id) = rented(&store, 10_000);
+        let stale = store.rentals_to_bill().unwrap();
+        bill_once_at(&store, &settings(), UnixTime(T0 + HOUR + 5)).unwrap();
+        assert_eq!(store.balance(&Account::Held(renter), &usd).unwrap(), 600);
+        store
+            .batch(|b| {
+                let mut out = Outcome::default();
+                for r in &stale {
+                    bill_rental(b, &settings(), r, T0 + 10, &mut out)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert!(
+            !store
+                .transfer_posted(&transfer_id("hold", &id, 0).unwrap())
+                .unwrap(),
+            "the first hour was settled unheld"
+        );
+        assert_eq!(
+            store.balance(&Account::Held(renter), &usd).unwrap(),
+            600,
+            "only the second hour is held"
+        );
+        assert_eq!(
+            store.balance(&Account::Wallet(renter), &usd).unwrap(),
+            10_000 - 600 - 600
+        );
+        assert_eq!(store.balance(&Account::Payable(owner), &usd).unwrap(), 540);
+        assert!(store.ledger_problems().unwrap().is_empty());
     }
 
     #[test]

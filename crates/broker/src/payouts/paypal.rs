@@ -12,6 +12,12 @@
 //! the money back in the owner's payable. `PAYMENT.PAYOUTS-ITEM.*` webhooks
 //! make the broker poll the item's batch at once, which also catches a paid
 //! item returned later.
+//!
+//! A payout is recorded as sent before its first request goes out, and
+//! only a payout whose first send PayPal refuses is failed: a refused
+//! repeat (without a link to a batch) may follow a send PayPal paid, so it
+//! stays in flight, is sent again on each run until PayPal names its batch,
+//! and is flagged for the operator to look up.
 
 use serde::{Deserialize, Serialize};
 
@@ -174,8 +180,9 @@ pub async fn advance(shared: &Shared, p: &PayoutRecord) -> Result<Option<Settled
     let batch_id = match (&p.provider_batch_id, p.state) {
         (Some(id), _) => id.clone(),
         (None, PayoutState::Sent) => match send(client, shared, p).await? {
-            Some(id) => id,
-            None => return Ok(Some(Settled::Now(PayoutState::Failed))),
+            Send::Made(id) => id,
+            Send::Refused => return Ok(Some(Settled::Now(PayoutState::Failed))),
+            Send::Unknown => return Ok(None),
         },
         (None, _) => return Ok(None),
     };
@@ -226,13 +233,32 @@ pub async fn on_item_event(
     }
 }
 
-/// Makes the payout's batch at PayPal and records its id; `None` when
-/// PayPal refused it (then it is recorded failed).
+/// What sending a payout to PayPal came to.
+enum Send {
+    /// PayPal has its batch, of this id.
+    Made(String),
+    /// PayPal refused its first send: it never reached PayPal, and is
+    /// recorded failed.
+    Refused,
+    /// PayPal refused a repeat without naming a batch, though an earlier
+    /// send may have been paid: it stays in flight, is sent again (so a
+    /// duplicate's link finds its batch) and is flagged for the operator.
+    Unknown,
+}
+
+/// Makes the payout's batch at PayPal and records its id. A payout is
+/// recorded as sent before its first request goes out, so a refusal fails
+/// it only when no earlier request of it can have reached PayPal.
 async fn send(
     client: &PaypalClient,
     shared: &Shared,
     p: &PayoutRecord,
-) -> Result<Option<String>, PayoutError> {
+) -> Result<Send, PayoutError> {
+    let id = p.id.clone();
+    let first = shared
+        .store
+        .blocking(move |s| s.mark_payout_send_attempted(&id, UnixTime::now()))
+        .await?;
     let body = CreateBatch {
         sender_batch_header: SenderBatchHeader {
             sender_batch_id: &p.id,
@@ -271,9 +297,22 @@ async fn send(
                 "PayPal refused it: {name}{}",
                 issue.map(|i| format!(" ({i})")).unwrap_or_default()
             );
-            tracing::warn!(payout = %p.id, reason = %why, "PayPal refused a payout; the owner is owed it again");
-            settle(shared, &p.id, Outcome::Failed(why)).await?;
-            return Ok(None);
+            if first {
+                tracing::warn!(payout = %p.id, reason = %why, "PayPal refused a payout; the owner is owed it again");
+                settle(shared, &p.id, Outcome::Failed(why)).await?;
+                return Ok(Send::Refused);
+            }
+            let look = format!(
+                "{why}, after an earlier send that may have been paid: find sender_batch_id {} at PayPal",
+                p.id
+            );
+            tracing::warn!(payout = %p.id, reason = %why, "PayPal refused a repeated payout; it stays in flight until PayPal names its batch or the operator settles it");
+            let id = p.id.clone();
+            shared
+                .store
+                .blocking(move |s| s.flag_payout(&id, &look, UnixTime::now()))
+                .await?;
+            return Ok(Send::Unknown);
         }
         Err(e) => return Err(e.into()),
     };
@@ -289,7 +328,7 @@ async fn send(
         .blocking(move |s| s.set_payout_provider_ids(&id, Some(&batch), None, UnixTime::now()))
         .await?;
     tracing::info!(payout = %p.id, batch = %batch_id, amount = p.amount, "PayPal payout sent");
-    Ok(Some(batch_id))
+    Ok(Send::Made(batch_id))
 }
 
 #[cfg(test)]

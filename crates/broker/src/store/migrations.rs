@@ -42,6 +42,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!("0015_federation"),
     migration!("0016_payouts"),
     migration!("0016_leases"),
+    migration!("0017_payout_send_attempts"),
 ];
 
 /// How many migrations databases counted by `user_version` always applied

@@ -74,6 +74,14 @@ pub struct PayoutRecord {
     pub provider_batch_id: Option<String>,
     pub provider_item_id: Option<String>,
     pub reason: Option<String>,
+    /// When it was first sent to its provider (before the request went
+    /// out), if it was.
+    #[serde(skip)]
+    pub send_attempted_at: Option<i64>,
+    /// Why the operator should look this payout up at its provider (shown
+    /// to the operator only).
+    #[serde(skip)]
+    pub attention: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -119,7 +127,7 @@ pub fn payout_id(owner: i64, period: i64, currency: &Currency) -> String {
 
 const COLUMNS: &str = "p.id, p.owner_id, u.email, p.period, p.currency, p.amount, p.method,
     p.destination, p.state, p.provider_batch_id, p.provider_item_id, p.reason, p.created_at,
-    p.updated_at";
+    p.updated_at, p.send_attempted_at, p.attention";
 
 fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<PayoutRecord> {
     let state: String = r.get(8)?;
@@ -144,6 +152,8 @@ fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<PayoutRecord> {
         reason: r.get(11)?,
         created_at: r.get(12)?,
         updated_at: r.get(13)?,
+        send_attempted_at: r.get(14)?,
+        attention: r.get(15)?,
     })
 }
 
@@ -369,7 +379,8 @@ impl Store {
         tx.execute(
             "UPDATE payouts SET state = ?2, reason = COALESCE(?3, reason),
                 provider_batch_id = COALESCE(?4, provider_batch_id),
-                provider_item_id = COALESCE(?5, provider_item_id), updated_at = ?6
+                provider_item_id = COALESCE(?5, provider_item_id), attention = NULL,
+                updated_at = ?6
              WHERE id = ?1",
             params![id, to.as_str(), reason, batch, item, now.0],
         )?;
@@ -389,6 +400,29 @@ impl Store {
             "UPDATE payouts SET provider_batch_id = COALESCE(?2, provider_batch_id),
                 provider_item_id = COALESCE(?3, provider_item_id), updated_at = ?4 WHERE id = ?1",
             params![id, batch, item, now.0],
+        )?;
+        Ok(())
+    }
+
+    /// Records that payout `id` is about to be sent to its provider; from
+    /// then on a refusal cannot prove it was never paid. True when this is
+    /// its first send (the first moment is kept).
+    pub fn mark_payout_send_attempted(&self, id: &str, now: UnixTime) -> Result<bool, StoreError> {
+        let changed = self.conn().execute(
+            "UPDATE payouts SET send_attempted_at = ?2, updated_at = ?2
+             WHERE id = ?1 AND send_attempted_at IS NULL",
+            params![id, now.0],
+        )?;
+        Ok(changed == 1)
+    }
+
+    /// Flags payout `id` for the operator: `why` they should look it up at
+    /// its provider. Its state and money do not change.
+    pub fn flag_payout(&self, id: &str, why: &str, now: UnixTime) -> Result<(), StoreError> {
+        let why: String = why.chars().take(200).collect();
+        self.conn().execute(
+            "UPDATE payouts SET attention = ?2, updated_at = ?3 WHERE id = ?1",
+            params![id, why, now.0],
         )?;
         Ok(())
     }
@@ -684,6 +718,51 @@ mod tests {
             Settled::NoSuchPayout
         );
         assert!(store.ledger_problems().unwrap().is_empty());
+    }
+
+    /// Only the first send is reported first; a flag stays until the payout
+    /// is settled, and neither moves money.
+    #[test]
+    fn a_payout_knows_it_was_sent_and_keeps_its_flag_until_settled() {
+        let (_dir, store) = store();
+        let ada = owner(&store, "ada@example.org");
+        let renter = 99;
+        topup(&store, renter, 10_000);
+        charge(&store, renter, ada, 1000, "r1");
+        let Started::Now(p) = store.start_payout(ada, 5, &usd(), 1, UnixTime(3)).unwrap() else {
+            panic!("a payout");
+        };
+        assert_eq!(p.send_attempted_at, None);
+        assert!(
+            store
+                .mark_payout_send_attempted(&p.id, UnixTime(4))
+                .unwrap()
+        );
+        assert!(
+            !store
+                .mark_payout_send_attempted(&p.id, UnixTime(5))
+                .unwrap()
+        );
+        store.flag_payout(&p.id, "look it up", UnixTime(6)).unwrap();
+        let flagged = store.payout(&p.id).unwrap().unwrap();
+        assert_eq!(
+            (
+                flagged.state,
+                flagged.send_attempted_at,
+                flagged.attention.as_deref()
+            ),
+            (PayoutState::Sent, Some(4), Some("look it up"))
+        );
+        assert_eq!(
+            store.balance(&Account::PayoutsInFlight, &usd()).unwrap(),
+            900
+        );
+        let paid = Outcome::Paid {
+            batch: None,
+            item: None,
+        };
+        store.settle_payout(&p.id, &paid, UnixTime(7)).unwrap();
+        assert_eq!(store.payout(&p.id).unwrap().unwrap().attention, None);
     }
 
     /// Charges post from one thread while payouts are made and settled

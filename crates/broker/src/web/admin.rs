@@ -564,6 +564,7 @@ fn revenue_content(session: &Session, r: &Revenue) -> Markup {
                             td {
                                 (p.state)
                                 @if let Some(why) = &p.reason { br; span.hint { (why) } }
+                                @if let Some(look) = &p.attention { br; strong { "Look it up: " } (look) }
                             }
                         }
                     }

@@ -12,7 +12,8 @@
 //! amount is a decimal string with two decimals) and what is wrong is
 //! recorded in [`FakePayouts::problems`]. On command it misbehaves:
 //! answers 500, makes a batch and then answers 500 as if the answer was
-//! lost, ends items FAILED, or returns a paid item later.
+//! lost, refuses a repeat 422 without the link, ends items FAILED, or
+//! returns a paid item later.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -61,6 +62,7 @@ struct Inner {
     duplicates: usize,
     fail_next: usize,
     lose_next_answer: usize,
+    unlinked_repeats: usize,
     next: u64,
 }
 
@@ -189,6 +191,12 @@ impl FakePayouts {
     /// was lost on its way).
     pub fn lose_next_answer(&self, n: usize) {
         self.inner.lock().unwrap().lose_next_answer = n;
+    }
+
+    /// The next `n` repeats of a `sender_batch_id` are refused 422
+    /// `USER_BUSINESS_ERROR` without a link to the batch made first.
+    pub fn refuse_repeats_unlinked(&self, n: usize) {
+        self.inner.lock().unwrap().unlinked_repeats = n;
     }
 
     /// The next batches' items end in these statuses, in order.
@@ -418,6 +426,14 @@ async fn create(State(inner): Shared, headers: HeaderMap, body: Bytes) -> Respon
     let mut i = inner.lock().unwrap();
     if let Some(existing) = i.by_sender.get(&sender).cloned() {
         i.duplicates += 1;
+        if i.unlinked_repeats > 0 {
+            i.unlinked_repeats -= 1;
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "USER_BUSINESS_ERROR",
+                "Batch with given sender_batch_id already exists",
+            );
+        }
         return (
             StatusCode::BAD_REQUEST,
             axum::Json(json!({

@@ -3,8 +3,22 @@
 
 use super::TestBroker;
 
-fn db(broker: &TestBroker) -> rusqlite::Connection {
+/// The broker's database, opened beside it.
+pub fn db(broker: &TestBroker) -> rusqlite::Connection {
     rusqlite::Connection::open(broker.data_dir().join("broker.sqlite")).unwrap()
+}
+
+/// The summed balances of the accounts of `kind` (of every currency), of
+/// `holder` only when given, in minor units.
+pub fn balance(broker: &TestBroker, kind: &str, holder: Option<&str>) -> i64 {
+    db(broker)
+        .query_row(
+            "SELECT COALESCE(SUM(balance), 0) FROM ledger_accounts
+             WHERE kind = ?1 AND (?2 IS NULL OR holder = ?2)",
+            rusqlite::params![kind, holder],
+            |r| r.get(0),
+        )
+        .unwrap()
 }
 
 /// The wallet balance of account `email` in minor units of USD.
