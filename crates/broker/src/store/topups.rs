@@ -2,7 +2,7 @@
 //! state, crediting one in the same transaction as its ledger transfer, and
 //! the webhook deliveries already handled.
 
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
 
 use super::ledger::{Posted, post_in};
 use super::{Store, StoreError};
@@ -228,7 +228,9 @@ impl Store {
         now: UnixTime,
     ) -> Result<Credit, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        // Immediate: the write lock before the first read, so no other
+        // connection writes between the read and the transfer.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let Some(topup) = tx
             .query_row(
                 &format!("SELECT {COLUMNS} FROM topups WHERE provider = ?1 AND provider_ref = ?2"),
@@ -292,7 +294,9 @@ impl Store {
         now: UnixTime,
     ) -> Result<Option<i64>, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        // Immediate: the wallet's balance read here must still hold when
+        // the transfer is posted.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let (kind, holder) = Account::Wallet(topup.user_id).key();
         let state: String =
             tx.query_row("SELECT state FROM topups WHERE id = ?1", [&topup.id], |r| {
