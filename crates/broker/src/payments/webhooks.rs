@@ -21,7 +21,7 @@ use super::paypal::orders::{self, Capture};
 use super::topup::{apply, settle};
 use super::{PaymentState, Provider, btcpay};
 use crate::broker::Shared;
-use crate::store::{StoreError, TopupRecord, TopupState};
+use crate::store::{Refund, StoreError, TopupRecord, TopupState};
 use crate::time::UnixTime;
 
 /// Largest webhook body read.
@@ -78,6 +78,7 @@ struct RelatedIds {
 #[derive(Deserialize)]
 struct RefundResource {
     id: String,
+    amount: orders::Money,
     #[serde(default)]
     links: Vec<orders::Link>,
 }
@@ -188,35 +189,52 @@ async fn handle_paypal(shared: &Shared, event: &PaypalEvent) -> Result<(), Store
             }
         }
         "PAYMENT.CAPTURE.REFUNDED" | "PAYMENT.CAPTURE.REVERSED" => {
+            // Both carry the refund (full or partial), which links "up" to
+            // the capture it gives back.
             let Ok(refund) = RefundResource::deserialize(&event.resource) else {
+                tracing::warn!(event = %event.id, "a refund event without a refund");
                 return Ok(());
             };
-            // A refund links "up" to the capture it refunds; a reversal is
-            // the capture itself.
             let capture = refund
                 .links
                 .iter()
                 .find(|l| l.rel == "up")
                 .and_then(|l| l.href.rsplit('/').next())
-                .map(str::to_string)
-                .unwrap_or_else(|| refund.id.clone());
-            let refund_id = refund.id.clone();
-            let taken = shared
+                .filter(|c| orders::valid_id(c))
+                .map(str::to_string);
+            let (Some(capture), true) = (capture, orders::valid_id(&refund.id)) else {
+                tracing::warn!(event = %event.id, "a refund event without a valid refund or capture id");
+                return Ok(());
+            };
+            let Ok(amount) = crate::price::parse_price(&refund.amount.value) else {
+                tracing::warn!(event = %event.id, "a refund event with a malformed amount");
+                return Ok(());
+            };
+            let (currency, refund_id) = (refund.amount.currency_code, refund.id);
+            let booked = shared
                 .store
                 .blocking(move |s| -> Result<_, StoreError> {
                     let Some(topup) = s.topup_by_payment(name, &capture)? else {
                         return Ok(None);
                     };
-                    let taken = s.refund_topup(&topup, &refund_id, UnixTime::now())?;
-                    Ok(taken.map(|t| (topup, t)))
+                    if topup.currency.as_str() != currency {
+                        tracing::error!(topup = %topup.id, %refund_id, %currency, "a refund in another currency than its top-up; ask the operator");
+                        return Ok(None);
+                    }
+                    Ok(Some(s.refund_topup(&topup.id, &refund_id, amount, UnixTime::now())?))
                 })
                 .await?;
-            if let Some((topup, taken)) = taken {
-                if taken < topup.amount {
-                    tracing::error!(topup = %topup.id, user = topup.user_id, refunded = topup.amount, taken_back = taken, "a refunded top-up was partly spent; the rest is owed by the renter");
-                } else {
-                    tracing::info!(topup = %topup.id, user = topup.user_id, amount = taken, "a refunded top-up was taken back from the wallet");
+            match booked {
+                Some(Refund::Now { topup, taken, owed }) if owed > 0 => {
+                    tracing::warn!(topup = %topup.id, user = topup.user_id, refunded = amount, taken_back = taken, owed, "a refunded top-up was partly spent; the rest is owed by the renter");
                 }
+                Some(Refund::Now { topup, taken, .. }) => {
+                    tracing::info!(topup = %topup.id, user = topup.user_id, amount = taken, "a refund was taken back from the wallet");
+                }
+                Some(Refund::Refused) => {
+                    tracing::error!(event = %event.id, refunded = amount, "a refund of a top-up not credited or refunded beyond its amount; ask the operator");
+                }
+                Some(Refund::Already) | None => {}
             }
         }
         kind if kind.starts_with("PAYMENT.PAYOUTS-ITEM.") => {

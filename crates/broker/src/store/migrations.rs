@@ -41,6 +41,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!("0015_topups"),
     migration!("0015_federation"),
     migration!("0016_payouts"),
+    migration!("0017_topup_refunded_total"),
 ];
 
 /// How many migrations databases counted by `user_version` always applied
