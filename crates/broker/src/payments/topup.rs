@@ -204,7 +204,7 @@ async fn ask(
                 .as_ref()
                 .ok_or("BTCPay Server is not configured")?;
             let invoice = client.invoice(reference).await.map_err(|e| e.to_string())?;
-            Ok(btcpay::state(&invoice))
+            Ok(btcpay::state(&invoice, topup))
         }
         None => Err(format!("unknown provider {:?}", topup.provider)),
     }

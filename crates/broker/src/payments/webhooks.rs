@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use super::paypal::orders::{self, Capture};
 use super::topup::{apply, settle};
-use super::{PaymentState, Provider, btcpay};
+use super::{Provider, btcpay};
 use crate::broker::Shared;
 use crate::store::{Refund, StoreError, TopupRecord, TopupState};
 use crate::time::UnixTime;
@@ -297,17 +297,25 @@ pub async fn btcpay(
         Ok(false) => {}
         Err(e) => return failed(NAME, e),
     }
-    let state = match event.kind.as_str() {
-        "InvoiceSettled" => Some(PaymentState::Paid { payment_id: None }),
-        "InvoiceExpired" => Some(PaymentState::Expired),
-        "InvoiceInvalid" => Some(PaymentState::Failed(
-            "BTCPay Server marked the payment invalid".into(),
-        )),
-        _ => None,
-    };
+    // The event says only that something happened: the invoice itself
+    // (its status, amount and currency) decides what it means.
+    let settles = matches!(
+        event.kind.as_str(),
+        "InvoiceSettled" | "InvoiceExpired" | "InvoiceInvalid"
+    );
     let invoice = event.invoice_id.as_deref().filter(|i| btcpay::valid_id(i));
-    if let (Some(state), Some(invoice)) = (state, invoice) {
-        match apply(&shared, NAME, invoice, state).await {
+    if let (true, Some(invoice)) = (settles, invoice) {
+        let reference = invoice.to_string();
+        let topup = shared
+            .store
+            .blocking(move |s| s.topup_by_ref(NAME, &reference))
+            .await;
+        match topup {
+            Ok(Some(topup)) if topup.state == TopupState::Pending => {
+                if let Err(e) = settle(&shared, topup).await {
+                    return failed(NAME, format!("delivery {}: {e}", event.delivery_id));
+                }
+            }
             Ok(Some(_)) => {}
             Ok(None) => {
                 tracing::info!(delivery = %event.delivery_id, %invoice, "a BTCPay event for an invoice that is no top-up");
