@@ -79,6 +79,9 @@ pub enum Account {
     Clearing(String),
     /// Payouts sent to owners and not yet confirmed.
     PayoutsInFlight,
+    /// What a renter owes the broker (negative): a top-up the provider
+    /// refunded after the renter had spent it.
+    Receivable(i64),
 }
 
 impl Account {
@@ -91,6 +94,7 @@ impl Account {
             Account::Revenue => ("revenue", String::new()),
             Account::Clearing(provider) => ("clearing", provider.clone()),
             Account::PayoutsInFlight => ("payouts_in_flight", String::new()),
+            Account::Receivable(user) => ("receivable", user.to_string()),
         }
     }
 
@@ -112,6 +116,7 @@ impl fmt::Display for Account {
             Account::Revenue => f.write_str("broker revenue"),
             Account::Clearing(p) => write!(f, "{p} clearing"),
             Account::PayoutsInFlight => f.write_str("payouts in flight"),
+            Account::Receivable(u) => write!(f, "owed by account {u}"),
         }
     }
 }

@@ -190,6 +190,44 @@ async fn forged_and_tampered_signatures_are_refused_and_credit_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_invoice_settled_for_another_amount_or_paid_late_credits_nothing() {
+    let fake = FakeBtcpay::start().await;
+    let (broker, _secrets) = broker_with(&fake, "").await;
+    let mut alice = sign_up(broker.api, "alice@example.org").await;
+    let order = |invoice: &str| {
+        fake.metadata(invoice)["orderId"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (small, other, late) = (
+        top_up(&mut alice, "10").await,
+        top_up(&mut alice, "10").await,
+        top_up(&mut alice, "10").await,
+    );
+    fake.tamper(&small, "1.00", "USD", "None");
+    fake.tamper(&other, "10.00", "EUR", "None");
+    fake.tamper(&late, "10.00", "USD", "PaidLate");
+    for invoice in [&small, &other] {
+        assert_eq!(
+            fake.set_status(invoice, "Settled", "InvoiceSettled").await,
+            Some(200)
+        );
+        assert_eq!(ledger::topup_state(&broker, &order(invoice)), "failed");
+    }
+    assert_eq!(
+        fake.set_status(&late, "Expired", "InvoiceExpired").await,
+        Some(200)
+    );
+    assert_eq!(ledger::topup_state(&broker, &order(&late)), "failed");
+    let page = alice.get(&format!("/wallet/topups/{}", order(&late))).await;
+    assert!(page.body.contains("ask the operator"), "{}", page.body);
+    assert_eq!(ledger::wallet(&broker, "alice@example.org"), 0);
+    assert_eq!(ledger::transfers(&broker, "topup:%"), 0);
+    assert!(fake.problems().is_empty(), "{:?}", fake.problems());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn expired_and_invalid_invoices_credit_nothing() {
     let fake = FakeBtcpay::start().await;
     let (broker, _secrets) = broker_with(&fake, "").await;

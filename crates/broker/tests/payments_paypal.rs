@@ -525,6 +525,35 @@ async fn a_refund_takes_the_top_up_back_from_the_wallet() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn partial_refunds_take_back_exactly_what_they_refund() {
+    let fake = FakePaypal::start().await;
+    let (broker, _secrets) = broker_with(&fake, "").await;
+    let mut alice = sign_up(broker.api, "alice@example.org").await;
+    let token = create_token(&mut alice, "t").await;
+    let order = FakePaypal::order_of_link(&top_up(&mut alice, "8").await);
+    fake.approve(&order).await;
+    wait_for("the top-up to be credited", DEADLINE, || async {
+        (ledger::wallet(&broker, "alice@example.org") == 800).then_some(())
+    })
+    .await;
+    assert_eq!(fake.refund_part(&order, "3.00").await, Some(200));
+    assert_eq!(ledger::wallet(&broker, "alice@example.org"), 500);
+    assert_eq!(topups(&broker, &token).await[0]["state"], "credited");
+    // Every delivery again changes nothing.
+    for d in fake.deliveries() {
+        assert_eq!(fake.deliver(&d).await, 200);
+    }
+    assert_eq!(ledger::wallet(&broker, "alice@example.org"), 500);
+    // The rest, in a second refund, refunds the top-up.
+    assert_eq!(fake.refund_part(&order, "5.00").await, Some(200));
+    assert_eq!(ledger::wallet(&broker, "alice@example.org"), 0);
+    assert_eq!(topups(&broker, &token).await[0]["state"], "refunded");
+    assert_eq!(ledger::transfers(&broker, "refund:%"), 2);
+    assert_eq!(ledger::problems(&broker), 0);
+    assert!(fake.problems().is_empty(), "{:?}", fake.problems());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_unpaid_top_up_expires() {
     let fake = FakePaypal::start().await;
     let (broker, _secrets) =
@@ -539,6 +568,40 @@ async fn an_unpaid_top_up_expires() {
     let wallet = alice.get("/wallet").await;
     assert!(!wallet.body.contains("pending-topups"), "{}", wallet.body);
     assert_eq!(ledger::wallet(&broker, "alice@example.org"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_approved_top_up_does_not_expire_while_paypal_fails() {
+    let fake = FakePaypal::start().await;
+    let (broker, _secrets) =
+        broker_with(&fake, "reconcile_every_secs = 1\nexpire_after_secs = 2\n").await;
+    let mut alice = sign_up(broker.api, "alice@example.org").await;
+    let token = create_token(&mut alice, "t").await;
+    // The renter pays, the webhook is lost, and PayPal answers nothing but
+    // errors until well past the expiry.
+    fake.drop_webhooks(true);
+    let order = FakePaypal::order_of_link(&top_up(&mut alice, "5.55").await);
+    fake.fail_next(1_000_000);
+    fake.approve(&order).await;
+    let asked = fake.count("token") + fake.count("get");
+    wait_for(
+        "four reconciliation passes past the expiry",
+        DEADLINE,
+        || async { (fake.count("token") + fake.count("get") >= asked + 4).then_some(()) },
+    )
+    .await;
+    assert_eq!(topups(&broker, &token).await[0]["state"], "pending");
+    assert_eq!(ledger::wallet(&broker, "alice@example.org"), 0);
+    // PayPal answers again: the payment is captured and credited, once.
+    fake.fail_next(0);
+    wait_for("reconciliation to capture and credit", DEADLINE, || async {
+        (ledger::wallet(&broker, "alice@example.org") == 555).then_some(())
+    })
+    .await;
+    assert_eq!(topups(&broker, &token).await[0]["state"], "credited");
+    assert_eq!(fake.count("capture"), 1);
+    assert_eq!(ledger::problems(&broker), 0);
+    assert!(fake.problems().is_empty(), "{:?}", fake.problems());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -108,6 +108,9 @@ pub struct Invoice {
     pub amount: Option<String>,
     #[serde(default)]
     pub currency: Option<String>,
+    /// `None`, `PaidPartial`, `PaidLate`, `PaidOver`, `Marked`, `Invalid`.
+    #[serde(default)]
+    pub additional_status: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -214,10 +217,51 @@ impl BtcpayClient {
     }
 }
 
-/// What `invoice` means for a top-up.
-pub fn state(invoice: &Invoice) -> PaymentState {
+/// An invoice amount as BTCPay writes it (`"10"`, `"10.5"`, `"10.50000"`)
+/// in minor units; `None` if it is not a whole number of them.
+fn minor_units(text: &str) -> Option<i64> {
+    let text = match text.split_once('.') {
+        Some((whole, frac)) => {
+            let frac = frac.trim_end_matches('0');
+            if frac.is_empty() {
+                whole.to_string()
+            } else {
+                format!("{whole}.{frac}")
+            }
+        }
+        None => text.to_string(),
+    };
+    crate::price::parse_price(&text).ok()
+}
+
+/// What `invoice` means for `topup`: paid only if settled for the top-up's
+/// amount and currency. An expired invoice that received money is not
+/// simply expired: the operator must look at it.
+pub fn state(invoice: &Invoice, topup: &TopupRecord) -> PaymentState {
     match invoice.status.as_str() {
-        "Settled" => PaymentState::Paid { payment_id: None },
+        "Settled" => {
+            let amount = invoice.amount.as_deref().and_then(minor_units);
+            let currency = invoice.currency.as_deref();
+            if amount == Some(topup.amount) && currency == Some(topup.currency.as_str()) {
+                PaymentState::Paid { payment_id: None }
+            } else {
+                PaymentState::Failed(format!(
+                    "BTCPay Server settled an invoice for other than {} {}; ask the operator",
+                    amount_text(topup.amount),
+                    topup.currency
+                ))
+            }
+        }
+        "Expired"
+            if matches!(
+                invoice.additional_status.as_deref(),
+                Some("PaidPartial" | "PaidLate")
+            ) =>
+        {
+            PaymentState::Failed(
+                "BTCPay Server received a partial or late payment; ask the operator".into(),
+            )
+        }
         "Expired" => PaymentState::Expired,
         "Invalid" => PaymentState::Failed("BTCPay Server marked the payment invalid".into()),
         _ => PaymentState::Waiting,

@@ -1,8 +1,12 @@
 //! Reconciliation: every so often the broker asks the providers about
 //! pending top-ups, oldest first and a bounded batch at a time, so a top-up
 //! whose webhook was lost (or whose renter never came back from PayPal to
-//! have it captured) is still credited, exactly once. A top-up the
-//! provider never took on, or that stays unpaid too long, is closed.
+//! have it captured) is still credited, exactly once. A top-up is closed
+//! only on a definite answer: the provider says it failed or expired (an
+//! unapproved PayPal order past the expiry counts as expired), or the
+//! provider never took it on. A provider that cannot be reached, or that
+//! says the payment is still on its way, leaves the top-up pending, to be
+//! asked about again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,7 +54,6 @@ pub async fn reconcile_once(shared: &Shared) -> Result<(), StoreError> {
             s.topups_to_check(recently, BATCH)
         })
         .await?;
-    let expire_after = secs(settings.expire_after);
     for topup in pending {
         let id = topup.id.clone();
         let age = now.0 - topup.created_at;
@@ -66,8 +69,6 @@ pub async fn reconcile_once(shared: &Shared) -> Result<(), StoreError> {
                 TopupState::Failed,
                 "the payment provider never took the payment on",
             ))
-        } else if age > expire_after {
-            Some((TopupState::Expired, "not paid in time"))
         } else {
             None
         };

@@ -53,7 +53,8 @@ pub enum PaymentSettingsError {
 pub struct FilePayments {
     /// How often pending top-ups are checked with their provider.
     pub reconcile_every_secs: Option<u64>,
-    /// A top-up still unpaid this long after it was made is given up.
+    /// A PayPal order the renter has not approved this long after it was
+    /// made is given up (BTCPay invoices expire by themselves).
     pub expire_after_secs: Option<u64>,
     pub paypal: Option<FilePaypal>,
     pub btcpay: Option<FileBtcpay>,

@@ -180,6 +180,14 @@ async fn ask(
                 .await
                 .map_err(|e| e.to_string())?;
             match paypal::orders::state(&order, topup) {
+                PaymentState::Waiting
+                    if paypal::orders::unapproved(&order)
+                        && UnixTime::now().0 - topup.created_at
+                            > i64::try_from(shared.payments.settings.expire_after.as_secs())
+                                .unwrap_or(i64::MAX) =>
+                {
+                    Ok(PaymentState::Expired)
+                }
                 PaymentState::Approved => {
                     let captured = paypal::orders::capture(client, topup, reference)
                         .await
@@ -196,7 +204,7 @@ async fn ask(
                 .as_ref()
                 .ok_or("BTCPay Server is not configured")?;
             let invoice = client.invoice(reference).await.map_err(|e| e.to_string())?;
-            Ok(btcpay::state(&invoice))
+            Ok(btcpay::state(&invoice, topup))
         }
         None => Err(format!("unknown provider {:?}", topup.provider)),
     }

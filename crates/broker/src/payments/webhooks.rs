@@ -19,9 +19,9 @@ use serde::Deserialize;
 
 use super::paypal::orders::{self, Capture};
 use super::topup::{apply, settle};
-use super::{PaymentState, Provider, btcpay};
+use super::{Provider, btcpay};
 use crate::broker::Shared;
-use crate::store::{StoreError, TopupRecord, TopupState};
+use crate::store::{Refund, StoreError, TopupRecord, TopupState};
 use crate::time::UnixTime;
 
 /// Largest webhook body read.
@@ -78,6 +78,7 @@ struct RelatedIds {
 #[derive(Deserialize)]
 struct RefundResource {
     id: String,
+    amount: orders::Money,
     #[serde(default)]
     links: Vec<orders::Link>,
 }
@@ -188,35 +189,52 @@ async fn handle_paypal(shared: &Shared, event: &PaypalEvent) -> Result<(), Store
             }
         }
         "PAYMENT.CAPTURE.REFUNDED" | "PAYMENT.CAPTURE.REVERSED" => {
+            // Both carry the refund (full or partial), which links "up" to
+            // the capture it gives back.
             let Ok(refund) = RefundResource::deserialize(&event.resource) else {
+                tracing::warn!(event = %event.id, "a refund event without a refund");
                 return Ok(());
             };
-            // A refund links "up" to the capture it refunds; a reversal is
-            // the capture itself.
             let capture = refund
                 .links
                 .iter()
                 .find(|l| l.rel == "up")
                 .and_then(|l| l.href.rsplit('/').next())
-                .map(str::to_string)
-                .unwrap_or_else(|| refund.id.clone());
-            let refund_id = refund.id.clone();
-            let taken = shared
+                .filter(|c| orders::valid_id(c))
+                .map(str::to_string);
+            let (Some(capture), true) = (capture, orders::valid_id(&refund.id)) else {
+                tracing::warn!(event = %event.id, "a refund event without a valid refund or capture id");
+                return Ok(());
+            };
+            let Ok(amount) = crate::price::parse_price(&refund.amount.value) else {
+                tracing::warn!(event = %event.id, "a refund event with a malformed amount");
+                return Ok(());
+            };
+            let (currency, refund_id) = (refund.amount.currency_code, refund.id);
+            let booked = shared
                 .store
                 .blocking(move |s| -> Result<_, StoreError> {
                     let Some(topup) = s.topup_by_payment(name, &capture)? else {
                         return Ok(None);
                     };
-                    let taken = s.refund_topup(&topup, &refund_id, UnixTime::now())?;
-                    Ok(taken.map(|t| (topup, t)))
+                    if topup.currency.as_str() != currency {
+                        tracing::error!(topup = %topup.id, %refund_id, %currency, "a refund in another currency than its top-up; ask the operator");
+                        return Ok(None);
+                    }
+                    Ok(Some(s.refund_topup(&topup.id, &refund_id, amount, UnixTime::now())?))
                 })
                 .await?;
-            if let Some((topup, taken)) = taken {
-                if taken < topup.amount {
-                    tracing::error!(topup = %topup.id, user = topup.user_id, refunded = topup.amount, taken_back = taken, "a refunded top-up was partly spent; the rest is owed by the renter");
-                } else {
-                    tracing::info!(topup = %topup.id, user = topup.user_id, amount = taken, "a refunded top-up was taken back from the wallet");
+            match booked {
+                Some(Refund::Now { topup, taken, owed }) if owed > 0 => {
+                    tracing::warn!(topup = %topup.id, user = topup.user_id, refunded = amount, taken_back = taken, owed, "a refunded top-up was partly spent; the rest is owed by the renter");
                 }
+                Some(Refund::Now { topup, taken, .. }) => {
+                    tracing::info!(topup = %topup.id, user = topup.user_id, amount = taken, "a refund was taken back from the wallet");
+                }
+                Some(Refund::Refused) => {
+                    tracing::error!(event = %event.id, refunded = amount, "a refund of a top-up not credited or refunded beyond its amount; ask the operator");
+                }
+                Some(Refund::Already) | None => {}
             }
         }
         kind if kind.starts_with("PAYMENT.PAYOUTS-ITEM.") => {
@@ -279,17 +297,25 @@ pub async fn btcpay(
         Ok(false) => {}
         Err(e) => return failed(NAME, e),
     }
-    let state = match event.kind.as_str() {
-        "InvoiceSettled" => Some(PaymentState::Paid { payment_id: None }),
-        "InvoiceExpired" => Some(PaymentState::Expired),
-        "InvoiceInvalid" => Some(PaymentState::Failed(
-            "BTCPay Server marked the payment invalid".into(),
-        )),
-        _ => None,
-    };
+    // The event says only that something happened: the invoice itself
+    // (its status, amount and currency) decides what it means.
+    let settles = matches!(
+        event.kind.as_str(),
+        "InvoiceSettled" | "InvoiceExpired" | "InvoiceInvalid"
+    );
     let invoice = event.invoice_id.as_deref().filter(|i| btcpay::valid_id(i));
-    if let (Some(state), Some(invoice)) = (state, invoice) {
-        match apply(&shared, NAME, invoice, state).await {
+    if let (true, Some(invoice)) = (settles, invoice) {
+        let reference = invoice.to_string();
+        let topup = shared
+            .store
+            .blocking(move |s| s.topup_by_ref(NAME, &reference))
+            .await;
+        match topup {
+            Ok(Some(topup)) if topup.state == TopupState::Pending => {
+                if let Err(e) = settle(&shared, topup).await {
+                    return failed(NAME, format!("delivery {}: {e}", event.delivery_id));
+                }
+            }
             Ok(Some(_)) => {}
             Ok(None) => {
                 tracing::info!(delivery = %event.delivery_id, %invoice, "a BTCPay event for an invoice that is no top-up");

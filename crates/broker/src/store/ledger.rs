@@ -44,6 +44,7 @@ fn account_of(kind: &str, holder: &str) -> Option<Account> {
         "revenue" => Some(Account::Revenue),
         "clearing" => Some(Account::Clearing(holder.to_string())),
         "payouts_in_flight" => Some(Account::PayoutsInFlight),
+        "receivable" => holder.parse().ok().map(Account::Receivable),
         _ => None,
     }
 }

@@ -43,6 +43,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!("0016_payouts"),
     migration!("0016_leases"),
     migration!("0017_payout_send_attempts"),
+    migration!("0017_topup_refunded_total"),
 ];
 
 /// How many migrations databases counted by `user_version` always applied

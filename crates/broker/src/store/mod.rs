@@ -39,7 +39,7 @@ pub use payouts::{
     BucketSum, Earning, Outcome, PayoutRecord, PayoutState, Settled, Started, Sum, payout_id,
 };
 pub use sandboxes::{AccessFacts, RentalRecord, RentalState, RenterTerms, VerificationRecord};
-pub use topups::{Credit, TopupRecord, TopupState};
+pub use topups::{Credit, Refund, TopupRecord, TopupState};
 pub use uptime::JOIN_GAP_SECS;
 
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! state, crediting one in the same transaction as its ledger transfer, and
 //! the webhook deliveries already handled.
 
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
 
 use super::ledger::{Posted, post_in};
 use super::{Store, StoreError};
@@ -57,6 +57,8 @@ pub struct TopupRecord {
     /// The provider's id for the payment, once it made one.
     pub provider_ref: Option<String>,
     pub amount: i64,
+    /// How much of it the provider refunded so far.
+    pub refunded: i64,
     pub currency: Currency,
     pub state: TopupState,
     pub detail: String,
@@ -76,7 +78,7 @@ impl TopupRecord {
 }
 
 const COLUMNS: &str = "id, user_id, provider, provider_ref, amount, currency, state, detail,
-                       checkout_url, created_at, updated_at, checked_at";
+                       checkout_url, created_at, updated_at, checked_at, refunded";
 
 fn record(r: &Row<'_>) -> rusqlite::Result<TopupRecord> {
     let bad = |i, e: String| {
@@ -97,6 +99,7 @@ fn record(r: &Row<'_>) -> rusqlite::Result<TopupRecord> {
         created_at: r.get(9)?,
         updated_at: r.get(10)?,
         checked_at: r.get(11)?,
+        refunded: r.get(12)?,
     })
 }
 
@@ -109,6 +112,23 @@ pub enum Credit {
     Already(TopupRecord),
     /// No top-up has this reference.
     Unknown,
+}
+
+/// What recording a provider's refund of a top-up did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refund {
+    /// The refund was booked now: `taken` back out of the wallet, and
+    /// `owed` (what the wallet no longer held) to the renter's receivable.
+    Now {
+        topup: Box<TopupRecord>,
+        taken: i64,
+        owed: i64,
+    },
+    /// This refund was booked before; nothing changed.
+    Already,
+    /// The top-up is not credited, or the refund is more than is left of
+    /// it; nothing changed.
+    Refused,
 }
 
 impl Store {
@@ -228,7 +248,9 @@ impl Store {
         now: UnixTime,
     ) -> Result<Credit, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        // Immediate: the write lock before the first read, so no other
+        // connection writes between the read and the transfer.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let Some(topup) = tx
             .query_row(
                 &format!("SELECT {COLUMNS} FROM topups WHERE provider = ?1 AND provider_ref = ?2"),
@@ -282,25 +304,50 @@ impl Store {
         )? == 1)
     }
 
-    /// Takes a refunded top-up's money back out of the wallet (as far as it
-    /// reaches) in the same transaction that marks it refunded. What was
-    /// taken back; `None` if the top-up was not credited.
+    /// Books `provider`'s refund `refund_id` of `amount` (minor units) of
+    /// top-up `id`, once: one transfer named by the refund, giving the
+    /// provider's clearing account `amount`, taken out of the renter's
+    /// wallet as far as it reaches and the rest owed by the renter; in the
+    /// same transaction the refunded total grows, and the top-up is
+    /// refunded once that reaches its amount.
     pub fn refund_topup(
         &self,
-        topup: &TopupRecord,
+        id: &str,
         refund_id: &str,
+        amount: i64,
         now: UnixTime,
-    ) -> Result<Option<i64>, StoreError> {
+    ) -> Result<Refund, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let (kind, holder) = Account::Wallet(topup.user_id).key();
-        let state: String =
-            tx.query_row("SELECT state FROM topups WHERE id = ?1", [&topup.id], |r| {
-                r.get(0)
-            })?;
-        if state != "credited" {
-            return Ok(None);
+        // Immediate: the wallet's balance read here must still hold when
+        // the transfer is posted.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let Some(topup) = tx
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM topups WHERE id = ?1"),
+                [id],
+                record,
+            )
+            .optional()?
+        else {
+            return Ok(Refund::Refused);
+        };
+        let transfer_id = TransferId::derive("refund", &[&topup.provider, refund_id])?;
+        let posted: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM ledger_transfers WHERE id = ?1)",
+            [transfer_id.as_str()],
+            |r| r.get(0),
+        )?;
+        if posted {
+            return Ok(Refund::Already);
         }
+        if topup.state != TopupState::Credited
+            || amount <= 0
+            || amount > topup.amount - topup.refunded
+        {
+            return Ok(Refund::Refused);
+        }
+        let wallet = Account::Wallet(topup.user_id);
+        let (kind, holder) = wallet.key();
         let balance: i64 = tx
             .query_row(
                 "SELECT balance FROM ledger_accounts WHERE kind = ?1 AND holder = ?2 AND currency = ?3",
@@ -309,24 +356,39 @@ impl Store {
             )
             .optional()?
             .unwrap_or(0);
-        let taken = balance.min(topup.amount);
+        let taken = balance.clamp(0, amount);
+        let owed = amount - taken;
+        let mut legs = vec![(Account::Clearing(topup.provider.clone()), amount)];
         if taken > 0 {
-            let transfer = Transfer::simple(
-                TransferId::derive("refund", &[&topup.provider, refund_id])?,
-                topup.currency.clone(),
-                "top-up refunded by the payment provider",
-                Account::Wallet(topup.user_id),
-                Account::Clearing(topup.provider.clone()),
-                taken,
-            )?;
-            post_in(&tx, &transfer, now)?;
+            legs.push((wallet, -taken));
         }
+        if owed > 0 {
+            legs.push((Account::Receivable(topup.user_id), -owed));
+        }
+        let transfer = Transfer::new(
+            transfer_id,
+            topup.currency.clone(),
+            "top-up refunded by the payment provider",
+            legs,
+        )?;
+        post_in(&tx, &transfer, now)?;
         tx.execute(
-            "UPDATE topups SET state = 'refunded', updated_at = ?2 WHERE id = ?1",
-            params![topup.id, now.0],
+            "UPDATE topups SET refunded = refunded + ?2, updated_at = ?3,
+                    state = CASE WHEN refunded + ?2 >= amount THEN 'refunded' ELSE state END
+             WHERE id = ?1",
+            params![topup.id, amount, now.0],
+        )?;
+        let topup = tx.query_row(
+            &format!("SELECT {COLUMNS} FROM topups WHERE id = ?1"),
+            [&topup.id],
+            record,
         )?;
         tx.commit()?;
-        Ok(Some(taken))
+        Ok(Refund::Now {
+            topup: Box::new(topup),
+            taken,
+            owed,
+        })
     }
 
     /// Up to `limit` pending top-ups not checked since `checked_before`,
@@ -488,11 +550,18 @@ mod tests {
 
         // A refund takes it back once; a late credit changes nothing.
         let t = store.topup_by_payment("paypal", "CAP-1").unwrap().unwrap();
+        assert!(matches!(
+            store.refund_topup(&t.id, "R-1", 1250, UnixTime(6)).unwrap(),
+            Refund::Now {
+                taken: 1250,
+                owed: 0,
+                ..
+            }
+        ));
         assert_eq!(
-            store.refund_topup(&t, "R-1", UnixTime(6)).unwrap(),
-            Some(1250)
+            store.refund_topup(&t.id, "R-1", 1250, UnixTime(7)).unwrap(),
+            Refund::Already
         );
-        assert_eq!(store.refund_topup(&t, "R-1", UnixTime(7)).unwrap(), None);
         store
             .credit_topup("paypal", "ORDER-1", None, "m", UnixTime(8))
             .unwrap();
@@ -500,6 +569,79 @@ mod tests {
         assert_eq!(
             store.topup("top-1").unwrap().unwrap().state,
             TopupState::Refunded
+        );
+        assert!(store.ledger_problems().unwrap().is_empty());
+    }
+
+    #[test]
+    fn partial_refunds_take_back_what_they_refund_and_book_what_was_spent() {
+        let (_dir, store, user) = store_with_topup();
+        let usd = Currency::parse("USD").unwrap();
+        let balance = |s: &Store, a: Account| s.balance(&a, &usd).unwrap();
+        store
+            .set_topup_checkout("top-1", "ORDER-1", "https://pay/1", UnixTime(2))
+            .unwrap();
+        store
+            .credit_topup("paypal", "ORDER-1", Some("CAP-1"), "m", UnixTime(3))
+            .unwrap();
+        // 3.00 of the 12.50 refunded: exactly that leaves the wallet.
+        let Refund::Now { topup, taken, owed } = store
+            .refund_topup("top-1", "R-1", 300, UnixTime(4))
+            .unwrap()
+        else {
+            panic!("booked now");
+        };
+        assert_eq!((taken, owed, topup.refunded), (300, 0, 300));
+        assert_eq!(topup.state, TopupState::Credited);
+        assert_eq!(balance(&store, Account::Wallet(user)), 950);
+        // The renter spends 9.00; a refund of 5.00 takes the 0.50 left and
+        // books the 4.50 as owed by the renter.
+        store
+            .post(
+                &Transfer::simple(
+                    TransferId::derive("spent", &["1"]).unwrap(),
+                    usd.clone(),
+                    "rent",
+                    Account::Wallet(user),
+                    Account::Revenue,
+                    900,
+                )
+                .unwrap(),
+                UnixTime(5),
+            )
+            .unwrap();
+        let Refund::Now { topup, taken, owed } = store
+            .refund_topup("top-1", "R-2", 500, UnixTime(6))
+            .unwrap()
+        else {
+            panic!("booked now");
+        };
+        assert_eq!((taken, owed, topup.refunded), (50, 450, 800));
+        assert_eq!(topup.state, TopupState::Credited);
+        assert_eq!(balance(&store, Account::Wallet(user)), 0);
+        assert_eq!(balance(&store, Account::Receivable(user)), -450);
+        assert_eq!(balance(&store, Account::Clearing("paypal".into())), -450);
+        // More than is left is refused; the rest refunds it in full.
+        assert_eq!(
+            store
+                .refund_topup("top-1", "R-3", 451, UnixTime(7))
+                .unwrap(),
+            Refund::Refused
+        );
+        let Refund::Now { topup, owed, .. } = store
+            .refund_topup("top-1", "R-3", 450, UnixTime(7))
+            .unwrap()
+        else {
+            panic!("booked now");
+        };
+        assert_eq!((owed, topup.refunded), (450, 1250));
+        assert_eq!(topup.state, TopupState::Refunded);
+        assert_eq!(balance(&store, Account::Receivable(user)), -900);
+        assert_eq!(
+            store
+                .refund_topup("top-1", "R-2", 500, UnixTime(8))
+                .unwrap(),
+            Refund::Already
         );
         assert!(store.ledger_problems().unwrap().is_empty());
     }

@@ -40,6 +40,7 @@ struct Invoice {
     status: String,
     amount: String,
     currency: String,
+    additional_status: String,
     metadata: Value,
 }
 
@@ -79,7 +80,7 @@ fn invoice_json(base: &str, i: &Invoice) -> Value {
         "type": "Standard",
         "checkoutLink": format!("{base}/i/{}", i.id),
         "status": i.status,
-        "additionalStatus": "None",
+        "additionalStatus": i.additional_status,
         "createdTime": 1767225600,
         "expirationTime": 1767226500,
         "monitoringExpiration": 1767312900,
@@ -172,6 +173,16 @@ impl FakeBtcpay {
     /// The metadata the broker gave invoice `id`.
     pub fn metadata(&self, id: &str) -> Value {
         self.inner.lock().unwrap().invoices[id].metadata.clone()
+    }
+
+    /// Invoice `id` is changed at the server (as an invoice edited or
+    /// forged there would be): its amount, currency and additional status.
+    pub fn tamper(&self, id: &str, amount: &str, currency: &str, additional_status: &str) {
+        let mut inner = self.inner.lock().unwrap();
+        let i = inner.invoices.get_mut(id).expect("an invoice");
+        i.amount = amount.into();
+        i.currency = currency.into();
+        i.additional_status = additional_status.into();
     }
 
     /// Invoice `id` moves to `status` (Settled, Expired, Invalid…) and
@@ -336,6 +347,7 @@ async fn create(
         status: "New".into(),
         amount: amount.into(),
         currency: currency.into(),
+        additional_status: "None".into(),
         metadata: body["metadata"].clone(),
     };
     let base = format!(

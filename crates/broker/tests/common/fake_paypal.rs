@@ -187,10 +187,16 @@ impl FakePaypal {
         (o.status.clone(), o.capture.as_ref().map(|c| c.1.clone()))
     }
 
-    /// The merchant refunds order `id`'s capture in full; PayPal sends
-    /// PAYMENT.CAPTURE.REFUNDED about the refund, which links "up" to the
-    /// capture.
+    /// The merchant refunds order `id`'s capture in full.
     pub async fn refund(&self, id: &str) -> Option<u16> {
+        let value = self.inner.lock().unwrap().orders[id].value.clone();
+        self.refund_part(id, &value).await
+    }
+
+    /// The merchant refunds `value` of order `id`'s capture; PayPal sends
+    /// PAYMENT.CAPTURE.REFUNDED about the refund (full or partial), which
+    /// links "up" to the capture.
+    pub async fn refund_part(&self, id: &str, value: &str) -> Option<u16> {
         let resource = {
             let mut inner = self.inner.lock().unwrap();
             let refund = inner.id("1JU0");
@@ -199,7 +205,7 @@ impl FakePaypal {
             json!({
                 "id": refund,
                 "status": "COMPLETED",
-                "amount": { "currency_code": o.currency, "value": o.value },
+                "amount": { "currency_code": o.currency, "value": value },
                 "links": [
                     { "href": format!("https://api-m.sandbox.paypal.com/v2/payments/refunds/{refund}"), "rel": "self", "method": "GET" },
                     { "href": format!("https://api-m.sandbox.paypal.com/v2/payments/captures/{capture}"), "rel": "up", "method": "GET" },

@@ -158,6 +158,19 @@ pub fn capture_state(capture: &Capture, topup: &TopupRecord) -> PaymentState {
     }
 }
 
+/// Whether the renter has not approved `order` at PayPal yet: nothing can
+/// have been paid through it.
+pub fn unapproved(order: &Order) -> bool {
+    matches!(
+        order.status.as_str(),
+        "CREATED" | "SAVED" | "PAYER_ACTION_REQUIRED"
+    ) && order
+        .purchase_units
+        .iter()
+        .filter_map(|u| u.payments.as_ref())
+        .all(|p| p.captures.is_empty())
+}
+
 /// What `order` means for `topup`.
 pub fn state(order: &Order, topup: &TopupRecord) -> PaymentState {
     let captures: Vec<&Capture> = order
