@@ -93,12 +93,6 @@ pub const NOT_IN_CENTS: &[&str] = &[
     "LYD", "OMR", "PYG", "RWF", "TND", "TWD", "UGX", "VND", "VUV", "XAF", "XOF", "XPF",
 ];
 
-/// An amount in minor units as providers write it: `1234` is `"12.34"`,
-/// with no float in between.
-pub fn amount_text(minor: i64) -> String {
-    format!("{}.{:02}", minor / 100, minor % 100)
-}
-
 /// The providers this broker is configured for, with their clients.
 pub struct Payments {
     pub settings: PaymentSettings,
@@ -133,15 +127,5 @@ impl Payments {
             out.push(Provider::Btcpay);
         }
         out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn amounts_are_written_exactly() {
-        assert_eq!(super::amount_text(1234), "12.34");
-        assert_eq!(super::amount_text(5), "0.05");
-        assert_eq!(super::amount_text(100_000_000), "1000000.00");
     }
 }
