@@ -93,9 +93,15 @@ pub const NOT_IN_CENTS: &[&str] = &[
     "LYD", "OMR", "PYG", "RWF", "TND", "TWD", "UGX", "VND", "VUV", "XAF", "XOF", "XPF",
 ];
 
+/// PayPal webhook deliveries verified with PayPal at once, at most: each
+/// costs an outbound call, and anyone can post one.
+const VERIFYING_AT_ONCE: usize = 4;
+
 /// The providers this broker is configured for, with their clients.
 pub struct Payments {
     pub settings: PaymentSettings,
+    /// Slots for verifying a PayPal webhook delivery with PayPal.
+    pub verifying: tokio::sync::Semaphore,
     pub paypal: Option<paypal::PaypalClient>,
     pub btcpay: Option<btcpay::BtcpayClient>,
 }
@@ -114,6 +120,7 @@ impl Payments {
                 .map(btcpay::BtcpayClient::new)
                 .transpose()?,
             settings,
+            verifying: tokio::sync::Semaphore::new(VERIFYING_AT_ONCE),
         })
     }
 

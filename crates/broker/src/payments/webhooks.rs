@@ -99,6 +99,10 @@ pub async fn paypal(
     if !valid_id(&event.id) {
         return bad(NAME, "the event id is malformed");
     }
+    let Ok(_slot) = shared.payments.verifying.try_acquire() else {
+        tracing::warn!(provider = NAME, event = %event.id, "too many webhook deliveries being verified; refused one");
+        return answer(StatusCode::SERVICE_UNAVAILABLE, "busy; try again later\n");
+    };
     match client.verify_webhook(&headers, &body).await {
         Ok(true) => {}
         Ok(false) => {
