@@ -554,6 +554,32 @@ async fn partial_refunds_take_back_exactly_what_they_refund() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_webhook_deliveries_is_verified_a_few_at_a_time() {
+    let fake = FakePaypal::start().await;
+    let (broker, _secrets) = broker_with(&fake, "").await;
+    let mut alice = sign_up(broker.api, "alice@example.org").await;
+    fake.drop_webhooks(true);
+    let order = FakePaypal::order_of_link(&top_up(&mut alice, "3").await);
+    fake.approve(&order).await;
+    let delivery = fake.deliveries().pop().unwrap();
+    fake.slow(Some(std::time::Duration::from_secs(2)));
+    let answers = futures_util::future::join_all((0..12).map(|_| fake.deliver(&delivery))).await;
+    fake.slow(None);
+    assert!(
+        answers.iter().all(|s| [200, 503].contains(s)),
+        "{answers:?}"
+    );
+    assert!(answers.contains(&503), "{answers:?}");
+    assert!(fake.count("verify") <= 4, "{}", fake.count("verify"));
+    // The broker is up, and a repeat once the flood is over is handled.
+    assert_eq!(fake.deliver(&delivery).await, 200);
+    wait_for("the top-up to be credited", DEADLINE, || async {
+        (ledger::wallet(&broker, "alice@example.org") == 300).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_unpaid_top_up_expires() {
     let fake = FakePaypal::start().await;
     let (broker, _secrets) =

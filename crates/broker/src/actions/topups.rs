@@ -6,8 +6,9 @@ use serde::Serialize;
 
 use super::Actor;
 use crate::broker::Shared;
+use crate::payments::Provider;
 use crate::payments::topup::{self, TopupError};
-use crate::payments::{Provider, amount_text};
+use crate::price::show_price;
 use crate::store::{StoreError, TopupRecord, TopupState};
 use crate::time::UnixTime;
 
@@ -58,7 +59,7 @@ impl From<TopupRecord> for Topup {
             id: t.id,
             provider: Provider::parse(&t.provider).map_or("unknown", Provider::name),
             amount_cents: t.amount,
-            amount: amount_text(t.amount),
+            amount: show_price(t.amount),
             currency: t.currency.to_string(),
             state: t.state.as_str(),
             detail: Some(t.detail).filter(|d| !d.is_empty()),

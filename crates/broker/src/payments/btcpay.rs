@@ -16,7 +16,8 @@ use serde::Deserialize;
 use super::http::{HttpError, client, read_body};
 use super::settings::{PaymentSettingsError, Secret, base_url, required, secret, timeout};
 use super::signature::{constant_time_eq, hmac_sha256};
-use super::{Checkout, PaymentState, amount_text};
+use super::{Checkout, PaymentState};
+use crate::price::show_price;
 use crate::store::TopupRecord;
 
 /// Where the API key comes from when no file is named.
@@ -167,7 +168,7 @@ impl BtcpayClient {
         redirect_url: &str,
     ) -> Result<Checkout, BtcpayError> {
         let body = serde_json::json!({
-            "amount": amount_text(topup.amount),
+            "amount": show_price(topup.amount),
             "currency": topup.currency.as_str(),
             "metadata": {
                 "orderId": topup.id,
@@ -247,7 +248,7 @@ pub fn state(invoice: &Invoice, topup: &TopupRecord) -> PaymentState {
             } else {
                 PaymentState::Failed(format!(
                     "BTCPay Server settled an invoice for other than {} {}; ask the operator",
-                    amount_text(topup.amount),
+                    show_price(topup.amount),
                     topup.currency
                 ))
             }

@@ -93,15 +93,15 @@ pub const NOT_IN_CENTS: &[&str] = &[
     "LYD", "OMR", "PYG", "RWF", "TND", "TWD", "UGX", "VND", "VUV", "XAF", "XOF", "XPF",
 ];
 
-/// An amount in minor units as providers write it: `1234` is `"12.34"`,
-/// with no float in between.
-pub fn amount_text(minor: i64) -> String {
-    format!("{}.{:02}", minor / 100, minor % 100)
-}
+/// PayPal webhook deliveries verified with PayPal at once, at most: each
+/// costs an outbound call, and anyone can post one.
+const VERIFYING_AT_ONCE: usize = 4;
 
 /// The providers this broker is configured for, with their clients.
 pub struct Payments {
     pub settings: PaymentSettings,
+    /// Slots for verifying a PayPal webhook delivery with PayPal.
+    pub verifying: tokio::sync::Semaphore,
     pub paypal: Option<paypal::PaypalClient>,
     pub btcpay: Option<btcpay::BtcpayClient>,
 }
@@ -120,6 +120,7 @@ impl Payments {
                 .map(btcpay::BtcpayClient::new)
                 .transpose()?,
             settings,
+            verifying: tokio::sync::Semaphore::new(VERIFYING_AT_ONCE),
         })
     }
 
@@ -133,15 +134,5 @@ impl Payments {
             out.push(Provider::Btcpay);
         }
         out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn amounts_are_written_exactly() {
-        assert_eq!(super::amount_text(1234), "12.34");
-        assert_eq!(super::amount_text(5), "0.05");
-        assert_eq!(super::amount_text(100_000_000), "1000000.00");
     }
 }

@@ -22,8 +22,8 @@ pub enum TopupError {
     NotOffered(&'static str),
     #[error(
         "a top-up is from {} to {}",
-        super::amount_text(MIN_AMOUNT),
-        super::amount_text(MAX_AMOUNT)
+        crate::price::show_price(MIN_AMOUNT),
+        crate::price::show_price(MAX_AMOUNT)
     )]
     BadAmount,
     #[error("at most {MAX_STARTED_PER_HOUR} top-ups an hour; try again later")]

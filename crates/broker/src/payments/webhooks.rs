@@ -99,6 +99,10 @@ pub async fn paypal(
     if !valid_id(&event.id) {
         return bad(NAME, "the event id is malformed");
     }
+    let Ok(_slot) = shared.payments.verifying.try_acquire() else {
+        tracing::warn!(provider = NAME, event = %event.id, "too many webhook deliveries being verified; refused one");
+        return answer(StatusCode::SERVICE_UNAVAILABLE, "busy; try again later\n");
+    };
     match client.verify_webhook(&headers, &body).await {
         Ok(true) => {}
         Ok(false) => {
@@ -110,22 +114,28 @@ pub async fn paypal(
         }
         Err(e) => return failed(NAME, format!("verifying event {}: {e}", event.id)),
     }
-    let seen = {
-        let id = event.id.clone();
-        shared
-            .store
-            .blocking(move |s| s.delivery_seen(NAME, &id))
-            .await
-    };
-    match seen {
-        Ok(true) => return answer(StatusCode::OK, "already handled\n"),
-        Ok(false) => {}
-        Err(e) => return failed(NAME, e),
+    if let Some(r) = handled_before(&shared, NAME, &event.id).await {
+        return r;
     }
     if let Err(e) = handle_paypal(&shared, &event).await {
         return failed(NAME, format!("event {}: {e}", event.id));
     }
     record(&shared, NAME, event.id).await
+}
+
+/// The answer to a delivery handled before (or that could not be looked
+/// up); `None` if it is new.
+async fn handled_before(shared: &Shared, provider: &'static str, id: &str) -> Option<Response> {
+    let id = id.to_string();
+    match shared
+        .store
+        .blocking(move |s| s.delivery_seen(provider, &id))
+        .await
+    {
+        Ok(true) => Some(answer(StatusCode::OK, "already handled\n")),
+        Ok(false) => None,
+        Err(e) => Some(failed(provider, e)),
+    }
 }
 
 async fn record(shared: &Shared, provider: &'static str, id: String) -> Response {
@@ -285,17 +295,8 @@ pub async fn btcpay(
     {
         return bad(NAME, "the delivery is about another store");
     }
-    let seen = {
-        let id = event.delivery_id.clone();
-        shared
-            .store
-            .blocking(move |s| s.delivery_seen(NAME, &id))
-            .await
-    };
-    match seen {
-        Ok(true) => return answer(StatusCode::OK, "already handled\n"),
-        Ok(false) => {}
-        Err(e) => return failed(NAME, e),
+    if let Some(r) = handled_before(&shared, NAME, &event.delivery_id).await {
+        return r;
     }
     // The event says only that something happened: the invoice itself
     // (its status, amount and currency) decides what it means.

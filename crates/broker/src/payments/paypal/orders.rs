@@ -7,7 +7,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::client::{PaypalClient, PaypalError};
-use crate::payments::{Checkout, PaymentState, amount_text};
+use crate::payments::{Checkout, PaymentState};
+use crate::price::show_price;
 use crate::store::TopupRecord;
 
 /// An order as PayPal shows it (only the fields the broker reads).
@@ -76,7 +77,7 @@ pub async fn create(
             "description": "Wallet top-up",
             "amount": {
                 "currency_code": topup.currency.as_str(),
-                "value": amount_text(topup.amount),
+                "value": show_price(topup.amount),
             },
         }],
         "payment_source": { "paypal": { "experience_context": {
@@ -141,7 +142,7 @@ pub fn capture_state(capture: &Capture, topup: &TopupRecord) -> PaymentState {
         "PENDING" => return PaymentState::Waiting,
         _ => return PaymentState::Failed("PayPal declined the payment".into()),
     }
-    let expected = amount_text(topup.amount);
+    let expected = show_price(topup.amount);
     let matches = capture
         .amount
         .as_ref()
