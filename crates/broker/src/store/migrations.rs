@@ -38,12 +38,12 @@ const MIGRATIONS: &[Migration] = &[
     migration!("0013_ledger"),
     migration!("0014_rental_billing"),
     migration!("0015_sandbox_health_and_unpaid_periods"),
-    migration!("0015_topups"),
-    migration!("0015_federation"),
-    migration!("0016_payouts"),
-    migration!("0016_leases"),
-    migration!("0017_payout_send_attempts"),
-    migration!("0017_topup_refunded_total"),
+    migration!("0016_topups"),
+    migration!("0017_federation"),
+    migration!("0018_payouts"),
+    migration!("0019_leases"),
+    migration!("0020_payout_send_attempts"),
+    migration!("0021_topup_refunded_total"),
 ];
 
 /// How many migrations databases counted by `user_version` always applied
