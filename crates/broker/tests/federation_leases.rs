@@ -204,14 +204,15 @@ async fn a_renter_leases_a_peer_device_logs_in_and_stops_from_home() {
         count(&beta, "SELECT COUNT(*) FROM leases WHERE state = 'ended'"),
         1
     );
-    assert_eq!(
-        count(
+    // Beta acts on the stop before alpha records beta's answer.
+    wait_for("alpha to record the stop delivered", DEADLINE, || async {
+        (count(
             &alpha,
-            "SELECT COUNT(*) FROM peer_outbox WHERE delivered_at IS NULL"
-        ),
-        0,
-        "the stop was delivered"
-    );
+            "SELECT COUNT(*) FROM peer_outbox WHERE delivered_at IS NULL",
+        ) == 0)
+            .then_some(())
+    })
+    .await;
     let out = sandbox::renter_ssh(
         &beta,
         name,
