@@ -255,6 +255,19 @@ async fn peering(
     }
 }
 
+/// The active peer whose key signed the request, with the verified request
+/// and this broker's key ring to sign the answer; or the refusal.
+async fn from_peer(
+    shared: &Arc<Shared>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(PeerRecord, VerifiedRequest, KeyRing), Box<Response>> {
+    let (peer, verified) = signing_peer(shared, method, uri, headers, body).await?;
+    Ok((peer, verified, ring(shared)?))
+}
+
 /// The active peer whose key signed the request, or the refusal. A key no
 /// peer has may be one a peer rotated to: peers' published keys are read
 /// again (each at most once a minute) before the request is refused.
@@ -355,12 +368,8 @@ async fn listings(
     if !body.is_empty() {
         return refuse(StatusCode::BAD_REQUEST, "invalid_input", "GET has no body");
     }
-    let (peer, verified) = match signing_peer(&shared, &method, &uri, &headers, &[]).await {
+    let (peer, verified, ring) = match from_peer(&shared, &method, &uri, &headers, &[]).await {
         Ok(v) => v,
-        Err(r) => return *r,
-    };
-    let ring = match ring(&shared) {
-        Ok(r) => r,
         Err(r) => return *r,
     };
     let (cursor, limit) = match super::listings::parse_query(raw.as_deref()) {
@@ -407,12 +416,8 @@ async fn lease_open(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (peer, verified) = match signing_peer(&shared, &method, &uri, &headers, &body).await {
+    let (peer, verified, ring) = match from_peer(&shared, &method, &uri, &headers, &body).await {
         Ok(v) => v,
-        Err(r) => return *r,
-    };
-    let ring = match ring(&shared) {
-        Ok(r) => r,
         Err(r) => return *r,
     };
     let parsed = serde_json::from_slice::<LeaseRequest>(&body)
@@ -442,12 +447,8 @@ async fn lease_show(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let (peer, verified) = match signing_peer(&shared, &method, &uri, &headers, &body).await {
+    let (peer, verified, ring) = match from_peer(&shared, &method, &uri, &headers, &body).await {
         Ok(v) => v,
-        Err(r) => return *r,
-    };
-    let ring = match ring(&shared) {
-        Ok(r) => r,
         Err(r) => return *r,
     };
     let result = super::leases::show(&shared, &peer, &id).await;
@@ -463,12 +464,8 @@ async fn lease_stop(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let (peer, verified) = match signing_peer(&shared, &method, &uri, &headers, &body).await {
+    let (peer, verified, ring) = match from_peer(&shared, &method, &uri, &headers, &body).await {
         Ok(v) => v,
-        Err(r) => return *r,
-    };
-    let ring = match ring(&shared) {
-        Ok(r) => r,
         Err(r) => return *r,
     };
     if let Err(e) = serde_json::from_slice::<LeaseStop>(&body) {
