@@ -84,6 +84,34 @@ pub enum PeerCommand {
         #[arg(long, default_value_t = 168)]
         keep_old_hours: u32,
     },
+    /// Show the statement between this broker and a peer: the leases each
+    /// ran for the other's renters, their usage records, and what one owes
+    /// the other. Unless --offline, the peer's own statement is fetched and
+    /// compared; the command fails if they differ.
+    Statement {
+        name: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Do not ask the peer for its statement.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Correct what a lease this broker runs for a peer cost: a new usage
+    /// record the peer books (charging or crediting its renter), borne by
+    /// this broker's revenue.
+    Correct {
+        /// The peer the lease is for.
+        name: String,
+        /// The lease id (lse-…).
+        lease: String,
+        /// What to add, like 1.50, or to credit, like -1.50.
+        #[arg(long, allow_hyphen_values = true)]
+        amount: String,
+        /// Why, shown to the peer and its renter.
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -82,6 +82,10 @@ pub enum Account {
     /// What a renter owes the broker (negative): a top-up the provider
     /// refunded after the renter had spent it.
     Receivable(i64),
+    /// What this broker and peer broker N owe each other for leases:
+    /// positive, this broker owes the peer (its renters used the peer's
+    /// devices); negative, the peer owes this broker.
+    Peer(i64),
 }
 
 impl Account {
@@ -95,6 +99,7 @@ impl Account {
             Account::Clearing(provider) => ("clearing", provider.clone()),
             Account::PayoutsInFlight => ("payouts_in_flight", String::new()),
             Account::Receivable(user) => ("receivable", user.to_string()),
+            Account::Peer(peer) => ("peer", peer.to_string()),
         }
     }
 
@@ -117,6 +122,7 @@ impl fmt::Display for Account {
             Account::Clearing(p) => write!(f, "{p} clearing"),
             Account::PayoutsInFlight => f.write_str("payouts in flight"),
             Account::Receivable(u) => write!(f, "owed by account {u}"),
+            Account::Peer(p) => write!(f, "balance with peer broker {p}"),
         }
     }
 }

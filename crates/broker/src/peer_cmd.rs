@@ -1,7 +1,8 @@
 //! The `rpibroker peer …` commands: invite a broker to peer, accept an
-//! invite, list and remove peers, rotate this broker's federation key.
-//! They work on the store and key file directly, whether or not the broker
-//! is running; `accept` also calls the inviting broker.
+//! invite, list and remove peers, rotate this broker's federation key, show
+//! the statement with a peer, correct a lease's cost. They work on the
+//! store and key file directly, whether or not the broker is running;
+//! `accept` and `statement` also call the peer.
 
 use std::time::Duration;
 
@@ -10,14 +11,18 @@ use serde_json::json;
 
 use crate::broker::create_private_dir;
 use crate::cli::PeerCommand;
-use crate::federation::client::http_client;
+use crate::federation::client::{self, http_client};
 use crate::federation::identity::KeyRing;
+use crate::federation::metering::{self, Issuer};
 use crate::federation::peering::{self, Invite};
 use crate::federation::server::own_document;
+use crate::federation::url::Origin;
+use crate::federation::usage::{ChainHead, Statement};
+use crate::federation::wire::STATEMENT_PATH;
 use crate::ledger::Currency;
 use crate::price::{parse_price, show_price};
 use crate::settings::Settings;
-use crate::store::Store;
+use crate::store::{Direction, LeaseTotal, PeerRecord, Store};
 use crate::time::UnixTime;
 
 pub async fn run(settings: &Settings, command: PeerCommand) -> anyhow::Result<()> {
@@ -123,6 +128,48 @@ pub async fn run(settings: &Settings, command: PeerCommand) -> anyhow::Result<()
             );
             Ok(())
         }
+        PeerCommand::Statement {
+            name,
+            json,
+            offline,
+        } => statement(settings, &store, &ring, &name, json, offline, now).await,
+        PeerCommand::Correct {
+            name,
+            lease,
+            amount,
+            reason,
+        } => {
+            let peer = find_peer(&store, &name)?;
+            let (negative, digits) = match amount.trim().strip_prefix('-') {
+                Some(rest) => (true, rest),
+                None => (false, amount.trim()),
+            };
+            let cents = parse_price(digits)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .context("the amount")?;
+            let cents = if negative { -cents } else { cents };
+            let reason = reason.trim();
+            if reason.is_empty() || reason.len() > 500 || reason.chars().any(char::is_control) {
+                bail!("--reason is 1 to 500 characters on one line");
+            }
+            let issuer = Issuer {
+                name: &settings.federation.name,
+                ring: &ring,
+                fee_percent: settings.billing.fee_percent,
+            };
+            match metering::correct(&store, &issuer, peer.id, &lease, cents, reason, now)? {
+                Ok(seq) => {
+                    println!(
+                        "Record {seq} to {name}: lease {lease} {} {} {}. {name} books it when it next pulls usage records.",
+                        if cents > 0 { "costs" } else { "is credited" },
+                        show_price(cents.abs()),
+                        settings.billing.currency
+                    );
+                    Ok(())
+                }
+                Err(why) => bail!("{why}"),
+            }
+        }
         PeerCommand::RotateKey { keep_old_hours } => {
             let old = ring.current().0.to_string();
             let keep = Duration::from_secs(u64::from(keep_old_hours) * 3600);
@@ -133,4 +180,223 @@ pub async fn run(settings: &Settings, command: PeerCommand) -> anyhow::Result<()
             Ok(())
         }
     }
+}
+
+fn find_peer(store: &Store, name: &str) -> anyhow::Result<PeerRecord> {
+    store
+        .peers()?
+        .into_iter()
+        .find(|p| p.name == name)
+        .with_context(|| format!("no peer called {name}; `rpibroker peer list` shows them"))
+}
+
+/// Asks `peer` for its statement with this broker.
+async fn their_statement(ring: &KeyRing, peer: &PeerRecord) -> anyhow::Result<Statement> {
+    let origin = Origin::parse(&peer.base_url).map_err(anyhow::Error::msg)?;
+    let keys = peer.keys.clone();
+    let key_of = move |id: &str| keys.iter().find(|k| k.keyid == id).cloned();
+    let answer = client::call(
+        &http_client(),
+        ring,
+        &origin,
+        axum::http::Method::GET,
+        STATEMENT_PATH,
+        Vec::new(),
+        None,
+        &key_of,
+    )
+    .await?;
+    serde_json::from_slice(&answer.body).context("the peer's statement")
+}
+
+/// How one chain looks from its two ends: differences, and records one end
+/// has not pulled yet.
+fn compare_chain(
+    what: &str,
+    sender: &ChainHead,
+    receiver: &ChainHead,
+    differences: &mut Vec<String>,
+    pending: &mut Vec<String>,
+) {
+    if receiver.seq < sender.seq {
+        pending.push(format!(
+            "{what}: records {} to {} are not pulled yet",
+            receiver.seq + 1,
+            sender.seq
+        ));
+    } else if receiver.seq > sender.seq {
+        differences.push(format!(
+            "{what}: the receiver has {} records, the sender issued {}",
+            receiver.seq, sender.seq
+        ));
+    } else if receiver.hash != sender.hash || receiver.total != sender.total {
+        differences.push(format!(
+            "{what}: record {} differs (totals {} and {})",
+            sender.seq,
+            show_price(sender.total),
+            show_price(receiver.total)
+        ));
+    }
+}
+
+fn print_leases(title: &str, head: &ChainHead, leases: &[LeaseTotal]) {
+    println!("{title} ({} records):", head.seq);
+    if leases.is_empty() {
+        println!("  none");
+        return;
+    }
+    println!(
+        "  {:<24} {:<24} {:>6} {:>11} {:>12}  STATE",
+        "LEASE", "DEVICE", "HOURS", "CORRECTIONS", "AMOUNT"
+    );
+    for l in leases {
+        println!(
+            "  {:<24} {:<24} {:>6} {:>11} {:>12}  {}",
+            l.lease,
+            l.device,
+            l.periods,
+            l.corrections,
+            show_price(l.total),
+            if l.ended { "ended" } else { "running" }
+        );
+    }
+    println!(
+        "  {:<24} {:<24} {:>6} {:>11} {:>12}",
+        "total",
+        "",
+        "",
+        "",
+        show_price(head.total)
+    );
+}
+
+async fn statement(
+    settings: &Settings,
+    store: &Store,
+    ring: &KeyRing,
+    name: &str,
+    json: bool,
+    offline: bool,
+    now: UnixTime,
+) -> anyhow::Result<()> {
+    let peer = find_peer(store, name)?;
+    let own_name = &settings.federation.name;
+    let currency = &settings.billing.currency;
+    let ours = Statement::of(store, own_name, peer.id, currency, now)?;
+    let issued = store.lease_totals(Direction::Issued, peer.id)?;
+    let received = store.lease_totals(Direction::Received, peer.id)?;
+    let theirs = if offline {
+        None
+    } else {
+        Some(
+            their_statement(ring, &peer)
+                .await
+                .map_err(|e| e.to_string()),
+        )
+    };
+    let mut differences = Vec::new();
+    let mut pending = Vec::new();
+    if let Some(Ok(t)) = &theirs {
+        compare_chain(
+            &format!("records {own_name} issued"),
+            &ours.issued,
+            &t.received,
+            &mut differences,
+            &mut pending,
+        );
+        compare_chain(
+            &format!("records {name} issued"),
+            &t.issued,
+            &ours.received,
+            &mut differences,
+            &mut pending,
+        );
+        if t.currency != ours.currency {
+            differences.push(format!(
+                "currencies differ: {} and {}",
+                ours.currency, t.currency
+            ));
+        } else if pending.is_empty() && differences.is_empty() && t.balance != -ours.balance {
+            differences.push(format!(
+                "balances differ: {own_name} has {}, {name} has {}",
+                show_price(ours.balance),
+                show_price(t.balance)
+            ));
+        }
+    }
+    if json {
+        let out = json!({
+            "broker": own_name,
+            "peer": name,
+            "ours": ours,
+            "theirs": match &theirs { Some(Ok(t)) => json!(t), _ => json!(null) },
+            "peer_error": match &theirs { Some(Err(e)) => json!(e), _ => json!(null) },
+            "leases_run_by_peer": received.iter().map(lease_json).collect::<Vec<_>>(),
+            "leases_run_for_peer": issued.iter().map(lease_json).collect::<Vec<_>>(),
+            "differences": differences,
+            "pending": pending,
+            "agrees": match &theirs { Some(Ok(_)) => json!(differences.is_empty()), _ => json!(null) },
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "Statement between {own_name} and {name} in {currency}, {}",
+            now.date_time()
+        );
+        println!();
+        print_leases(
+            &format!("Leases {name} runs for renters here"),
+            &ours.received,
+            &received,
+        );
+        print_leases(
+            &format!("Leases this broker runs for {name}'s renters"),
+            &ours.issued,
+            &issued,
+        );
+        println!();
+        match ours.balance {
+            0 => println!("Balance: nothing is owed either way."),
+            b if b > 0 => println!(
+                "Balance: this broker owes {name} {} {currency}.",
+                show_price(b)
+            ),
+            b => println!(
+                "Balance: {name} owes this broker {} {currency}.",
+                show_price(-b)
+            ),
+        }
+        if let Some(problem) = &peer.usage_problem {
+            println!("Last pull of {name}'s records found a problem: {problem}");
+        }
+        match &theirs {
+            None => {}
+            Some(Err(e)) => println!("{name}'s statement could not be fetched: {e}"),
+            Some(Ok(_)) if differences.is_empty() && pending.is_empty() => {
+                println!("{name}'s statement agrees.")
+            }
+            Some(Ok(_)) if differences.is_empty() => {
+                println!("{name}'s statement agrees so far; {}.", pending.join("; "))
+            }
+            Some(Ok(_)) => println!("{name}'s statement differs: {}.", differences.join("; ")),
+        }
+    }
+    if !differences.is_empty() {
+        bail!("the statements of {own_name} and {name} differ");
+    }
+    if let Some(Err(e)) = theirs {
+        bail!("{name}'s statement could not be fetched: {e}");
+    }
+    Ok(())
+}
+
+fn lease_json(l: &LeaseTotal) -> serde_json::Value {
+    json!({
+        "lease": l.lease,
+        "device": l.device,
+        "hours": l.periods,
+        "corrections": l.corrections,
+        "amount": l.total,
+        "ended": l.ended,
+    })
 }

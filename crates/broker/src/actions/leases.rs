@@ -48,12 +48,12 @@ pub enum LeaseError {
     LowBalance(i64, i64),
     #[error("an account may have at most {MAX_OPEN_RENTALS} open leases; stop one first")]
     TooMany,
-    /// A priced device of a peer while this broker bills: brokers do not
-    /// settle leases with each other yet, so only free ones are leased.
+    /// A priced device of a peer while this broker does not bill: it could
+    /// not charge the renter what it owes the peer.
     #[error(
-        "{0} has a price, and this broker cannot yet pay peers for their devices' time; only free peer devices can be rented"
+        "{0} has a price, and this broker does not bill its renters; only free peer devices can be rented here"
     )]
-    NoSettlement(String),
+    NoBilling(String),
     /// The peer refused; its explanation.
     #[error("{0} refused: {1}")]
     Refused(String, String),
@@ -170,8 +170,8 @@ pub async fn rent(
         return Err(LeaseError::Suspended);
     }
     let (peer, listed) = offer(shared, broker, device).await?;
-    if shared.settings.billing.enabled && listed.hourly_rate.unwrap_or(0) > 0 {
-        return Err(LeaseError::NoSettlement(device.to_string()));
+    if !shared.settings.billing.enabled && listed.hourly_rate.unwrap_or(0) > 0 {
+        return Err(LeaseError::NoBilling(device.to_string()));
     }
     if !listed.available {
         return Err(LeaseError::Unavailable(device.to_string()));
@@ -255,13 +255,28 @@ pub async fn rent(
         currency: request.currency.clone(),
         renter_id: renter,
         idempotency_key: None,
+        period_secs: answer.period_secs.unwrap_or(3600),
     };
-    {
+    let covered = {
         let login = login.clone();
         shared
             .store
-            .blocking(move |s| s.add_lessee_lease(&new, &login, UnixTime::now()))
+            .blocking(move |s| {
+                let now = UnixTime::now();
+                s.add_lessee_lease(&new, &login, now)?;
+                crate::federation::settlement::hold_first(s, new.peer_id, &new.id, now)
+            })
+            .await?
+    };
+    if !covered {
+        // Spent meanwhile: the lease was ended and its stop queued.
+        shared.federation.outbox_wake.notify_one();
+        let currency = billing.currency.clone();
+        let balance = shared
+            .store
+            .blocking(move |s| s.balance(&Account::Wallet(renter), &currency))
             .await?;
+        return Err(LeaseError::LowBalance(balance, rate));
     }
     tracing::info!(peer = %peer.name, device, lease = %request.lease, renter, "leased from a peer");
     let started = Started {
@@ -308,12 +323,14 @@ pub async fn stop(shared: &Arc<Shared>, actor: Actor, id: &str) -> Result<Lease,
             let Some(lease) = s.lease_of_renter(renter, &id)?.filter(|l| l.open) else {
                 return Ok(None);
             };
-            let (path, body, key) = crate::federation::leases::stop_message(&lease.id);
+            let now = UnixTime::now();
+            let (path, body, key) = crate::federation::leases::stop_message(&lease.id, now);
             s.end_lease_and_tell(
                 lease.peer_id,
                 &lease.id,
+                Some("stopped by the renter"),
                 (&path, &body, &key),
-                UnixTime::now(),
+                now,
             )?;
             s.lease_of_renter(renter, &id)
         })

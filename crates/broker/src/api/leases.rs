@@ -58,7 +58,7 @@ impl From<LeaseError> for Failure {
                 (StatusCode::PAYMENT_REQUIRED, ErrorCode::InsufficientFunds)
             }
             LeaseError::TooMany => (StatusCode::CONFLICT, ErrorCode::LimitReached),
-            LeaseError::NoSettlement(_) => (StatusCode::CONFLICT, ErrorCode::DeviceUnavailable),
+            LeaseError::NoBilling(_) => (StatusCode::CONFLICT, ErrorCode::DeviceUnavailable),
             LeaseError::Unreachable(_) => (StatusCode::BAD_GATEWAY, ErrorCode::DeviceUnreachable),
             LeaseError::Store(_) => return Failure::internal("leasing failed", e),
         };

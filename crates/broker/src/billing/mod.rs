@@ -19,6 +19,10 @@
 //! cannot cover a hold ends the rental cleanly (wipe, back to the market),
 //! and that period is free; one that could not cover the next hold after
 //! this one gets its renter a mail, once per period.
+//!
+//! The same job holds the periods of the leases renters hold on peer
+//! brokers ([`crate::federation::settlement`]); those are charged from the
+//! peers' usage records.
 
 pub mod meter;
 pub mod pass;
@@ -80,7 +84,7 @@ impl Stopping {
 }
 
 /// One pass now; then mails the renters running low and ends the rentals
-/// their wallets could not cover.
+/// their wallets could not cover; then holds the leases' periods.
 pub async fn bill_once(shared: &Arc<Shared>, stopping: &Stopping) -> Result<(), StoreError> {
     let settings = shared.settings.billing.clone();
     let outcome = shared
@@ -94,6 +98,13 @@ pub async fn bill_once(shared: &Arc<Shared>, stopping: &Stopping) -> Result<(), 
         if stopping.begin(&end.rental) {
             end_rental(shared, stopping.clone(), end);
         }
+    }
+    let unpaid = shared
+        .store
+        .blocking(|s| crate::federation::settlement::hold_due_at(s, UnixTime::now()))
+        .await?;
+    if !unpaid.is_empty() {
+        shared.federation.outbox_wake.notify_one();
     }
     Ok(())
 }

@@ -78,6 +78,7 @@ fn answer(lease: &LeaseRecord, password: Option<String>) -> LeaseAnswer {
         https_url: login.map(|l| l.https_url.clone()),
         ended_at: lease.ended_at,
         end_reason: lease.end_reason.clone(),
+        period_secs: Some(lease.period_secs),
     }
 }
 
@@ -112,17 +113,6 @@ pub async fn open(
                     &peer.currency
                 },
                 request.currency
-            ),
-        ));
-    }
-    if shared.settings.billing.enabled && request.hourly_rate > 0 {
-        // Brokers do not settle leases with each other yet: a priced device
-        // leased to a peer would be used for free.
-        return Err(conflict(
-            "settlement_unavailable",
-            format!(
-                "{} has a price, and this broker cannot yet bill peers for leases; only free devices are leased",
-                request.device
             ),
         ));
     }
@@ -171,6 +161,7 @@ pub async fn open(
         currency: request.currency.clone(),
         renter_id,
         idempotency_key: Some(key),
+        period_secs: shared.settings.billing.period.as_secs() as i64,
     };
     let limit = peer.credit_limit;
     let opened = shared
@@ -334,14 +325,26 @@ pub async fn show(
     Ok(answer(&lease, None))
 }
 
-/// Lessor: `peer` ends lease `id`: visitors are cut and the sandbox wiped
-/// (at once, or when the device is back). Ending an ended lease is a no-op.
+/// Lessor: `peer` ends lease `id`, whose renter stopped it at `at` (by the
+/// peer's clock; nothing after it is charged): visitors are cut and the
+/// sandbox wiped (at once, or when the device is back). Ending an ended
+/// lease is a no-op.
 pub async fn stop(
     shared: &Arc<Shared>,
     peer: &PeerRecord,
     id: &str,
+    at: Option<i64>,
 ) -> Result<LeaseAnswer, Refusal> {
     let lease = show(shared, peer, id).await?;
+    if let Some(at) = at {
+        let (peer_id, lid) = (peer.id, id.to_string());
+        let at = at.min(UnixTime::now().0);
+        shared
+            .store
+            .blocking(move |s| s.set_lease_stop_at(peer_id, &lid, at))
+            .await
+            .map_err(|e| internal("recording a lease's stop failed", e))?;
+    }
     if lease.state == "ended" {
         return Ok(lease);
     }
@@ -390,12 +393,13 @@ pub fn lease_path(id: &str) -> String {
     format!("{LEASES_PATH}/{id}")
 }
 
-/// The message that ends lease `id` on its lessor: path, body and
-/// idempotency key.
-pub fn stop_message(id: &str) -> (String, String, String) {
+/// The message that ends lease `id` on its lessor, stopped by its renter
+/// at `at`: path, body and idempotency key.
+pub fn stop_message(id: &str, at: UnixTime) -> (String, String, String) {
+    let stop = LeaseStop { at: Some(at.0) };
     (
         format!("{LEASES_PATH}/{id}/stop"),
-        serde_json::to_string(&LeaseStop::default()).expect("a stop serializes"),
+        serde_json::to_string(&stop).expect("a stop serializes"),
         format!("stop-{id}"),
     )
 }
@@ -453,17 +457,6 @@ pub async fn request(
     )
     .await?;
     parse_answer(peer, &bytes, &request.lease, &request.device)
-}
-
-/// Lessee: lease `id` of `device` as `peer` has it now.
-pub async fn fetch(
-    shared: &Arc<Shared>,
-    peer: &PeerRecord,
-    id: &str,
-    device: &str,
-) -> Result<LeaseAnswer, CallError> {
-    let bytes = call_peer(shared, peer, Method::GET, &lease_path(id), Vec::new(), None).await?;
-    parse_answer(peer, &bytes, id, device)
 }
 
 fn parse_answer(

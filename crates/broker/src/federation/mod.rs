@@ -14,20 +14,28 @@
 //!   theirs.
 //! - [`leases`]: renting a peer's device (lessee), and running a rental of
 //!   an own device for a peer (lessor).
-//! - [`outbox`]: messages to peers retried until delivered, and watching
-//!   open leases on their lessors.
+//! - [`usage`]: signed, hash-chained usage records of leases.
+//! - [`metering`]: the lessor's side: metering leased rentals, issuing
+//!   their records, and booking what the peer owes.
+//! - [`settlement`]: the lessee's side: holding renters' money, booking
+//!   the peer's records, and comparing chains.
+//! - [`outbox`]: messages to peers retried until delivered; runs metering
+//!   and the pulls of usage records.
 //! - [`settings`]: the `[federation]` table.
 
 pub mod client;
 pub mod identity;
 pub mod leases;
 pub mod listings;
+pub mod metering;
 pub mod outbox;
 pub mod peering;
 pub mod server;
 pub mod settings;
+pub mod settlement;
 pub mod signature;
 pub mod url;
+pub mod usage;
 pub mod wire;
 
 use std::collections::HashMap;

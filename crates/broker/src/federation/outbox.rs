@@ -2,9 +2,10 @@
 //! the store until the peer confirms them, retried with exponential backoff
 //! and jitter. A circuit breaker per peer stops trying a peer that failed
 //! several times in a row for a while, so one unreachable peer costs a call
-//! per cool-down, not one per message. The same task looks at this broker's
-//! open leases on their lessors now and then, to learn of leases the lessor
-//! ended.
+//! per cool-down, not one per message. The same task meters the leases
+//! this broker runs ([`super::metering`]) and pulls the usage records of
+//! the leases its renters hold ([`super::settlement`]), which also tell it
+//! of leases their lessor ended.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,7 @@ use rand::RngExt;
 use super::client::CallError;
 use crate::broker::Shared;
 use crate::shutdown::Shutdown;
-use crate::store::{LeaseRole, OutboxMessage, PeerRecord};
+use crate::store::{OutboxMessage, PeerRecord};
 use crate::time::UnixTime;
 
 /// Failures in a row after which a peer's breaker opens.
@@ -27,6 +28,8 @@ const BREAKER_COOL_DOWN: Duration = Duration::from_secs(30);
 const MAX_BACKOFF_SECS: i64 = 600;
 /// Messages delivered per round.
 const BATCH: usize = 100;
+/// Time between two metering passes over the leases this broker runs.
+const METER_EVERY: Duration = Duration::from_secs(2);
 
 /// Each peer's breaker.
 #[derive(Default)]
@@ -152,74 +155,13 @@ pub async fn deliver_due(shared: &Arc<Shared>) {
     }
 }
 
-/// Looks at each open lease this broker's renters hold on its lessor, and
-/// ends those the lessor ended.
-pub async fn watch_leases(shared: &Arc<Shared>) {
-    let loaded = shared
-        .store
-        .blocking(|s| {
-            let open = s.open_leases(LeaseRole::Lessee)?;
-            Ok::<_, crate::store::StoreError>((open, s.peers()?))
-        })
-        .await;
-    let (open, peers) = match loaded {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::error!(error = %e, "reading the open leases failed");
-            return;
-        }
-    };
-    for lease in open {
-        let Some(peer) = peers.iter().find(|p| p.id == lease.peer_id) else {
-            continue;
-        };
-        if !shared.federation.breakers.allows(peer.id) {
-            continue;
-        }
-        match super::leases::fetch(shared, peer, &lease.id, &lease.device).await {
-            Ok(answer) => {
-                shared.federation.breakers.record(peer.id, true);
-                if answer.state == "ended" {
-                    let reason = answer
-                        .end_reason
-                        .unwrap_or_else(|| format!("ended at {}", peer.name));
-                    let (peer_id, id) = (peer.id, lease.id.clone());
-                    let ended = shared
-                        .store
-                        .blocking(move |s| {
-                            s.end_lease(
-                                LeaseRole::Lessee,
-                                peer_id,
-                                &id,
-                                Some(&reason),
-                                UnixTime::now(),
-                            )
-                        })
-                        .await;
-                    match ended {
-                        Ok(_) => {
-                            tracing::info!(peer = %peer.name, lease = %lease.id, "the lessor ended a lease")
-                        }
-                        Err(e) => tracing::error!(error = %e, "ending a lease failed"),
-                    }
-                }
-            }
-            Err(e) => {
-                shared
-                    .federation
-                    .breakers
-                    .record(peer.id, !matches!(e, CallError::Unreachable { .. }));
-                tracing::warn!(peer = %peer.name, lease = %lease.id, error = %e, "looking at a lease on its lessor failed");
-            }
-        }
-    }
-}
-
 /// Delivers queued messages every second (and at once when one is
-/// queued), and looks at open leases every `lease_poll`, until shutdown.
+/// queued), meters the leases this broker runs every few seconds, and
+/// pulls peers' usage records every `lease_poll`, until shutdown.
 pub async fn run(shared: Arc<Shared>, mut shutdown: Shutdown) {
     let poll = shared.settings.federation.lease_poll_interval;
     let mut last_poll = Instant::now();
+    let mut last_meter = Instant::now();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -227,10 +169,45 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: Shutdown) {
             _ = shutdown.wait() => return,
         }
         deliver_due(&shared).await;
+        if last_meter.elapsed() >= METER_EVERY {
+            last_meter = Instant::now();
+            meter(&shared).await;
+        }
         if last_poll.elapsed() >= poll {
             last_poll = Instant::now();
-            watch_leases(&shared).await;
+            super::settlement::pull_all(&shared).await;
         }
+    }
+}
+
+/// Meters the leases this broker runs for peers.
+async fn meter(shared: &Arc<Shared>) {
+    let (name, fee_percent, data_dir) = (
+        shared.settings.federation.name.clone(),
+        shared.settings.billing.fee_percent,
+        shared.settings.data_dir.clone(),
+    );
+    let metered = shared
+        .store
+        .blocking(move |s| {
+            let now = UnixTime::now();
+            let ring = super::identity::KeyRing::load_or_create(&data_dir, now)
+                .map_err(|e| e.to_string())?;
+            let issuer = super::metering::Issuer {
+                name: &name,
+                ring: &ring,
+                fee_percent,
+            };
+            super::metering::meter_at(s, &issuer, now).map_err(|e| e.to_string())
+        })
+        .await;
+    match metered {
+        Ok(m) => {
+            for (peer, lease) in m.ended {
+                tracing::info!(%peer, %lease, "a lease ended; its last usage record is issued");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "metering leases failed"),
     }
 }
 

@@ -17,12 +17,13 @@ use serde::Serialize;
 use super::identity::{KeyRing, PublicKey};
 use super::signature::{self, RequestTarget, SignatureError, VerifiedRequest};
 use super::url::Origin;
+use super::usage;
 use super::wire::{
     BrokerDocument, FederationError, LEASES_PATH, LISTINGS_PATH, LeaseRequest, LeaseStop,
-    PEERING_PATH, PeeringAnswer, PeeringRequest, WELL_KNOWN_PATH,
+    PEERING_PATH, PeeringAnswer, PeeringRequest, STATEMENT_PATH, USAGE_PATH, WELL_KNOWN_PATH,
 };
 use crate::broker::Shared;
-use crate::store::{NewPeer, PeerRecord, Redeemed};
+use crate::store::{Direction, NewPeer, PeerRecord, Redeemed};
 use crate::time::UnixTime;
 
 pub fn routes() -> axum::Router<Arc<Shared>> {
@@ -33,6 +34,8 @@ pub fn routes() -> axum::Router<Arc<Shared>> {
         .route(LEASES_PATH, post(lease_open))
         .route(&format!("{LEASES_PATH}/{{id}}"), get(lease_show))
         .route(&format!("{LEASES_PATH}/{{id}}/stop"), post(lease_stop))
+        .route(USAGE_PATH, get(usage))
+        .route(STATEMENT_PATH, get(statement))
 }
 
 /// A refused federation request, as JSON.
@@ -468,13 +471,111 @@ async fn lease_stop(
         Ok(v) => v,
         Err(r) => return *r,
     };
-    if let Err(e) = serde_json::from_slice::<LeaseStop>(&body) {
-        let error = FederationError {
-            code: "invalid_input".into(),
-            message: e.to_string(),
-        };
-        return signed(&ring, StatusCode::BAD_REQUEST, &error, &verified);
-    }
-    let result = super::leases::stop(&shared, &peer, &id).await;
+    let stop = match serde_json::from_slice::<LeaseStop>(&body) {
+        Ok(stop) => stop,
+        Err(e) => {
+            let error = FederationError {
+                code: "invalid_input".into(),
+                message: e.to_string(),
+            };
+            return signed(&ring, StatusCode::BAD_REQUEST, &error, &verified);
+        }
+    };
+    let result = super::leases::stop(&shared, &peer, &id, stop.at).await;
     lease_answer(&ring, &verified, result)
+}
+
+/// `GET /federation/v1/usage?after=N`: the usage records this broker
+/// issued to the caller after record `N` (a page of them), and the head of
+/// that chain.
+async fn usage(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Response {
+    if !body.is_empty() {
+        return refuse(StatusCode::BAD_REQUEST, "invalid_input", "GET has no body");
+    }
+    let (peer, verified, ring) = match from_peer(&shared, &method, &uri, &headers, &[]).await {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let after = match parse_after(raw.as_deref()) {
+        Ok(after) => after,
+        Err(why) => {
+            let error = FederationError {
+                code: "invalid_input".into(),
+                message: why,
+            };
+            return signed(&ring, StatusCode::BAD_REQUEST, &error, &verified);
+        }
+    };
+    let id = peer.id;
+    let page = shared
+        .store
+        .blocking(move |s| {
+            let head = s.chain_head(Direction::Issued, id)?;
+            let records = s.records_after(Direction::Issued, id, after, usage::PAGE)?;
+            Ok::<_, crate::store::StoreError>(usage::UsagePage { records, head })
+        })
+        .await;
+    match page {
+        Ok(page) => {
+            tracing::debug!(peer = %peer.name, after, records = page.records.len(), "usage records pulled");
+            signed(&ring, StatusCode::OK, &page, &verified)
+        }
+        Err(e) => internal("reading usage records for a peer failed", e),
+    }
+}
+
+/// The `after` of a usage query: a record number, 0 unless given.
+fn parse_after(raw: Option<&str>) -> Result<i64, String> {
+    let mut after = 0;
+    for pair in raw.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("after", v)) if v.len() <= 18 => {
+                after = v
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| *n >= 0)
+                    .ok_or_else(|| format!("after={v} is not a record number"))?;
+            }
+            _ => return Err(format!("unknown or malformed query parameter {pair:?}")),
+        }
+    }
+    Ok(after)
+}
+
+/// `GET /federation/v1/statement`: this broker's side of its statement
+/// with the caller.
+async fn statement(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !body.is_empty() {
+        return refuse(StatusCode::BAD_REQUEST, "invalid_input", "GET has no body");
+    }
+    let (peer, verified, ring) = match from_peer(&shared, &method, &uri, &headers, &[]).await {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let (name, currency) = (
+        shared.settings.federation.name.clone(),
+        shared.settings.billing.currency.clone(),
+    );
+    let id = peer.id;
+    let made = shared
+        .store
+        .blocking(move |s| usage::Statement::of(s, &name, id, &currency, UnixTime::now()))
+        .await;
+    match made {
+        Ok(statement) => signed(&ring, StatusCode::OK, &statement, &verified),
+        Err(e) => internal("making a statement for a peer failed", e),
+    }
 }

@@ -17,6 +17,11 @@ pub const LISTINGS_PATH: &str = "/federation/v1/listings";
 /// Where a peer asks for a lease of one of this broker's devices; a lease
 /// is at `{LEASES_PATH}/{id}`, and is ended at `{LEASES_PATH}/{id}/stop`.
 pub const LEASES_PATH: &str = "/federation/v1/leases";
+/// The usage records of leases the caller holds here (see
+/// [`super::usage`]).
+pub const USAGE_PATH: &str = "/federation/v1/usage";
+/// This broker's side of its statement with the caller.
+pub const STATEMENT_PATH: &str = "/federation/v1/statement";
 
 /// Most keys a broker may publish at once.
 pub const MAX_KEYS: usize = 8;
@@ -177,7 +182,12 @@ impl LeaseRequest {
 /// `POST /federation/v1/leases/{id}/stop`: the peer's renter ended it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LeaseStop {}
+pub struct LeaseStop {
+    /// When the renter stopped it (Unix seconds on the peer): nothing
+    /// after it is charged, however late the stop arrives.
+    #[serde(default)]
+    pub at: Option<i64>,
+}
 
 /// A lease as the broker that runs it describes it. The password is only
 /// in the answer that started the rental.
@@ -199,6 +209,10 @@ pub struct LeaseAnswer {
     pub https_url: Option<String>,
     pub ended_at: Option<i64>,
     pub end_reason: Option<String>,
+    /// The period the rate is for, in seconds (an hour unless the lessor
+    /// bills otherwise).
+    #[serde(default)]
+    pub period_secs: Option<i64>,
 }
 
 impl LeaseAnswer {
@@ -209,6 +223,9 @@ impl LeaseAnswer {
         }
         if !matches!(self.state.as_str(), "active" | "ended") {
             return Err(format!("unknown lease state {:?}", self.state));
+        }
+        if self.period_secs.is_some_and(|p| !(1..=86_400).contains(&p)) {
+            return Err("the period is not from 1 to 86400 seconds".into());
         }
         let too_long = [
             &self.username,

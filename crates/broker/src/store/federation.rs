@@ -30,6 +30,10 @@ pub struct PeerRecord {
     pub last_full_at: Option<i64>,
     /// Pulls that failed since the last one that worked.
     pub missed_pulls: i64,
+    /// When this broker last compared the peer's usage records with its
+    /// own copy, and what was wrong, if anything.
+    pub usage_checked_at: Option<i64>,
+    pub usage_problem: Option<String>,
 }
 
 /// A peer to add (or renew) with its terms.
@@ -69,7 +73,7 @@ pub struct PeerDeviceRow {
     pub listing: String,
 }
 
-const PEER_COLUMNS: &str = "id, name, base_url, keys, credit_limit, currency, state, added_at, removed_at, listings_cursor, last_pull_ok_at, last_full_at, missed_pulls";
+const PEER_COLUMNS: &str = "id, name, base_url, keys, credit_limit, currency, state, added_at, removed_at, listings_cursor, last_pull_ok_at, last_full_at, missed_pulls, usage_checked_at, usage_problem";
 
 fn peer_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PeerRecord> {
     let keys: String = r.get(3)?;
@@ -88,6 +92,8 @@ fn peer_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PeerRecord> {
         last_pull_ok_at: r.get(10)?,
         last_full_at: r.get(11)?,
         missed_pulls: r.get(12)?,
+        usage_checked_at: r.get(13)?,
+        usage_problem: r.get(14)?,
     })
 }
 

@@ -4,7 +4,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Store, StoreError};
+use super::{Batch, Store, StoreError};
 use crate::time::UnixTime;
 
 /// Which side of a lease this broker is.
@@ -17,7 +17,7 @@ pub enum LeaseRole {
 }
 
 impl LeaseRole {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             LeaseRole::Lessee => "lessee",
             LeaseRole::Lessor => "lessor",
@@ -51,6 +51,16 @@ pub struct LeaseRecord {
     pub created_at: i64,
     pub ended_at: Option<i64>,
     pub end_reason: Option<String>,
+    /// The lessor's billing period; the rate is per period.
+    pub period_secs: i64,
+    /// Lessor: periods with a usage record. Lessee: periods held.
+    pub periods_done: i64,
+    /// Lessee: the period the renter's wallet could not hold.
+    pub unpaid_period: Option<i64>,
+    /// When the renter stopped it, as the lessee said.
+    pub stop_at: Option<i64>,
+    /// Lessor: its end record is issued. Lessee: received.
+    pub usage_closed: bool,
 }
 
 /// A new lease.
@@ -63,6 +73,7 @@ pub struct NewLease {
     pub currency: String,
     pub renter_id: i64,
     pub idempotency_key: Option<String>,
+    pub period_secs: i64,
 }
 
 /// What became of a request to record a lease as lessor.
@@ -87,9 +98,9 @@ pub struct OutboxMessage {
     pub attempts: i64,
 }
 
-const LEASE_COLUMNS: &str = "l.peer_id, p.name, l.id, l.device, l.hourly_rate, l.currency, l.renter_id, l.rental_id, l.state, l.username, l.ssh_host, l.ssh_port, l.http_url, l.https_url, l.created_at, l.ended_at, l.end_reason";
+pub(super) const LEASE_COLUMNS: &str = "l.peer_id, p.name, l.id, l.device, l.hourly_rate, l.currency, l.renter_id, l.rental_id, l.state, l.username, l.ssh_host, l.ssh_port, l.http_url, l.https_url, l.created_at, l.ended_at, l.end_reason, l.period_secs, l.periods_done, l.unpaid_period, l.stop_at, l.usage_closed";
 
-fn lease_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LeaseRecord> {
+pub(super) fn lease_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LeaseRecord> {
     let state: String = r.get(8)?;
     let username: Option<String> = r.get(9)?;
     let login = match username {
@@ -116,10 +127,15 @@ fn lease_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LeaseRecord> {
         created_at: r.get(14)?,
         ended_at: r.get(15)?,
         end_reason: r.get(16)?,
+        period_secs: r.get(17)?,
+        periods_done: r.get(18)?,
+        unpaid_period: r.get(19)?,
+        stop_at: r.get(20)?,
+        usage_closed: r.get(21)?,
     })
 }
 
-fn lease_in(
+pub(super) fn lease_in(
     conn: &rusqlite::Connection,
     role: LeaseRole,
     peer_id: i64,
@@ -196,8 +212,8 @@ impl Store {
         }
         let inserted = tx.execute(
             "INSERT INTO leases (role, peer_id, id, device, hourly_rate, currency, renter_id,
-                 idempotency_key, state, created_at)
-             VALUES ('lessor', ?1, ?2, ?3, ?4, ?5, ?6, ?7, 'open', ?8)",
+                 idempotency_key, state, created_at, period_secs)
+             VALUES ('lessor', ?1, ?2, ?3, ?4, ?5, ?6, ?7, 'open', ?8, ?9)",
             params![
                 lease.peer_id,
                 lease.id,
@@ -206,7 +222,8 @@ impl Store {
                 lease.currency,
                 lease.renter_id,
                 lease.idempotency_key,
-                now.0
+                now.0,
+                lease.period_secs
             ],
         );
         match inserted {
@@ -233,8 +250,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.conn().execute(
             "INSERT INTO leases (role, peer_id, id, device, hourly_rate, currency, renter_id,
-                 state, username, ssh_host, ssh_port, http_url, https_url, created_at)
-             VALUES ('lessee', ?1, ?2, ?3, ?4, ?5, ?6, 'open', ?7, ?8, ?9, ?10, ?11, ?12)",
+                 state, username, ssh_host, ssh_port, http_url, https_url, created_at, period_secs)
+             VALUES ('lessee', ?1, ?2, ?3, ?4, ?5, ?6, 'open', ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             params![
                 lease.peer_id,
                 lease.id,
@@ -247,7 +264,8 @@ impl Store {
                 login.ssh_port,
                 login.http_url,
                 login.https_url,
-                now.0
+                now.0,
+                lease.period_secs
             ],
         )?;
         Ok(())
@@ -342,11 +360,7 @@ impl Store {
         reason: Option<&str>,
         now: UnixTime,
     ) -> Result<bool, StoreError> {
-        Ok(self.conn().execute(
-            "UPDATE leases SET state = 'ended', ended_at = ?4, end_reason = ?5
-             WHERE role = ?1 AND peer_id = ?2 AND id = ?3 AND state = 'open'",
-            params![role.as_str(), peer_id, id, now.0, reason],
-        )? == 1)
+        Batch { conn: &self.conn() }.end_lease(role, peer_id, id, reason, now)
     }
 
     /// Ends a lease this broker's renter holds and queues the message that
@@ -356,26 +370,11 @@ impl Store {
         &self,
         peer_id: i64,
         id: &str,
+        reason: Option<&str>,
         message: (&str, &str, &str),
         now: UnixTime,
     ) -> Result<bool, StoreError> {
-        let (path, body, key) = message;
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let ended = tx.execute(
-            "UPDATE leases SET state = 'ended', ended_at = ?3
-             WHERE role = 'lessee' AND peer_id = ?1 AND id = ?2 AND state = 'open'",
-            params![peer_id, id, now.0],
-        )? == 1;
-        if ended {
-            tx.execute(
-                "INSERT INTO peer_outbox (peer_id, path, body, idempotency_key, next_attempt_at, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT (idempotency_key) DO NOTHING",
-                params![peer_id, path, body, key, now.0],
-            )?;
-        }
-        tx.commit()?;
-        Ok(ended)
+        self.batch(|b| b.end_lease_and_tell(peer_id, id, reason, message, now))
     }
 
     /// Undelivered messages due at `now`, oldest first.
@@ -427,6 +426,67 @@ impl Store {
     }
 }
 
+impl Batch<'_> {
+    /// [`Store::end_lease`], in the batch's transaction.
+    pub fn end_lease(
+        &self,
+        role: LeaseRole,
+        peer_id: i64,
+        id: &str,
+        reason: Option<&str>,
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "UPDATE leases SET state = 'ended', ended_at = ?4, end_reason = ?5
+                 WHERE role = ?1 AND peer_id = ?2 AND id = ?3 AND state = 'open'",
+            )?
+            .execute(params![role.as_str(), peer_id, id, now.0, reason])?
+            == 1)
+    }
+
+    /// [`Store::end_lease_and_tell`], in the batch's transaction; the
+    /// renter's access ends at `now`.
+    pub fn end_lease_and_tell(
+        &self,
+        peer_id: i64,
+        id: &str,
+        reason: Option<&str>,
+        message: (&str, &str, &str),
+        now: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let (path, body, key) = message;
+        let ended = self
+            .conn
+            .prepare_cached(
+                "UPDATE leases SET state = 'ended', ended_at = ?3, stop_at = ?3, end_reason = ?4
+                 WHERE role = 'lessee' AND peer_id = ?1 AND id = ?2 AND state = 'open'",
+            )?
+            .execute(params![peer_id, id, now.0, reason])?
+            == 1;
+        if ended {
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO peer_outbox (peer_id, path, body, idempotency_key, next_attempt_at, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT (idempotency_key) DO NOTHING",
+                )?
+                .execute(params![peer_id, path, body, key, now.0])?;
+        }
+        Ok(ended)
+    }
+
+    /// The lease `id` of peer `peer_id` in `role`.
+    pub fn lease(
+        &self,
+        role: LeaseRole,
+        peer_id: i64,
+        id: &str,
+    ) -> Result<Option<LeaseRecord>, StoreError> {
+        Ok(lease_in(self.conn, role, peer_id, id)?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,6 +516,7 @@ mod tests {
             currency: "USD".into(),
             renter_id,
             idempotency_key: Some(key.into()),
+            period_secs: 3600,
         }
     }
 
@@ -551,12 +612,12 @@ mod tests {
         let message = ("/federation/v1/leases/lse-9/stop", "{}", "stop-lse-9");
         assert!(
             store
-                .end_lease_and_tell(peer, "lse-9", message, UnixTime(3))
+                .end_lease_and_tell(peer, "lse-9", None, message, UnixTime(3))
                 .unwrap()
         );
         assert!(
             !store
-                .end_lease_and_tell(peer, "lse-9", message, UnixTime(4))
+                .end_lease_and_tell(peer, "lse-9", None, message, UnixTime(4))
                 .unwrap(),
             "a second stop queues nothing"
         );

@@ -45,6 +45,7 @@ fn account_of(kind: &str, holder: &str) -> Option<Account> {
         "clearing" => Some(Account::Clearing(holder.to_string())),
         "payouts_in_flight" => Some(Account::PayoutsInFlight),
         "receivable" => holder.parse().ok().map(Account::Receivable),
+        "peer" => holder.parse().ok().map(Account::Peer),
         _ => None,
     }
 }

@@ -44,6 +44,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!("0019_leases"),
     migration!("0020_payout_send_attempts"),
     migration!("0021_topup_refunded_total"),
+    migration!("0022_lease_usage"),
 ];
 
 /// How many migrations databases counted by `user_version` always applied

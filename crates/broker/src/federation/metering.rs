@@ -1,0 +1,289 @@
+//! Metering the leases this broker runs for peers (as lessor): when a
+//! period of a leased rental ends, the seconds its device was reachable are
+//! charged at the lease's rate to the peer's ledger account, split between
+//! the device's owner and this broker's fee as for a local rental, and a
+//! usage record saying so is added to the peer's chain, in one transaction.
+//! When the renter's access ends (stopped here, or by the peer's renter,
+//! whose stop time counts even if the stop arrives late), the last period
+//! is metered to that moment and an end record follows.
+//!
+//! Each lease is metered in its own transaction, and the records and
+//! transfers name the lease and period, so a pass killed half-way and run
+//! again records every period once.
+
+use crate::billing::meter;
+use crate::ledger::{Account, Currency, Transfer, TransferId};
+use crate::store::{Batch, Direction, LeaseRole, Meterable, Store, StoreError};
+use crate::time::UnixTime;
+
+use super::identity::KeyRing;
+use super::usage::{RecordBody, RecordKind};
+
+/// Who issues the records.
+pub struct Issuer<'a> {
+    /// This broker's name among peers.
+    pub name: &'a str,
+    pub ring: &'a KeyRing,
+    /// This broker's share of what owners' devices earn.
+    pub fee_percent: u8,
+}
+
+/// What a pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Metered {
+    /// Records issued.
+    pub records: usize,
+    /// Leases whose end record was issued: `(peer, lease)`.
+    pub ended: Vec<(String, String)>,
+}
+
+/// The id of the transfer that books period `k` of a lease with a peer
+/// (the same on both sides, each in its own ledger).
+pub fn period_transfer(peer_id: i64, lease: &str, k: i64) -> Result<TransferId, StoreError> {
+    Ok(TransferId::derive(
+        "lease",
+        &[&peer_id.to_string(), lease, &k.to_string()],
+    )?)
+}
+
+/// The id of the transfer that books the correction numbered `seq` in a
+/// peer's chain.
+pub fn correction_transfer(peer_id: i64, seq: i64) -> Result<TransferId, StoreError> {
+    Ok(TransferId::derive(
+        "lease-fix",
+        &[&peer_id.to_string(), &seq.to_string()],
+    )?)
+}
+
+/// Meters every lease this broker runs, at `now`.
+pub fn meter_at(store: &Store, issuer: &Issuer<'_>, now: UnixTime) -> Result<Metered, StoreError> {
+    let mut metered = Metered::default();
+    for m in store.leases_to_meter()? {
+        let (records, ended) = store.batch(|b| meter_lease(b, issuer, &m, now))?;
+        metered.records += records;
+        if ended {
+            metered
+                .ended
+                .push((m.lease.peer.clone(), m.lease.id.clone()));
+        }
+    }
+    Ok(metered)
+}
+
+/// When the renter's access to the lease ended, if it has: the rental's
+/// stop, the peer's renter's stop, or the lease's end here.
+fn access_end(m: &Meterable) -> Option<i64> {
+    let lease = &m.lease;
+    let started = m.rental.as_ref().map_or(lease.created_at, |r| r.started_at);
+    [
+        m.rental.as_ref().and_then(|r| r.access_end),
+        lease.stop_at.map(|s| s.max(started)),
+        lease.ended_at.filter(|_| !lease.open),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+}
+
+/// Records the periods of one lease that ended, and its end once access
+/// ended; the number of records, and whether the lease is finished.
+fn meter_lease(
+    b: &Batch<'_>,
+    issuer: &Issuer<'_>,
+    m: &Meterable,
+    now: UnixTime,
+) -> Result<(usize, bool), StoreError> {
+    let lease = &m.lease;
+    let period = lease.period_secs;
+    let ends = access_end(m);
+    let mut k = lease.periods_done;
+    let mut records = 0;
+    if let Some(rental) = &m.rental {
+        loop {
+            let start = rental.started_at + k * period;
+            if ends.is_some_and(|e| start >= e) {
+                break;
+            }
+            let to = ends.map_or(start + period, |e| e.min(start + period));
+            if to > now.0 {
+                break;
+            }
+            let connected = b.connected_stretches(rental.device_id, start, to, now)?;
+            let unhealthy = b.unhealthy_stretches(rental.device_id, start, to, now)?;
+            let reachable = meter::reachable(&connected, &unhealthy, start, to);
+            let amount = meter::charge(lease.hourly_rate, reachable, period);
+            book_period(b, issuer, m, k, amount, now)?;
+            let body = RecordBody {
+                kind: RecordKind::Usage,
+                period: k,
+                from: start,
+                to,
+                reachable_secs: reachable,
+                amount,
+                ..record(issuer, m, now)
+            };
+            issue(b, issuer, lease.peer_id, body, now)?;
+            records += 1;
+            k += 1;
+        }
+        b.set_periods_done(LeaseRole::Lessor, lease.peer_id, &lease.id, k)?;
+    }
+    let finished = match (&m.rental, ends) {
+        (Some(rental), Some(e)) => rental.started_at + k * period >= e,
+        (None, _) => !lease.open,
+        (Some(_), None) => false,
+    };
+    if !finished {
+        return Ok((records, false));
+    }
+    let reason = m
+        .rental
+        .as_ref()
+        .and_then(|r| r.end_reason.clone())
+        .or_else(|| lease.end_reason.clone())
+        .unwrap_or_else(|| "the lease ended".into());
+    b.end_lease(
+        LeaseRole::Lessor,
+        lease.peer_id,
+        &lease.id,
+        Some(&reason),
+        now,
+    )?;
+    let body = RecordBody {
+        kind: RecordKind::End,
+        period: k,
+        note: reason.chars().take(500).collect(),
+        ..record(issuer, m, now)
+    };
+    issue(b, issuer, lease.peer_id, body, now)?;
+    b.close_lease_usage(LeaseRole::Lessor, lease.peer_id, &lease.id)?;
+    Ok((records + 1, true))
+}
+
+/// A record of lease `m` with nothing in it yet.
+fn record(issuer: &Issuer<'_>, m: &Meterable, now: UnixTime) -> RecordBody {
+    let lease = &m.lease;
+    RecordBody {
+        issuer: issuer.name.to_string(),
+        recipient: lease.peer.clone(),
+        seq: 0,
+        prev: String::new(),
+        lease: lease.id.clone(),
+        kind: RecordKind::End,
+        period: 0,
+        from: 0,
+        to: 0,
+        reachable_secs: 0,
+        period_secs: lease.period_secs,
+        rate: lease.hourly_rate,
+        amount: 0,
+        currency: lease.currency.clone(),
+        note: String::new(),
+        issued_at: now.0,
+    }
+}
+
+/// Numbers, chains, signs and stores `body` as the next record issued to
+/// peer `peer_id`; its sequence number.
+pub fn issue(
+    b: &Batch<'_>,
+    issuer: &Issuer<'_>,
+    peer_id: i64,
+    mut body: RecordBody,
+    now: UnixTime,
+) -> Result<i64, StoreError> {
+    let head = b.chain_head(Direction::Issued, peer_id)?;
+    body.seq = head.seq + 1;
+    body.prev = head.hash;
+    let signed = body.seal(issuer.ring);
+    b.append_record(Direction::Issued, peer_id, &body, &signed, now)?;
+    Ok(body.seq)
+}
+
+/// Books period `k` of the lease: the peer owes `amount`, the owner earns
+/// it less this broker's fee.
+fn book_period(
+    b: &Batch<'_>,
+    issuer: &Issuer<'_>,
+    m: &Meterable,
+    k: i64,
+    amount: i64,
+    now: UnixTime,
+) -> Result<(), StoreError> {
+    if amount == 0 {
+        return Ok(());
+    }
+    let lease = &m.lease;
+    let owner = m.rental.as_ref().and_then(|r| r.owner_id);
+    let (owner_part, fee) = match owner {
+        Some(_) => meter::split(amount, issuer.fee_percent),
+        None => (0, amount),
+    };
+    let mut legs = vec![(Account::Peer(lease.peer_id), -amount)];
+    if let Some(owner) = owner {
+        legs.push((Account::Payable(owner), owner_part));
+    }
+    legs.push((Account::Revenue, fee));
+    legs.retain(|(_, a)| *a != 0);
+    let transfer = Transfer::new(
+        period_transfer(lease.peer_id, &lease.id, k)?,
+        Currency::parse(&lease.currency)?,
+        &format!(
+            "hour {} of lease {} of {} to {}",
+            k + 1,
+            lease.id,
+            lease.device,
+            lease.peer
+        ),
+        legs,
+    )?;
+    b.post(&transfer, now)?;
+    Ok(())
+}
+
+/// Issues a correction of `amount` (positive: the peer owes more;
+/// negative: a credit) to lease `lease` of peer `peer_id`, borne by this
+/// broker's revenue; its sequence number. A credit is at most what the
+/// lease cost so far.
+pub fn correct(
+    store: &Store,
+    issuer: &Issuer<'_>,
+    peer_id: i64,
+    lease: &str,
+    amount: i64,
+    note: &str,
+    now: UnixTime,
+) -> Result<Result<i64, String>, StoreError> {
+    store.batch(|b| {
+        let Some(found) = b.lease(LeaseRole::Lessor, peer_id, lease)? else {
+            return Ok(Err(format!("no lease {lease} runs here for that peer")));
+        };
+        let total = b.lease_total(Direction::Issued, peer_id, lease)?;
+        if amount == 0 || amount < -total || amount > 100_000_000 {
+            return Ok(Err(format!(
+                "a correction is not zero, credits at most what the lease cost so far ({}), and charges at most 1000000.00",
+                crate::price::show_price(total)
+            )));
+        }
+        let m = Meterable {
+            lease: found,
+            rental: None,
+        };
+        let body = RecordBody {
+            kind: RecordKind::Correction,
+            period: m.lease.periods_done.saturating_sub(1).max(0),
+            amount,
+            note: note.chars().take(500).collect(),
+            ..record(issuer, &m, now)
+        };
+        let seq = issue(b, issuer, peer_id, body, now)?;
+        let transfer = Transfer::new(
+            correction_transfer(peer_id, seq)?,
+            Currency::parse(&m.lease.currency)?,
+            &format!("correction of lease {lease}: {}", note.chars().take(120).collect::<String>()),
+            vec![(Account::Peer(peer_id), -amount), (Account::Revenue, amount)],
+        )?;
+        b.post(&transfer, now)?;
+        Ok(Ok(seq))
+    })
+}

@@ -1,0 +1,888 @@
+//! Paying for leases this broker's renters hold on peers (as lessee).
+//!
+//! - **Holds.** When a period of a priced lease begins, one period at the
+//!   lease's rate is held from the renter's wallet, as for a local rental.
+//!   A wallet that cannot cover it ends the lease (the stop is queued for
+//!   the peer with the moment it happened, after which the peer charges
+//!   nothing).
+//! - **Records.** The peer's usage records are pulled (`GET
+//!   /federation/v1/usage?after=N`), checked (signature, chain, lease, the
+//!   amount is the reachable seconds at the agreed rate) and booked one
+//!   transaction each: the renter is charged the record's amount from the
+//!   hold, the rest is released, and this broker owes the peer the amount.
+//!   An end record ends the lease here too and releases holds no record
+//!   used; a correction charges or credits the renter. A record that fails
+//!   a check moves no money and stops the chain until the peer mends it;
+//!   the problem is shown to the operator.
+//! - **Comparing.** After each pull the peer's chain head (number, hash,
+//!   total) is compared with this broker's copy.
+//!
+//! After a partition the next pull carries on from the last record this
+//! broker has, so usage catches up by itself.
+
+use std::sync::Arc;
+
+use axum::http::Method;
+
+use super::client::CallError;
+use super::metering::{correction_transfer, period_transfer};
+use super::usage::{RecordBody, RecordError, RecordKind, SignedRecord, UsagePage};
+use crate::broker::Shared;
+use crate::ledger::{Account, Currency, LedgerError, Transfer, TransferId};
+use crate::store::{Batch, Direction, LeaseRecord, LeaseRole, PeerRecord, Store, StoreError};
+use crate::time::UnixTime;
+
+/// Pages of records pulled from one peer per round.
+const MAX_PAGES: usize = 20;
+
+/// The id of the transfer that holds period `k` of a lease.
+fn hold_transfer(peer_id: i64, lease: &str, k: i64) -> Result<TransferId, StoreError> {
+    Ok(TransferId::derive(
+        "lease-hold",
+        &[&peer_id.to_string(), lease, &k.to_string()],
+    )?)
+}
+
+/// Holds the periods of priced leases that began by `now`; the leases
+/// whose renters' wallets could not cover one, which are ended here and
+/// whose stop is queued for their peers.
+pub fn hold_due_at(store: &Store, now: UnixTime) -> Result<Vec<LeaseRecord>, StoreError> {
+    let mut ended = Vec::new();
+    for lease in store.leases_to_hold()? {
+        if !store.batch(|b| hold_lease(b, &lease, now))? {
+            ended.push(lease);
+        }
+    }
+    Ok(ended)
+}
+
+/// Holds the first period of lease `id` just made; false if the wallet
+/// could not cover it (the lease is then ended and its peer told).
+pub fn hold_first(
+    store: &Store,
+    peer_id: i64,
+    id: &str,
+    now: UnixTime,
+) -> Result<bool, StoreError> {
+    store.batch(|b| match b.lease(LeaseRole::Lessee, peer_id, id)? {
+        Some(lease) if lease.hourly_rate > 0 => hold_lease(b, &lease, now),
+        _ => Ok(true),
+    })
+}
+
+/// Holds the periods of `lease` that began; false if the wallet could not
+/// cover one (the lease is then ended and its peer told).
+fn hold_lease(b: &Batch<'_>, lease: &LeaseRecord, now: UnixTime) -> Result<bool, StoreError> {
+    if now.0 < lease.created_at {
+        return Ok(true);
+    }
+    let current = (now.0 - lease.created_at) / lease.period_secs;
+    let currency = Currency::parse(&lease.currency)?;
+    let renter = lease.renter_id;
+    let mut k = lease.periods_done;
+    let mut covered = true;
+    while k <= current {
+        if !b.transfer_posted(&period_transfer(lease.peer_id, &lease.id, k)?)? {
+            let hold = Transfer::simple(
+                hold_transfer(lease.peer_id, &lease.id, k)?,
+                currency.clone(),
+                &format!(
+                    "hold for hour {} of lease {} of {} at {}",
+                    k + 1,
+                    lease.id,
+                    lease.device,
+                    lease.peer
+                ),
+                Account::Wallet(renter),
+                Account::Held(renter),
+                lease.hourly_rate,
+            )?;
+            match b.post(&hold, now) {
+                Ok(_) => {}
+                Err(StoreError::Ledger(LedgerError::InsufficientFunds { .. })) => {
+                    covered = false;
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        k += 1;
+    }
+    b.set_periods_done(LeaseRole::Lessee, lease.peer_id, &lease.id, k)?;
+    if !covered {
+        tracing::info!(lease = %lease.id, peer = %lease.peer, "the renter's wallet cannot cover the next hour of a lease; ending it");
+        b.set_lease_unpaid(lease.peer_id, &lease.id, k)?;
+        let (path, body, key) = super::leases::stop_message(&lease.id, now);
+        b.end_lease_and_tell(
+            lease.peer_id,
+            &lease.id,
+            Some("Ended: your wallet could not cover the next hour."),
+            (&path, &body, &key),
+            now,
+        )?;
+    }
+    Ok(covered)
+}
+
+/// Why a record was not booked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejected {
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error("record {seq} does not follow record {have} this broker has")]
+    OutOfOrder { seq: i64, have: i64 },
+    #[error("record {0} does not name the hash of the record before it")]
+    BrokenChain(i64),
+    #[error("record {seq}: {why}")]
+    Wrong { seq: i64, why: String },
+}
+
+/// Checks `body` (already verified as signed by `peer`) against this
+/// broker's copy of the chain and its lease, and books it. `Err(Rejected)`
+/// moves no money.
+pub fn book(
+    b: &Batch<'_>,
+    own_name: &str,
+    peer: &PeerRecord,
+    body: &RecordBody,
+    signed: &SignedRecord,
+    now: UnixTime,
+) -> Result<Result<(), Rejected>, StoreError> {
+    let head = b.chain_head(Direction::Received, peer.id)?;
+    if body.seq != head.seq + 1 {
+        return Ok(Err(Rejected::OutOfOrder {
+            seq: body.seq,
+            have: head.seq,
+        }));
+    }
+    if body.prev != head.hash {
+        return Ok(Err(Rejected::BrokenChain(body.seq)));
+    }
+    let wrong = |why: String| Ok(Err(Rejected::Wrong { seq: body.seq, why }));
+    if body.issuer != peer.name || body.recipient != own_name {
+        return wrong(format!(
+            "it is from {} to {}, not from {} to {own_name}",
+            body.issuer, body.recipient, peer.name
+        ));
+    }
+    let Some(lease) = b.lease(LeaseRole::Lessee, peer.id, &body.lease)? else {
+        return wrong(format!(
+            "no lease {} is held from {}",
+            body.lease, peer.name
+        ));
+    };
+    if body.currency != lease.currency {
+        return wrong(format!(
+            "it is in {}, the lease in {}",
+            body.currency, lease.currency
+        ));
+    }
+    if lease.usage_closed && body.kind != RecordKind::Correction {
+        return wrong(format!("lease {} already had its end record", lease.id));
+    }
+    let currency = Currency::parse(&lease.currency)?;
+    match body.kind {
+        RecordKind::Usage => {
+            if body.rate != lease.hourly_rate || body.period_secs != lease.period_secs {
+                return wrong(format!(
+                    "it charges {} per {} s; the lease agreed {} per {} s",
+                    body.rate, body.period_secs, lease.hourly_rate, lease.period_secs
+                ));
+            }
+            let settle = period_transfer(peer.id, &lease.id, body.period)?;
+            if b.transfer_posted(&settle)? {
+                return wrong(format!(
+                    "period {} of {} was charged already",
+                    body.period, lease.id
+                ));
+            }
+            if let Some(stop) = lease.stop_at
+                && body.from >= stop + super::signature::ALLOWED_SKEW_SECS
+            {
+                return wrong(format!(
+                    "it charges for time after the renter stopped {}",
+                    lease.id
+                ));
+            }
+            let held = b.transfer_posted(&hold_transfer(peer.id, &lease.id, body.period)?)?;
+            let memo = format!(
+                "hour {} of lease {} of {} at {}: {} of {} s reachable",
+                body.period + 1,
+                lease.id,
+                lease.device,
+                peer.name,
+                body.reachable_secs,
+                body.period_secs
+            );
+            let legs = if held {
+                vec![
+                    (Account::Held(lease.renter_id), -lease.hourly_rate),
+                    (
+                        Account::Wallet(lease.renter_id),
+                        lease.hourly_rate - body.amount,
+                    ),
+                    (Account::Peer(peer.id), body.amount),
+                ]
+            } else {
+                charge_legs(b, &lease, &currency, peer.id, body.amount)?
+            };
+            post(b, settle, &currency, &memo, legs, now)?;
+        }
+        RecordKind::End => {
+            let reason = if body.note.is_empty() {
+                format!("ended at {}", peer.name)
+            } else {
+                body.note.clone()
+            };
+            b.end_lease(LeaseRole::Lessee, peer.id, &lease.id, Some(&reason), now)?;
+            for k in 0..lease.periods_done.max(body.period) {
+                let settle = period_transfer(peer.id, &lease.id, k)?;
+                if b.transfer_posted(&settle)?
+                    || !b.transfer_posted(&hold_transfer(peer.id, &lease.id, k)?)?
+                {
+                    continue;
+                }
+                let memo = format!("hold for hour {} of lease {} released", k + 1, lease.id);
+                let legs = vec![
+                    (Account::Held(lease.renter_id), -lease.hourly_rate),
+                    (Account::Wallet(lease.renter_id), lease.hourly_rate),
+                ];
+                post(b, settle, &currency, &memo, legs, now)?;
+            }
+            b.close_lease_usage(LeaseRole::Lessee, peer.id, &lease.id)?;
+        }
+        RecordKind::Correction => {
+            let so_far = b.lease_total(Direction::Received, peer.id, &lease.id)?;
+            if body.amount == 0 || body.amount < -so_far {
+                return wrong(format!(
+                    "a correction of {} to a lease that cost {so_far}",
+                    body.amount
+                ));
+            }
+            let memo = format!(
+                "correction of lease {} at {}: {}",
+                lease.id,
+                peer.name,
+                body.note.chars().take(120).collect::<String>()
+            );
+            let legs = if body.amount > 0 {
+                charge_legs(b, &lease, &currency, peer.id, body.amount)?
+            } else {
+                vec![
+                    (Account::Wallet(lease.renter_id), -body.amount),
+                    (Account::Peer(peer.id), body.amount),
+                ]
+            };
+            post(
+                b,
+                correction_transfer(peer.id, body.seq)?,
+                &currency,
+                &memo,
+                legs,
+                now,
+            )?;
+        }
+    }
+    b.append_record(Direction::Received, peer.id, body, signed, now)?;
+    Ok(Ok(()))
+}
+
+/// Legs charging the renter `amount` not held: from the wallet as far as
+/// it goes, the rest owed by the renter; owed to the peer in full.
+fn charge_legs(
+    b: &Batch<'_>,
+    lease: &LeaseRecord,
+    currency: &Currency,
+    peer_id: i64,
+    amount: i64,
+) -> Result<Vec<(Account, i64)>, StoreError> {
+    let wallet = b.balance(&Account::Wallet(lease.renter_id), currency)?;
+    let paid = amount.min(wallet.max(0));
+    Ok(vec![
+        (Account::Wallet(lease.renter_id), -paid),
+        (Account::Receivable(lease.renter_id), paid - amount),
+        (Account::Peer(peer_id), amount),
+    ])
+}
+
+fn post(
+    b: &Batch<'_>,
+    id: TransferId,
+    currency: &Currency,
+    memo: &str,
+    mut legs: Vec<(Account, i64)>,
+    now: UnixTime,
+) -> Result<(), StoreError> {
+    legs.retain(|(_, a)| *a != 0);
+    if legs.len() < 2 {
+        return Ok(());
+    }
+    b.post(&Transfer::new(id, currency.clone(), memo, legs)?, now)?;
+    Ok(())
+}
+
+/// Pulls and books the usage records of every active peer, and compares
+/// its chain with this broker's copy.
+pub async fn pull_all(shared: &Arc<Shared>) {
+    let peers = match shared.store.blocking(|s| s.peers()).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "reading the peers failed");
+            return;
+        }
+    };
+    for peer in peers.into_iter().filter(|p| p.active) {
+        if !shared.federation.breakers.allows(peer.id) {
+            continue;
+        }
+        let outcome = pull(shared, peer.clone()).await;
+        let problem = match &outcome {
+            Ok(problem) => problem.clone(),
+            Err(e) => {
+                shared
+                    .federation
+                    .breakers
+                    .record(peer.id, !matches!(e, CallError::Unreachable { .. }));
+                tracing::warn!(peer = %peer.name, error = %e, "pulling usage records failed");
+                continue;
+            }
+        };
+        shared.federation.breakers.record(peer.id, true);
+        if let Some(why) = &problem {
+            tracing::error!(peer = %peer.name, problem = %why, "a peer's usage records do not check out; none after it are booked");
+        }
+        let id = peer.id;
+        if let Err(e) = shared
+            .store
+            .blocking(move |s| s.set_usage_check(id, problem.as_deref(), UnixTime::now()))
+            .await
+        {
+            tracing::error!(error = %e, "recording a usage check failed");
+        }
+    }
+}
+
+/// Pulls `peer`'s records after the last one this broker has and books
+/// them; what is wrong with its chain, if anything.
+async fn pull(shared: &Arc<Shared>, mut peer: PeerRecord) -> Result<Option<String>, CallError> {
+    let own = shared.settings.federation.name.clone();
+    let mut refreshed = false;
+    for _ in 0..MAX_PAGES {
+        let id = peer.id;
+        let have = shared
+            .store
+            .blocking(move |s| s.chain_head(Direction::Received, id))
+            .await
+            .map_err(|e| internal(&peer, e))?;
+        let path = format!("{}?after={}", super::wire::USAGE_PATH, have.seq);
+        let bytes =
+            super::leases::call_peer(shared, &peer, Method::GET, &path, Vec::new(), None).await?;
+        let page: UsagePage = serde_json::from_slice(&bytes).map_err(|e| CallError::BadAnswer {
+            url: peer.base_url.clone(),
+            why: e.to_string(),
+        })?;
+        if page.records.len() > super::usage::PAGE {
+            return Err(CallError::BadAnswer {
+                url: peer.base_url.clone(),
+                why: "too many records in one page".into(),
+            });
+        }
+        if page.records.is_empty() {
+            return Ok(compare(&have, &page));
+        }
+        for record in page.records {
+            let body = match record.open(&peer.keys, UnixTime::now()) {
+                Ok(body) => body,
+                Err(RecordError::UnknownKey(_)) if !refreshed => {
+                    // The peer may have rotated its key: learn it and read
+                    // this page again.
+                    refreshed = true;
+                    if let Ok(Some(keys)) =
+                        super::peering::refresh_keys(&shared.store, &shared.federation.http, &peer)
+                            .await
+                    {
+                        peer.keys = keys;
+                    }
+                    break;
+                }
+                Err(e) => return Ok(Some(Rejected::from(e).to_string())),
+            };
+            let (own, booked_peer) = (own.clone(), peer.clone());
+            let booked = shared
+                .store
+                .blocking(move |s| {
+                    s.batch(|b| book(b, &own, &booked_peer, &body, &record, UnixTime::now()))
+                })
+                .await
+                .map_err(|e| internal(&peer, e))?;
+            if let Err(rejected) = booked {
+                return Ok(Some(rejected.to_string()));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// What differs between the peer's chain head and this broker's copy,
+/// once this broker has every record the peer listed.
+fn compare(have: &super::usage::ChainHead, page: &UsagePage) -> Option<String> {
+    let theirs = &page.head;
+    if theirs.seq < have.seq {
+        return Some(format!(
+            "the peer lists {} records; this broker has {}",
+            theirs.seq, have.seq
+        ));
+    }
+    if theirs.seq == have.seq && (theirs.hash != have.hash || theirs.total != have.total) {
+        return Some(format!(
+            "record {} differs: the peer's chain totals {}, this broker's copy {}",
+            have.seq, theirs.total, have.total
+        ));
+    }
+    None
+}
+
+fn internal(peer: &PeerRecord, e: StoreError) -> CallError {
+    tracing::error!(error = %e, "booking usage records failed");
+    CallError::Unreachable {
+        url: peer.base_url.clone(),
+        why: format!("this broker's store failed: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rpibroker_wire::DeviceName;
+    use rpibroker_wire::control::RentalId;
+
+    use super::*;
+    use crate::federation::identity::KeyRing;
+    use crate::federation::metering::{Issuer, correct, meter_at};
+    use crate::store::{LeaseLogin, NewLease, NewPeer, Opened, RenterTerms};
+
+    const HOUR: i64 = 3600;
+    const T0: i64 = 1_000_000;
+    const RATE: i64 = 600;
+
+    fn usd() -> Currency {
+        Currency::parse("USD").unwrap()
+    }
+
+    /// Broker `b.example` (the lessor) runs lease `lse-1` of its device for
+    /// a renter of `a.example` (the lessee), from `T0` at 6.00 an hour.
+    struct Pair {
+        a: Store,
+        b: Store,
+        ring: KeyRing,
+        _dir: tempfile::TempDir,
+        /// The peer ids: B as A knows it, A as B knows it.
+        b_at_a: i64,
+        a_at_b: i64,
+        renter: i64,
+        owner: i64,
+        device: i64,
+        rental: RentalId,
+    }
+
+    fn peer_on(
+        store: &Store,
+        name: &str,
+        keys: Vec<crate::federation::identity::PublicKey>,
+    ) -> i64 {
+        let new = NewPeer {
+            name: name.into(),
+            base_url: format!("https://{name}"),
+            keys,
+            credit_limit: 100_000,
+            currency: "USD".into(),
+        };
+        store.add_peer(&new, UnixTime(1)).unwrap();
+        store
+            .peers()
+            .unwrap()
+            .into_iter()
+            .find(|p| p.name == name)
+            .unwrap()
+            .id
+    }
+
+    fn pair(wallet: i64) -> Pair {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = KeyRing::load_or_create(dir.path(), UnixTime(1)).unwrap();
+        let a = Store::open(std::path::Path::new(":memory:")).unwrap();
+        let b = Store::open(std::path::Path::new(":memory:")).unwrap();
+        let b_at_a = peer_on(&a, "b.example", ring.published(UnixTime(1)));
+        let a_at_b = peer_on(&b, "a.example", Vec::new());
+
+        let renter = a
+            .add_user("r@a.example", "h", false, UnixTime(0))
+            .unwrap()
+            .id;
+        let credit = Transfer::simple(
+            TransferId::parse("topup:test:1").unwrap(),
+            usd(),
+            "",
+            Account::Clearing("test".into()),
+            Account::Wallet(renter),
+            wallet,
+        )
+        .unwrap();
+        a.post(&credit, UnixTime(0)).unwrap();
+        let lease = |peer_id, renter_id, key: Option<&str>| NewLease {
+            peer_id,
+            id: "lse-1".into(),
+            device: "pi".into(),
+            hourly_rate: RATE,
+            currency: "USD".into(),
+            renter_id,
+            idempotency_key: key.map(str::to_string),
+            period_secs: HOUR,
+        };
+        a.add_lessee_lease(
+            &lease(b_at_a, renter, None),
+            &LeaseLogin::default(),
+            UnixTime(T0),
+        )
+        .unwrap();
+        assert!(hold_first(&a, b_at_a, "lse-1", UnixTime(T0)).unwrap());
+
+        let owner = b
+            .add_user("o@b.example", "h", false, UnixTime(0))
+            .unwrap()
+            .id;
+        let device = b
+            .add_owned_device(
+                &DeviceName::parse("pi").unwrap(),
+                "h",
+                owner,
+                i64::MAX,
+                UnixTime(0),
+            )
+            .unwrap()
+            .id;
+        b.set_listing(device, true, Some(RATE)).unwrap();
+        b.set_online(device, UnixTime(T0)).unwrap();
+        let peer_renter = b.peer_renter("a.example", UnixTime(0)).unwrap();
+        let Opened::Lease(_) = b
+            .open_lessor_lease(
+                &lease(a_at_b, peer_renter, Some("k")),
+                100_000,
+                UnixTime(T0),
+            )
+            .unwrap()
+        else {
+            panic!("the lease opens");
+        };
+        let rental = RentalId::parse("rnt-1").unwrap();
+        let terms = RenterTerms {
+            renter_id: peer_renter,
+            hourly_rate: Some(RATE),
+            max_open: 10,
+            billed: false,
+        };
+        b.begin_rental(device, &rental, &[], Some(terms), UnixTime(T0))
+            .unwrap();
+        b.set_rental_active(&rental, "renter").unwrap();
+        b.set_lessor_rental(a_at_b, "lse-1", rental.as_str(), &LeaseLogin::default())
+            .unwrap();
+        Pair {
+            a,
+            b,
+            ring,
+            _dir: dir,
+            b_at_a,
+            a_at_b,
+            renter,
+            owner,
+            device,
+            rental,
+        }
+    }
+
+    impl Pair {
+        fn issuer(&self) -> Issuer<'_> {
+            Issuer {
+                name: "b.example",
+                ring: &self.ring,
+                fee_percent: 10,
+            }
+        }
+
+        fn meter(&self, at: i64) {
+            meter_at(&self.b, &self.issuer(), UnixTime(at)).unwrap();
+        }
+
+        /// A pulls every record B issued it and books them; the first
+        /// rejection, if any.
+        fn pull(&self, at: i64) -> Option<Rejected> {
+            let peer = self
+                .a
+                .peers()
+                .unwrap()
+                .into_iter()
+                .find(|p| p.id == self.b_at_a)
+                .unwrap();
+            let have = self.a.chain_head(Direction::Received, self.b_at_a).unwrap();
+            for signed in self
+                .b
+                .records_after(Direction::Issued, self.a_at_b, have.seq, 500)
+                .unwrap()
+            {
+                if let Some(rejected) = self.deliver(&peer, signed, at) {
+                    return Some(rejected);
+                }
+            }
+            None
+        }
+
+        fn deliver(&self, peer: &PeerRecord, signed: SignedRecord, at: i64) -> Option<Rejected> {
+            let body = match signed.open(&peer.keys, UnixTime(at)) {
+                Ok(body) => body,
+                Err(e) => return Some(e.into()),
+            };
+            self.a
+                .batch(|b| book(b, "a.example", peer, &body, &signed, UnixTime(at)))
+                .unwrap()
+                .err()
+        }
+
+        fn a_balance(&self, account: Account) -> i64 {
+            self.a.balance(&account, &usd()).unwrap()
+        }
+
+        fn b_balance(&self, account: Account) -> i64 {
+            self.b.balance(&account, &usd()).unwrap()
+        }
+
+        /// Both ledgers are whole and agree on what A owes B.
+        fn assert_agree(&self) {
+            assert!(self.a.ledger_problems().unwrap().is_empty());
+            assert!(self.b.ledger_problems().unwrap().is_empty());
+            assert_eq!(
+                self.a_balance(Account::Peer(self.b_at_a)),
+                -self.b_balance(Account::Peer(self.a_at_b)),
+                "what A owes B is what B is owed by A"
+            );
+            assert_eq!(
+                self.a.chain_head(Direction::Received, self.b_at_a).unwrap(),
+                self.b.chain_head(Direction::Issued, self.a_at_b).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn the_lessor_meters_each_hour_and_the_lessee_charges_its_renter_the_same() {
+        let p = pair(10_000);
+        assert_eq!(
+            p.a_balance(Account::Held(p.renter)),
+            RATE,
+            "the first hour is held"
+        );
+        // Down for 20 minutes of the first hour.
+        p.b.set_offline(p.device, UnixTime(T0 + 600)).unwrap();
+        p.b.set_online(p.device, UnixTime(T0 + 1800)).unwrap();
+        p.meter(T0 + 100);
+        assert_eq!(
+            p.b.chain_head(Direction::Issued, p.a_at_b).unwrap().seq,
+            0,
+            "no hour ended yet"
+        );
+        hold_due_at(&p.a, UnixTime(T0 + HOUR + 1)).unwrap();
+        p.meter(T0 + HOUR + 5);
+        p.meter(T0 + HOUR + 6);
+        assert_eq!(p.pull(T0 + HOUR + 10), None);
+        // 40 minutes of 6.00: 4.00, of which the owner gets 3.60.
+        assert_eq!(p.b_balance(Account::Peer(p.a_at_b)), -400);
+        assert_eq!(p.b_balance(Account::Payable(p.owner)), 360);
+        assert_eq!(p.b_balance(Account::Revenue), 40);
+        assert_eq!(p.a_balance(Account::Peer(p.b_at_a)), 400);
+        assert_eq!(
+            p.a_balance(Account::Held(p.renter)),
+            RATE,
+            "the second hour is held"
+        );
+        assert_eq!(p.a_balance(Account::Wallet(p.renter)), 10_000 - 400 - RATE);
+        p.assert_agree();
+
+        // The renter stops at 1:30 on A; the stop reaches B at 1:50, and
+        // B charges only to 1:30.
+        let stop = T0 + HOUR + 1800;
+        p.b.set_lease_stop_at(p.a_at_b, "lse-1", stop).unwrap();
+        p.b.set_rental_ending(&p.rental, None, UnixTime(T0 + HOUR + 3000))
+            .unwrap();
+        p.meter(T0 + HOUR + 3001);
+        assert_eq!(p.pull(T0 + HOUR + 3002), None);
+        assert_eq!(p.a_balance(Account::Peer(p.b_at_a)), 400 + 300);
+        assert_eq!(
+            p.a_balance(Account::Held(p.renter)),
+            0,
+            "nothing is left held"
+        );
+        assert_eq!(p.a_balance(Account::Wallet(p.renter)), 10_000 - 700);
+        let lease =
+            p.a.lease(LeaseRole::Lessee, p.b_at_a, "lse-1")
+                .unwrap()
+                .unwrap();
+        assert!(
+            !lease.open && lease.usage_closed,
+            "the end record ended it on A"
+        );
+        p.assert_agree();
+
+        // Nothing more is metered; a credit of 1.00 reaches the renter.
+        p.meter(T0 + 5 * HOUR);
+        let seq = correct(
+            &p.b,
+            &p.issuer(),
+            p.a_at_b,
+            "lse-1",
+            -100,
+            "down for maintenance",
+            UnixTime(T0 + 5 * HOUR),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(seq, 4, "two hours, the end, the correction");
+        assert!(
+            correct(
+                &p.b,
+                &p.issuer(),
+                p.a_at_b,
+                "lse-1",
+                -10_000,
+                "too much",
+                UnixTime(T0 + 5 * HOUR)
+            )
+            .unwrap()
+            .is_err(),
+            "no credit above what the lease cost"
+        );
+        assert_eq!(p.pull(T0 + 5 * HOUR + 1), None);
+        assert_eq!(p.a_balance(Account::Wallet(p.renter)), 10_000 - 600);
+        assert_eq!(p.a_balance(Account::Peer(p.b_at_a)), 600);
+        p.assert_agree();
+    }
+
+    #[test]
+    fn a_record_tampered_forged_replayed_or_out_of_order_moves_no_money() {
+        let p = pair(10_000);
+        p.meter(T0 + HOUR + 5);
+        p.meter(T0 + 2 * HOUR + 5);
+        let peer =
+            p.a.peers()
+                .unwrap()
+                .into_iter()
+                .find(|x| x.id == p.b_at_a)
+                .unwrap();
+        let records =
+            p.b.records_after(Direction::Issued, p.a_at_b, 0, 10)
+                .unwrap();
+        assert_eq!(records.len(), 2);
+        let at = T0 + 2 * HOUR + 10;
+
+        let mut tampered = records[0].clone();
+        tampered.body = tampered.body.replace("\"amount\":600", "\"amount\":60");
+        assert!(matches!(
+            p.deliver(&peer, tampered, at),
+            Some(Rejected::Record(RecordError::BadHash))
+        ));
+        assert!(matches!(
+            p.deliver(&peer, records[1].clone(), at),
+            Some(Rejected::OutOfOrder { seq: 2, have: 0 })
+        ));
+        // Someone else's key.
+        let other = tempfile::tempdir().unwrap();
+        let stranger = KeyRing::load_or_create(other.path(), UnixTime(1)).unwrap();
+        let body: RecordBody = serde_json::from_str(&records[0].body).unwrap();
+        assert!(matches!(
+            p.deliver(&peer, body.seal(&stranger), at),
+            Some(Rejected::Record(RecordError::UnknownKey(_)))
+        ));
+        // Signed by B, but charging more than the agreed rate.
+        let greedy = RecordBody {
+            rate: 900,
+            amount: 900,
+            ..body.clone()
+        };
+        assert!(matches!(
+            p.deliver(&peer, greedy.seal(&p.ring), at),
+            Some(Rejected::Wrong { .. })
+        ));
+        // For a lease A never held.
+        let stray = RecordBody {
+            lease: "lse-2".into(),
+            ..body.clone()
+        };
+        assert!(matches!(
+            p.deliver(&peer, stray.seal(&p.ring), at),
+            Some(Rejected::Wrong { .. })
+        ));
+        assert_eq!(
+            p.a_balance(Account::Peer(p.b_at_a)),
+            0,
+            "nothing was booked"
+        );
+
+        assert_eq!(p.deliver(&peer, records[0].clone(), at), None);
+        assert!(
+            matches!(
+                p.deliver(&peer, records[0].clone(), at),
+                Some(Rejected::OutOfOrder { seq: 1, have: 1 })
+            ),
+            "a replay is refused"
+        );
+        // A record that names another as the one before it.
+        let forked = RecordBody {
+            seq: 2,
+            prev: "00".repeat(32),
+            period: 1,
+            ..body
+        };
+        assert!(matches!(
+            p.deliver(&peer, forked.seal(&p.ring), at),
+            Some(Rejected::BrokenChain(2))
+        ));
+        assert_eq!(p.pull(at), None);
+        assert_eq!(p.a_balance(Account::Peer(p.b_at_a)), 2 * RATE);
+        p.assert_agree();
+    }
+
+    #[test]
+    fn a_wallet_that_cannot_hold_an_hour_ends_the_lease_and_tells_the_peer() {
+        let p = pair(RATE + 100);
+        let ended = hold_due_at(&p.a, UnixTime(T0 + HOUR + 1)).unwrap();
+        assert_eq!(ended.len(), 1);
+        let lease =
+            p.a.lease(LeaseRole::Lessee, p.b_at_a, "lse-1")
+                .unwrap()
+                .unwrap();
+        assert!(!lease.open);
+        assert_eq!(lease.stop_at, Some(T0 + HOUR + 1));
+        let queued = p.a.due_messages(UnixTime(T0 + HOUR + 1), 10).unwrap();
+        assert_eq!(queued.len(), 1);
+        assert!(
+            queued[0]
+                .body
+                .contains(&format!("\"at\":{}", T0 + HOUR + 1))
+        );
+        assert!(
+            hold_due_at(&p.a, UnixTime(T0 + HOUR + 2))
+                .unwrap()
+                .is_empty(),
+            "once"
+        );
+
+        // B learns of the stop late, and meters the full first hour and the
+        // second to the stop: one second at 6.00 an hour rounds to nothing.
+        p.b.set_lease_stop_at(p.a_at_b, "lse-1", T0 + HOUR + 1)
+            .unwrap();
+        p.b.set_rental_ending(&p.rental, None, UnixTime(T0 + HOUR + 120))
+            .unwrap();
+        p.meter(T0 + HOUR + 121);
+        assert_eq!(p.pull(T0 + HOUR + 122), None);
+        assert_eq!(p.a_balance(Account::Peer(p.b_at_a)), RATE);
+        assert_eq!(p.a_balance(Account::Wallet(p.renter)), 100);
+        assert_eq!(p.a_balance(Account::Held(p.renter)), 0);
+        p.assert_agree();
+    }
+}
