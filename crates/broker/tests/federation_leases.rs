@@ -1,11 +1,13 @@
 //! Remote rentals (leases) between peered brokers, as real `rpibroker`
-//! processes on loopback: a renter on alpha rents a device beta manages
-//! (a real agent and Docker sandbox), logs in with a stock OpenSSH client
-//! through beta's edge, and stops from alpha (while beta is down), which
-//! ends it on beta and wipes the sandbox once beta is back; an end on beta
-//! is learned by alpha; a lease request that is forged, tampered with,
-//! replayed, or for a listing that changed since it was shown is refused
-//! and leaves nothing behind.
+//! processes on loopback: a renter on alpha rents a priced device beta
+//! manages (a real agent and Docker sandbox), logs in with a stock OpenSSH
+//! client through beta's edge, and stops from alpha (while beta is down),
+//! which ends it on beta and wipes the sandbox once beta is back; an end on
+//! beta is learned by alpha; alpha charges its renter what beta's usage
+//! records say, and both brokers' ledgers and statements agree to the cent;
+//! a lease request that is forged, tampered with, replayed, or for a
+//! listing that changed since it was shown is refused and leaves nothing
+//! behind.
 
 mod common;
 
@@ -89,13 +91,107 @@ fn count(b: &TestBroker, sql: &str) -> i64 {
     db(b).query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
+/// Billing on, in periods of 5 s.
+const BILLING: &str = "[billing]\nenabled = true\nperiod_secs = 5\n";
+
+/// The balance of ledger account `kind`/`holder` in USD.
+fn balance(b: &TestBroker, kind: &str, holder: &str) -> i64 {
+    db(b)
+        .query_row(
+            "SELECT COALESCE(SUM(balance), 0) FROM ledger_accounts
+             WHERE kind = ?1 AND holder = ?2 AND currency = 'USD'",
+            [kind, holder],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+fn user_id(b: &TestBroker, email: &str) -> String {
+    db(b)
+        .query_row("SELECT id FROM users WHERE email = ?1", [email], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap()
+        .to_string()
+}
+
+fn peer_id(b: &TestBroker, name: &str) -> String {
+    db(b)
+        .query_row("SELECT id FROM peers WHERE name = ?1", [name], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap()
+        .to_string()
+}
+
+/// Waits until beta has metered a whole period of `lease` that cost
+/// something: the renter used the device for a while.
+async fn wait_charged(beta: &TestBroker, lease: &str) {
+    wait_for("beta meters a paid period of the lease", DEADLINE, || async move {
+        (count(
+            beta,
+            &format!(
+                "SELECT COUNT(*) FROM lease_usage WHERE lease = '{lease}' AND kind = 'usage' AND amount > 0"
+            ),
+        ) > 0)
+            .then_some(())
+    })
+    .await;
+}
+
+/// Waits until alpha has every usage record of its `leases` leases, then
+/// checks the two ledgers agree to the cent: what alpha's renter paid is
+/// what alpha owes beta, which is what beta is owed and shared between the
+/// device's owner and its fee; `rpibroker peer statement` says so on both.
+/// The total charged.
+async fn assert_settled(alpha: &TestBroker, beta: &TestBroker, leases: i64, credited: i64) -> i64 {
+    wait_for("alpha has every usage record", DEADLINE, || async move {
+        (count(
+            alpha,
+            "SELECT COUNT(*) FROM leases WHERE role = 'lessee' AND usage_closed = 1",
+        ) == leases)
+            .then_some(())
+    })
+    .await;
+    let renter = user_id(alpha, "renter@example.org");
+    let owed = balance(alpha, "peer", &peer_id(alpha, "beta"));
+    assert!(owed > 0, "the leases cost something");
+    assert_eq!(balance(alpha, "held", &renter), 0, "nothing is left held");
+    assert_eq!(balance(alpha, "wallet", &renter), credited - owed);
+    assert_eq!(balance(beta, "peer", &peer_id(beta, "alpha")), -owed);
+    let owner = user_id(beta, "owner@example.org");
+    let (earned, fee) = (
+        balance(beta, "payable", &owner),
+        balance(beta, "revenue", ""),
+    );
+    assert_eq!(earned + fee, owed);
+    assert_eq!(fee, owed - earned);
+    for (b, other) in [(alpha, "beta"), (beta, "alpha")] {
+        let out = ok(b.run(&["peer", "statement", other, "--json"]));
+        let statement: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(statement["agrees"], true, "{statement}");
+        assert_eq!(statement["pending"], json!([]), "{statement}");
+    }
+    let text = ok(alpha.run(&["peer", "statement", "beta"]));
+    assert!(
+        text.contains(&format!(
+            "this broker owes beta {}.{:02} USD",
+            owed / 100,
+            owed % 100
+        )),
+        "{text}"
+    );
+    assert!(text.contains("beta's statement agrees."), "{text}");
+    owed
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_renter_leases_a_peer_device_logs_in_and_stops_from_home() {
     let name = "lease-pi";
     let _cleanup = Cleanup::new(name);
     let smtp = SmtpServer::start().await;
-    let alpha = broker_with("alpha", &smtp.broker_config()).await;
-    let mut beta = broker("beta").await;
+    let alpha = broker_with("alpha", &format!("{}\n{BILLING}", smtp.broker_config())).await;
+    let mut beta = broker_with("beta", BILLING).await;
     peer(&alpha, &beta);
     let mut owner = sign_up(beta.api, "owner@example.org").await;
     let (_device, _agent) = register_and_start(&beta, &mut owner, name).await;
@@ -103,6 +199,15 @@ async fn a_renter_leases_a_peer_device_logs_in_and_stops_from_home() {
     wait_offer(&alpha, "beta", name, true).await;
 
     let mut renter = sign_up(alpha.api, "renter@example.org").await;
+    let credited = 10_000;
+    ok(alpha.run(&[
+        "admin",
+        "credit",
+        "renter@example.org",
+        "100.00",
+        "--reference",
+        "bank-1",
+    ]));
     let token = common::api::create_token(&mut renter, "cli").await;
     let rent = |rate: i64| {
         let token = token.clone();
@@ -181,6 +286,8 @@ async fn a_renter_leases_a_peer_device_logs_in_and_stops_from_home() {
     let r = common::api::call(alpha.api, "POST", &stop_path, Some(&other_token), None).await;
     assert_eq!(r.status, 404, "another renter's lease is not theirs");
 
+    wait_charged(&beta, &lease).await;
+
     // Stopped from alpha while beta is down: ended on alpha at once, and
     // on beta (the sandbox wiped) once the queued stop gets through.
     beta.stop().await;
@@ -223,6 +330,7 @@ async fn a_renter_leases_a_peer_device_logs_in_and_stops_from_home() {
     assert!(!out.status.success(), "the old login no longer works");
     let r = common::api::call(alpha.api, "POST", &stop_path, Some(&token), None).await;
     assert_eq!(r.status, 404, "an ended lease cannot be stopped again");
+    let first = assert_settled(&alpha, &beta, 1, credited).await;
 
     // Leased again, and this time ended by the owner on beta: alpha learns
     // of it on its next look.
@@ -265,6 +373,7 @@ async fn a_renter_leases_a_peer_device_logs_in_and_stops_from_home() {
         "test ! -e ~/note && echo fresh",
     );
     assert_eq!(assert_ran(&out, "second login").trim(), "fresh");
+    wait_charged(&beta, &second).await;
     sandbox::rental_stop(&beta, name).expect("rental stop on beta");
     let ended = wait_for("alpha learns the lease ended", DEADLINE, || {
         let token = token.clone();
@@ -290,6 +399,8 @@ async fn a_renter_leases_a_peer_device_logs_in_and_stops_from_home() {
     );
     // Between rentals the device's port admits no one.
     sandbox::assert_port_refuses(&out);
+    let both = assert_settled(&alpha, &beta, 2, credited).await;
+    assert!(both > first, "the second lease cost something too");
 }
 
 /// Signs a POST of `body` to `path` on `to` with `ring`.
@@ -450,10 +561,11 @@ async fn forged_replayed_and_outdated_lease_requests_are_refused() {
 }
 
 #[tokio::test]
-async fn priced_peer_devices_are_not_leased_while_brokers_cannot_settle() {
-    let billing = "[billing]\nenabled = true\n";
-    let alpha = broker_with("alpha", billing).await;
-    let beta = broker_with("beta", billing).await;
+async fn a_broker_that_does_not_bill_leases_only_free_peer_devices() {
+    // Alpha does not bill its renters, so it could not charge them what it
+    // would owe beta.
+    let alpha = broker("alpha").await;
+    let beta = broker_with("beta", BILLING).await;
     peer(&alpha, &beta);
     let mut owner = sign_up(beta.api, "owner@example.org").await;
     let page = owner.get("/devices").await;
@@ -480,23 +592,7 @@ async fn priced_peer_devices_are_not_leased_while_brokers_cannot_settle() {
     .await;
     assert_eq!(r.status, 409, "{}", r.raw.body);
     let message = r.json["message"].as_str().unwrap_or_default();
-    assert!(message.contains("only free peer devices"), "{message}");
-
-    // Asked directly, beta refuses too.
-    let alpha_keys = KeyRing::load_or_create(&alpha.data_dir(), UnixTime::now()).unwrap();
-    let path = "/federation/v1/leases";
-    let body = serde_json::to_vec(&json!({
-        "lease": "lse-00000000000000ab",
-        "device": "b1",
-        "hourly_rate": 25,
-        "currency": "USD",
-        "ssh_key": null
-    }))
-    .unwrap();
-    let headers = signed_post(&alpha_keys, &beta, path, &body, "lse-00000000000000ab");
-    let answer = send(&beta, path, &headers, &body).await;
-    assert_eq!(answer.status, 409, "{}", answer.raw.body);
-    assert_eq!(answer.json["code"], "settlement_unavailable");
+    assert!(message.contains("does not bill its renters"), "{message}");
     for b in [&alpha, &beta] {
         assert_eq!(count(b, "SELECT COUNT(*) FROM leases"), 0);
         assert_eq!(count(b, "SELECT COUNT(*) FROM rentals"), 0);
