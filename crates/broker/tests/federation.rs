@@ -2,7 +2,8 @@
 //! its own data directory and ports: operators peer them by invite and
 //! accept on the command line; each marketplace then shows the others' own
 //! devices marked with the broker that manages them; a device taken off the
-//! market disappears from the peers (a tombstone); requests that are
+//! market disappears from the peers (a tombstone), even from a peer that
+//! was away until the tombstone was pruned; requests that are
 //! forged, tampered with, replayed, expired or from a removed peer are
 //! refused; three brokers in a triangle show each other's devices and none
 //! re-exports another's.
@@ -23,10 +24,15 @@ use serde_json::Value;
 /// A broker called `name` that pulls its peers every second and hides a
 /// peer's devices after two missed pulls.
 async fn broker(name: &str) -> TestBroker {
+    broker_with(name, "").await
+}
+
+/// [`broker`], with `extra` lines in its `[federation]` table.
+async fn broker_with(name: &str, extra: &str) -> TestBroker {
     TestBroker::start_with(
         1,
         &format!(
-            "[federation]\nname = \"{name}\"\npull_interval_secs = 1\nhide_after_missed_pulls = 2\n"
+            "[federation]\nname = \"{name}\"\npull_interval_secs = 1\nhide_after_missed_pulls = 2\n{extra}"
         ),
     )
     .await
@@ -193,6 +199,50 @@ async fn peers_by_invite_see_each_others_devices_and_removals() {
     let r = list_at(&mut alice, "a2", false, "0.25").await;
     assert_eq!(r.status, 200, "{}", r.body);
     wait_for_peer_devices(&beta, set(&[("alpha", "a1")])).await;
+}
+
+#[tokio::test]
+async fn a_peer_behind_pruned_removals_gets_the_full_listing_again() {
+    // Alpha keeps the tombstones of its removed listings for a second.
+    let alpha = broker_with(
+        "alpha",
+        "tombstone_retention_secs = 1\ntombstone_prune_secs = 1\n",
+    )
+    .await;
+    let mut beta = broker("beta").await;
+    let gamma = broker("gamma").await;
+    let mut alice = owner_listing(&alpha, "alice@example.org", &["a1", "a2", "a3"]).await;
+    peer(&alpha, &beta);
+    peer(&alpha, &gamma);
+    let all = set(&[("alpha", "a1"), ("alpha", "a2"), ("alpha", "a3")]);
+    wait_for_peer_devices(&beta, all.clone()).await;
+    wait_for_peer_devices(&gamma, all).await;
+
+    // Beta is down while a2 leaves alpha's market, gamma learns of it, and
+    // alpha forgets the removal.
+    beta.stop().await;
+    let r = list_at(&mut alice, "a2", false, "0.25").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let rest = set(&[("alpha", "a1"), ("alpha", "a3")]);
+    wait_for_peer_devices(&gamma, rest.clone()).await;
+    wait_for("alpha to prune the removal", DEADLINE, || {
+        let log = alpha.log();
+        async move {
+            log.contains("pruned the tombstones of devices no longer listed")
+                .then_some(())
+        }
+    })
+    .await;
+
+    // Back, beta pulls from its old cursor and is sent everything again.
+    beta.restart().await;
+    wait_for_peer_devices(&beta, rest.clone()).await;
+    assert!(
+        beta.log().contains("pulling its full listing"),
+        "{}",
+        beta.log()
+    );
+    assert_eq!(peer_devices(&gamma).await, rest);
 }
 
 /// Signs a GET of `path` on `to` with `ring`, at `now`.
