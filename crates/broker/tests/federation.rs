@@ -3,7 +3,8 @@
 //! accept on the command line; each marketplace then shows the others' own
 //! devices marked with the broker that manages them; a device taken off the
 //! market disappears from the peers (a tombstone), even from a peer that
-//! was away until the tombstone was pruned; requests that are
+//! was away until the tombstone was pruned; the marketplace's filters and
+//! sort order apply to peers' devices as to its own; requests that are
 //! forged, tampered with, replayed, expired or from a removed peer are
 //! refused; three brokers in a triangle show each other's devices and none
 //! re-exports another's.
@@ -243,6 +244,90 @@ async fn a_peer_behind_pruned_removals_gets_the_full_listing_again() {
         beta.log()
     );
     assert_eq!(peer_devices(&gamma).await, rest);
+}
+
+/// The names of `key`'s devices in a marketplace answer, in its order.
+fn names(market: &Value, key: &str) -> Vec<String> {
+    market[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn marketplace_filters_and_sorting_apply_to_peer_devices() {
+    let alpha = broker("alpha").await;
+    let beta = broker("beta").await;
+    let mut alice = owner_listing(&alpha, "alice@example.org", &["cheap", "dear"]).await;
+    let r = list_at(&mut alice, "dear", true, "2.00").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    owner_listing(&beta, "bob@example.org", &["b1"]).await;
+    peer(&alpha, &beta);
+    wait_for_peer_devices(&beta, set(&[("alpha", "cheap"), ("alpha", "dear")])).await;
+
+    let cases: [(&str, &[&str], &[&str]); 8] = [
+        ("", &["b1"], &["cheap", "dear"]),
+        ("max_price=1", &["b1"], &["cheap"]),
+        ("min_price=1", &[], &["dear"]),
+        ("sort=price&order=desc", &["b1"], &["dear", "cheap"]),
+        ("broker=alpha", &[], &["cheap", "dear"]),
+        ("broker=beta", &["b1"], &[]),
+        ("broker=gamma", &[], &[]),
+        // No figures were reported for any of them.
+        ("min_memory=1", &[], &[]),
+    ];
+    for (query, own, peers) in cases {
+        let answer = common::api::call(
+            beta.api,
+            "GET",
+            &format!("/api/v1/market?{query}"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{query}: {}", answer.raw.body);
+        let market = answer.json;
+        assert_eq!(names(&market, "devices"), own, "{query}");
+        assert_eq!(names(&market, "peer_devices"), peers, "{query}");
+        assert_eq!(market["peer_devices_total"], peers.len(), "{query}");
+    }
+    let refused =
+        common::api::call(beta.api, "GET", "/api/v1/market?broker=Alpha!", None, None).await;
+    assert_eq!(refused.status, 422, "{}", refused.raw.body);
+
+    // The page filters the same way, and offers each broker to filter by.
+    let page = WebClient::new(beta.api).get("/?max_price=1").await;
+    assert!(
+        page.body
+            .contains("data-testid=\"peer-device-alpha-cheap\""),
+        "{}",
+        page.body
+    );
+    assert!(
+        !page.body.contains("data-testid=\"peer-device-alpha-dear\""),
+        "{}",
+        page.body
+    );
+    let page = WebClient::new(beta.api).get("/?broker=alpha").await;
+    assert!(
+        page.body
+            .contains("<option value=\"beta\">this broker (beta)</option>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("<option value=\"alpha\" selected>alpha</option>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("data-testid=\"peer-device-alpha-dear\""),
+        "{}",
+        page.body
+    );
 }
 
 /// Signs a GET of `path` on `to` with `ring`, at `now`.
