@@ -2,7 +2,9 @@
 //! its own data directory and ports: operators peer them by invite and
 //! accept on the command line; each marketplace then shows the others' own
 //! devices marked with the broker that manages them; a device taken off the
-//! market disappears from the peers (a tombstone); requests that are
+//! market disappears from the peers (a tombstone), even from a peer that
+//! was away until the tombstone was pruned; the marketplace's filters and
+//! sort order apply to peers' devices as to its own; requests that are
 //! forged, tampered with, replayed, expired or from a removed peer are
 //! refused; three brokers in a triangle show each other's devices and none
 //! re-exports another's.
@@ -23,10 +25,15 @@ use serde_json::Value;
 /// A broker called `name` that pulls its peers every second and hides a
 /// peer's devices after two missed pulls.
 async fn broker(name: &str) -> TestBroker {
+    broker_with(name, "").await
+}
+
+/// [`broker`], with `extra` lines in its `[federation]` table.
+async fn broker_with(name: &str, extra: &str) -> TestBroker {
     TestBroker::start_with(
         1,
         &format!(
-            "[federation]\nname = \"{name}\"\npull_interval_secs = 1\nhide_after_missed_pulls = 2\n"
+            "[federation]\nname = \"{name}\"\npull_interval_secs = 1\nhide_after_missed_pulls = 2\n{extra}"
         ),
     )
     .await
@@ -193,6 +200,134 @@ async fn peers_by_invite_see_each_others_devices_and_removals() {
     let r = list_at(&mut alice, "a2", false, "0.25").await;
     assert_eq!(r.status, 200, "{}", r.body);
     wait_for_peer_devices(&beta, set(&[("alpha", "a1")])).await;
+}
+
+#[tokio::test]
+async fn a_peer_behind_pruned_removals_gets_the_full_listing_again() {
+    // Alpha keeps the tombstones of its removed listings for a second.
+    let alpha = broker_with(
+        "alpha",
+        "tombstone_retention_secs = 1\ntombstone_prune_secs = 1\n",
+    )
+    .await;
+    let mut beta = broker("beta").await;
+    let gamma = broker("gamma").await;
+    let mut alice = owner_listing(&alpha, "alice@example.org", &["a1", "a2", "a3"]).await;
+    peer(&alpha, &beta);
+    peer(&alpha, &gamma);
+    let all = set(&[("alpha", "a1"), ("alpha", "a2"), ("alpha", "a3")]);
+    wait_for_peer_devices(&beta, all.clone()).await;
+    wait_for_peer_devices(&gamma, all).await;
+
+    // Beta is down while a2 leaves alpha's market, gamma learns of it, and
+    // alpha forgets the removal.
+    beta.stop().await;
+    let r = list_at(&mut alice, "a2", false, "0.25").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let rest = set(&[("alpha", "a1"), ("alpha", "a3")]);
+    wait_for_peer_devices(&gamma, rest.clone()).await;
+    wait_for("alpha to prune the removal", DEADLINE, || {
+        let log = alpha.log();
+        async move {
+            log.contains("pruned the tombstones of devices no longer listed")
+                .then_some(())
+        }
+    })
+    .await;
+
+    // Back, beta pulls from its old cursor and is sent everything again.
+    beta.restart().await;
+    wait_for_peer_devices(&beta, rest.clone()).await;
+    assert!(
+        beta.log().contains("pulling its full listing"),
+        "{}",
+        beta.log()
+    );
+    assert_eq!(peer_devices(&gamma).await, rest);
+}
+
+/// The names of `key`'s devices in a marketplace answer, in its order.
+fn names(market: &Value, key: &str) -> Vec<String> {
+    market[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn marketplace_filters_and_sorting_apply_to_peer_devices() {
+    let alpha = broker("alpha").await;
+    let beta = broker("beta").await;
+    let mut alice = owner_listing(&alpha, "alice@example.org", &["cheap", "dear"]).await;
+    let r = list_at(&mut alice, "dear", true, "2.00").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    owner_listing(&beta, "bob@example.org", &["b1"]).await;
+    peer(&alpha, &beta);
+    wait_for_peer_devices(&beta, set(&[("alpha", "cheap"), ("alpha", "dear")])).await;
+
+    let cases: [(&str, &[&str], &[&str]); 8] = [
+        ("", &["b1"], &["cheap", "dear"]),
+        ("max_price=1", &["b1"], &["cheap"]),
+        ("min_price=1", &[], &["dear"]),
+        ("sort=price&order=desc", &["b1"], &["dear", "cheap"]),
+        ("broker=alpha", &[], &["cheap", "dear"]),
+        ("broker=beta", &["b1"], &[]),
+        ("broker=gamma", &[], &[]),
+        // No figures were reported for any of them.
+        ("min_memory=1", &[], &[]),
+    ];
+    for (query, own, peers) in cases {
+        let answer = common::api::call(
+            beta.api,
+            "GET",
+            &format!("/api/v1/market?{query}"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{query}: {}", answer.raw.body);
+        let market = answer.json;
+        assert_eq!(names(&market, "devices"), own, "{query}");
+        assert_eq!(names(&market, "peer_devices"), peers, "{query}");
+        assert_eq!(market["peer_devices_total"], peers.len(), "{query}");
+    }
+    let refused =
+        common::api::call(beta.api, "GET", "/api/v1/market?broker=Alpha!", None, None).await;
+    assert_eq!(refused.status, 422, "{}", refused.raw.body);
+
+    // The page filters the same way, and offers each broker to filter by.
+    let page = WebClient::new(beta.api).get("/?max_price=1").await;
+    assert!(
+        page.body
+            .contains("data-testid=\"peer-device-alpha-cheap\""),
+        "{}",
+        page.body
+    );
+    assert!(
+        !page.body.contains("data-testid=\"peer-device-alpha-dear\""),
+        "{}",
+        page.body
+    );
+    let page = WebClient::new(beta.api).get("/?broker=alpha").await;
+    assert!(
+        page.body
+            .contains("<option value=\"beta\">this broker (beta)</option>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("<option value=\"alpha\" selected>alpha</option>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("data-testid=\"peer-device-alpha-dear\""),
+        "{}",
+        page.body
+    );
 }
 
 /// Signs a GET of `path` on `to` with `ring`, at `now`.

@@ -1,6 +1,7 @@
 //! `GET /api/v1/market`: the public listing, with the marketplace page's
 //! filters, sort and pages from the same query string (see
-//! [`crate::market::query`]); a value the page would ignore is refused here.
+//! [`crate::market::query`]), applied to peers' devices too; a value the
+//! page would ignore is refused here.
 
 use std::sync::Arc;
 
@@ -99,9 +100,10 @@ impl From<&PeerOffer> for PeerDevice {
 #[derive(Serialize)]
 pub struct Market {
     devices: Vec<Offer>,
-    /// Devices peer brokers manage, this page of them.
+    /// Devices peer brokers manage that match the filters, this page of
+    /// them, in the same order.
     peer_devices: Vec<PeerDevice>,
-    /// Peer devices on every page.
+    /// Peer devices that match the filters, on every page.
     peer_devices_total: usize,
     /// Devices that match the filters, on every page.
     matching: usize,
@@ -129,15 +131,17 @@ pub async fn listing(
     let peers = market::peers::load(&shared)
         .await
         .map_err(|e| Failure::internal("listing peer devices failed", e))?;
+    let own = &shared.settings.federation.name;
     let start = (query.page.max(1) as usize - 1) * PAGE_SIZE;
-    let found = market::search(&all, &query);
+    let found = market::search(&all, &query, own);
+    let peers = market::listing::matching(&peers, &query, own);
     Ok(Json(Market {
         devices: found.rows.into_iter().map(Offer::from).collect(),
         peer_devices: peers
             .iter()
             .skip(start)
             .take(PAGE_SIZE)
-            .map(PeerDevice::from)
+            .map(|o| PeerDevice::from(*o))
             .collect(),
         peer_devices_total: peers.len(),
         matching: found.matching,

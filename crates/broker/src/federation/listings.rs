@@ -1,12 +1,15 @@
 //! Listings between brokers. This broker offers its OWN listed devices
 //! (never a peer's) as numbered changes, so a peer pulls only what changed
-//! since its cursor, removals as tombstones. It pulls each peer's listings
+//! since its cursor, removals as tombstones. Tombstones are pruned after a
+//! retention (a week by default); a peer whose cursor is older than the
+//! pruned ones is answered with the full listing, marked `resync`, and
+//! replaces what it had from this broker. It pulls each peer's listings
 //! every few minutes (with jitter), fully once a day, into `peer_devices`;
 //! a peer that missed several pulls in a row has its devices hidden until a
 //! pull works again.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::Method;
 use rand::RngExt;
@@ -20,7 +23,7 @@ use super::wire::{ExportedDevice, LISTINGS_PATH, ListingChange, ListingsPage, MA
 use crate::broker::Shared;
 use crate::market::Listing;
 use crate::shutdown::Shutdown;
-use crate::store::{PeerRecord, Store, StoreError};
+use crate::store::{Exports, PeerRecord, Store, StoreError};
 use crate::time::UnixTime;
 
 /// Most pages one pull reads (a peer listing more than this many times
@@ -91,13 +94,18 @@ pub fn page_from(
     now: UnixTime,
 ) -> Result<ListingsPage, StoreError> {
     store.refresh_exports(&export_rows(devices), now)?;
-    let (mut rows, latest) = store.exports_since(cursor, limit + 1)?;
+    let Exports {
+        mut rows,
+        latest,
+        resync,
+    } = store.exports_since(cursor, limit + 1)?;
+    let from = if resync { 0 } else { cursor };
     let more = rows.len() > limit;
     rows.truncate(limit);
     let next = if more {
-        rows.last().map_or(cursor, |r| r.seq)
+        rows.last().map_or(from, |r| r.seq)
     } else {
-        latest.max(cursor)
+        latest.max(from)
     };
     let changes = rows
         .into_iter()
@@ -111,6 +119,7 @@ pub fn page_from(
         changes,
         cursor: next,
         more,
+        resync,
     })
 }
 
@@ -155,7 +164,9 @@ pub enum PullError {
     Url { peer: String, why: String },
 }
 
-/// Reads every page of `peer`'s changes after `cursor` (0: everything).
+/// Reads every page of `peer`'s changes after `cursor` (0: everything);
+/// its full listing instead when the peer says the cursor is too old
+/// (`stats.full` then tells).
 pub async fn fetch(
     http: &reqwest::Client,
     ring: &KeyRing,
@@ -202,6 +213,14 @@ pub async fn fetch(
             return Err(bad(format!("a page of more than {MAX_PAGE} changes")));
         }
         let mut last = at;
+        if page.resync {
+            // The peer pruned removals this broker has not seen: what was
+            // read so far is superseded by its full listing, which starts here.
+            tracing::info!(peer = %peer.name, cursor = at, "the peer no longer keeps the removals after this cursor; pulling its full listing");
+            changes.clear();
+            stats.full = true;
+            last = 0;
+        }
         for change in page.changes {
             if change.seq <= last {
                 return Err(bad(
@@ -235,8 +254,9 @@ pub async fn fetch(
     Ok((changes, at, stats))
 }
 
-/// Pulls `peer`'s listings once: fully when `full`, else the changes since
-/// its cursor; stores them, or counts a missed pull.
+/// Pulls `peer`'s listings once: fully when `full` (or when the peer
+/// pruned removals past its cursor), else the changes since its cursor;
+/// stores them, or counts a missed pull.
 pub async fn pull(
     store: &Store,
     http: &reqwest::Client,
@@ -264,7 +284,9 @@ pub async fn pull(
         Ok((changes, next, stats)) => {
             let id = peer.id;
             store
-                .blocking(move |s| s.apply_peer_listings(id, &changes, full, next, UnixTime::now()))
+                .blocking(move |s| {
+                    s.apply_peer_listings(id, &changes, stats.full, next, UnixTime::now())
+                })
                 .await?;
             Ok(stats)
         }
@@ -281,13 +303,36 @@ fn jittered(base: Duration) -> Duration {
     base.mul_f64(rand::rng().random_range(0.8..1.2))
 }
 
-/// Pulls every active peer's listings every few minutes until shutdown.
+/// Deletes the tombstones of this broker's own devices removed longer ago
+/// than the retention; a peer whose cursor is older gets the full listing.
+async fn prune(shared: &Arc<Shared>) {
+    let retention =
+        i64::try_from(shared.settings.federation.tombstone_retention.as_secs()).unwrap_or(i64::MAX);
+    let before = UnixTime(UnixTime::now().0.saturating_sub(retention));
+    match shared
+        .store
+        .blocking(move |s| s.prune_export_tombstones(before))
+        .await
+    {
+        Ok(0) => {}
+        Ok(pruned) => tracing::info!(pruned, "pruned the tombstones of devices no longer listed"),
+        Err(e) => tracing::error!(error = %e, "pruning listing tombstones failed"),
+    }
+}
+
+/// Pulls every active peer's listings every few minutes, and prunes old
+/// tombstones of this broker's own listings now and then, until shutdown.
 pub async fn run(shared: Arc<Shared>, mut shutdown: Shutdown) {
     let settings = shared.settings.federation.clone();
+    let mut pruned_at: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(jittered(settings.pull_interval)) => {}
             _ = shutdown.wait() => return,
+        }
+        if pruned_at.is_none_or(|at| at.elapsed() >= settings.tombstone_prune_interval) {
+            pruned_at = Some(Instant::now());
+            prune(&shared).await;
         }
         let peers = match shared.store.blocking(|s| s.peers()).await {
             Ok(p) => p,
@@ -377,5 +422,34 @@ mod tests {
             })
             .collect();
         assert_eq!(seen, [("c", Some(9)), ("b", None)]);
+    }
+
+    #[test]
+    fn a_cursor_older_than_the_pruned_tombstones_gets_the_full_listing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+        let all = vec![device("a", 1), device("b", 2), device("c", 3)];
+        let first = page_from(&store, &all, 0, 10, UnixTime(1)).unwrap();
+        assert_eq!(first.cursor, 3);
+        let without_b = vec![device("a", 1), device("c", 3)];
+        let removal = page_from(&store, &without_b, 3, 10, UnixTime(2)).unwrap();
+        assert_eq!((removal.changes.len(), removal.cursor), (1, 4));
+        assert_eq!(store.prune_export_tombstones(UnixTime(3)).unwrap(), 1);
+
+        // A peer still at 3 never saw b go: it is told to start over, and
+        // pages through the full listing without being told so again.
+        let stale = page_from(&store, &without_b, 3, 1, UnixTime(4)).unwrap();
+        assert!(stale.resync && stale.more);
+        assert_eq!(stale.changes[0].name, "a");
+        let rest = page_from(&store, &without_b, stale.cursor, 1, UnixTime(4)).unwrap();
+        assert!(!rest.resync && !rest.more);
+        assert_eq!(rest.changes[0].name, "c");
+        // The flag is on the wire only when set.
+        let json = serde_json::to_value(&rest).unwrap();
+        assert!(json.get("resync").is_none(), "{json}");
+        assert_eq!(serde_json::to_value(&stale).unwrap()["resync"], true);
+        // A peer that saw the removal goes on with changes.
+        let current = page_from(&store, &without_b, removal.cursor, 10, UnixTime(4)).unwrap();
+        assert!(!current.resync);
     }
 }

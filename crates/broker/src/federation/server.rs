@@ -359,7 +359,8 @@ fn signature_keyid(headers: &HeaderMap) -> Option<String> {
 
 /// `GET /federation/v1/listings?cursor=N&limit=M`: this broker's own listed
 /// devices changed after `cursor`, removals as tombstones; from cursor 0,
-/// every listed device.
+/// every listed device; from a cursor older than the pruned tombstones,
+/// every listed device marked `resync`.
 async fn listings(
     State(shared): State<Arc<Shared>>,
     method: Method,

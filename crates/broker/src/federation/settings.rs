@@ -1,5 +1,6 @@
-//! The `[federation]` table: the name this broker goes by among peers, and
-//! how often it pulls their listings and looks at leases on peers.
+//! The `[federation]` table: the name this broker goes by among peers, how
+//! often it pulls their listings and looks at leases on peers, and how long
+//! it keeps the tombstones of its own removed listings for them.
 
 use std::time::Duration;
 
@@ -21,6 +22,12 @@ pub struct FederationSettings {
     /// Time between looks at each open lease on the peer that runs it, to
     /// learn of leases ended there.
     pub lease_poll_interval: Duration,
+    /// How long the tombstone of a device no longer listed is kept for
+    /// peers pulling changes; a peer whose cursor is older then gets the
+    /// full listing.
+    pub tombstone_retention: Duration,
+    /// Shortest time between two prunings of old tombstones.
+    pub tombstone_prune_interval: Duration,
 }
 
 /// The `[federation]` table of the config file.
@@ -32,6 +39,8 @@ pub struct FileFederation {
     pub full_resync_secs: Option<u64>,
     pub hide_after_missed_pulls: Option<u32>,
     pub lease_poll_secs: Option<u64>,
+    pub tombstone_retention_secs: Option<u64>,
+    pub tombstone_prune_secs: Option<u64>,
 }
 
 /// A broker name: 1 to 63 lowercase letters, digits, dots and dashes.
@@ -60,6 +69,8 @@ pub fn resolve(file: FileFederation, domain: &str) -> anyhow::Result<FederationS
         full_resync_interval: secs(file.full_resync_secs, 86_400),
         hide_after_missed_pulls: i64::from(file.hide_after_missed_pulls.unwrap_or(3).max(1)),
         lease_poll_interval: secs(file.lease_poll_secs, 60),
+        tombstone_retention: secs(file.tombstone_retention_secs, 7 * 86_400),
+        tombstone_prune_interval: secs(file.tombstone_prune_secs, 3600),
     })
 }
 
@@ -73,6 +84,8 @@ mod tests {
         assert_eq!(s.name, "broker.example");
         assert_eq!(s.pull_interval, Duration::from_secs(180));
         assert_eq!(s.hide_after_missed_pulls, 3);
+        assert_eq!(s.tombstone_retention, Duration::from_secs(7 * 86_400));
+        assert_eq!(s.tombstone_prune_interval, Duration::from_secs(3600));
         let bad = FileFederation {
             name: Some("Bad Name".into()),
             ..Default::default()

@@ -131,6 +131,11 @@ pub struct ListingsPage {
     pub cursor: i64,
     /// More changes follow.
     pub more: bool,
+    /// The cursor asked for is older than the removals this broker still
+    /// keeps: the changes begin its full listing instead, and the puller
+    /// drops every device the pull does not list.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resync: bool,
 }
 
 /// Checks a lease id: `lse-` and 1 to 60 of a-z 0-9.

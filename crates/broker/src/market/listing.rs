@@ -1,7 +1,8 @@
 //! One marketplace row per listed device, and the search over them:
 //! filtering, ordering and paging a [`MarketQuery`]. The figures a row is
 //! judged by are the broker's measurements when it has them, the device's
-//! claims otherwise, the same figures the row shows.
+//! claims otherwise, the same figures the row shows. Peers' devices are
+//! searched the same way ([`MarketRow`]).
 
 use std::cmp::Ordering;
 
@@ -111,45 +112,103 @@ impl Listing {
         }
         Ok(())
     }
+}
 
-    /// Whether the row passes every filter of `q`; a filter on a figure the
-    /// row does not have excludes it.
-    pub fn matches(&self, q: &MarketQuery) -> bool {
+/// What filters and sort orders judge a marketplace row by: this broker's
+/// own listings and its peers' devices alike, so a filter means the same
+/// for both, and a figure a row lacks counts the same wherever it is from.
+pub trait MarketRow {
+    fn name(&self) -> &str;
+    /// The broker that manages it; `None` for this broker.
+    fn broker(&self) -> Option<&str>;
+    /// The figures it is judged by (measured, else claimed).
+    fn judged_figures(&self) -> Figures;
+    fn architecture(&self) -> Option<&str>;
+    /// Its price per hour in minor units of this broker's currency.
+    fn rate(&self) -> Option<i64>;
+    /// Share of the last 30 days connected, in thousandths.
+    fn uptime_permille(&self) -> Option<u16>;
+    fn is_verified(&self) -> bool;
+    /// Whether it can be rented right now.
+    fn is_available(&self) -> bool;
+
+    /// Whether the row passes every filter of `q`, this broker being
+    /// called `own`; a filter on a figure the row does not have excludes it.
+    fn matches(&self, q: &MarketQuery, own: &str) -> bool {
         let at_least = |value: Option<u64>, min: Option<u64>| {
             min.is_none_or(|min| value.is_some_and(|v| v >= min))
         };
-        let rate = self.device.hourly_rate;
-        let figures = self.figures();
+        let rate = self.rate();
+        let figures = self.judged_figures();
         q.min_price.is_none_or(|min| rate.is_some_and(|r| r >= min))
             && q.max_price.is_none_or(|max| rate.is_some_and(|r| r <= max))
             && at_least(figures.cpu_millicores, q.min_millicores)
             && at_least(figures.memory_bytes, q.min_memory_bytes)
             && at_least(figures.disk_bytes, q.min_disk_bytes)
-            && q.arch.as_deref().is_none_or(|a| self.arch() == Some(a))
+            && q.arch
+                .as_deref()
+                .is_none_or(|a| self.architecture() == Some(a))
             && q.min_uptime_permille
-                .is_none_or(|min| self.uptime.is_some_and(|u| u.month_permille >= min))
-            && (!q.verified_only || self.verified())
-            && (!q.available_only || self.availability().is_ok())
+                .is_none_or(|min| self.uptime_permille().is_some_and(|u| u >= min))
+            && (!q.verified_only || self.is_verified())
+            && (!q.available_only || self.is_available())
+            && q.broker
+                .as_deref()
+                .is_none_or(|b| self.broker().unwrap_or(own) == b)
     }
 
     /// The value the row is sorted by, for keys other than the name.
     fn sort_value(&self, key: SortKey) -> Option<u64> {
-        let figures = self.figures();
+        let figures = self.judged_figures();
         match key {
             SortKey::Name => Some(0),
-            SortKey::Price => self.device.hourly_rate.and_then(|r| u64::try_from(r).ok()),
+            SortKey::Price => self.rate().and_then(|r| u64::try_from(r).ok()),
             SortKey::Cores => figures.cpu_millicores,
             SortKey::Memory => figures.memory_bytes,
             SortKey::Disk => figures.disk_bytes,
-            SortKey::Uptime => self.uptime.map(|u| u64::from(u.month_permille)),
+            SortKey::Uptime => self.uptime_permille().map(u64::from),
         }
+    }
+}
+
+impl MarketRow for Listing {
+    fn name(&self) -> &str {
+        self.device.name.as_str()
+    }
+
+    fn broker(&self) -> Option<&str> {
+        None
+    }
+
+    fn judged_figures(&self) -> Figures {
+        self.figures()
+    }
+
+    fn architecture(&self) -> Option<&str> {
+        self.arch()
+    }
+
+    fn rate(&self) -> Option<i64> {
+        self.device.hourly_rate
+    }
+
+    fn uptime_permille(&self) -> Option<u16> {
+        self.uptime.map(|u| u.month_permille)
+    }
+
+    fn is_verified(&self) -> bool {
+        self.verified()
+    }
+
+    fn is_available(&self) -> bool {
+        self.availability().is_ok()
     }
 }
 
 /// One page of a search.
 #[derive(Debug)]
-pub struct Page<'a> {
-    pub rows: Vec<&'a Listing>,
+pub struct Page<'a, R = Listing> {
+    pub rows: Vec<&'a R>,
     /// Rows that match the filters, on every page.
     pub matching: usize,
     /// The page shown, from 1; a page past the end shows the last one.
@@ -158,14 +217,15 @@ pub struct Page<'a> {
     pub pages: u32,
 }
 
-/// The rows of `all` that match `q`, in `q`'s order, on `q`'s page.
-pub fn search<'a>(all: &'a [Listing], q: &MarketQuery) -> Page<'a> {
-    let mut rows: Vec<(Option<u64>, &Listing)> = all
+/// The rows of `all` that match `q` (this broker being called `own`), in
+/// `q`'s order.
+pub fn matching<'a, R: MarketRow>(all: &'a [R], q: &MarketQuery, own: &str) -> Vec<&'a R> {
+    let mut rows: Vec<(Option<u64>, &R)> = all
         .iter()
-        .filter(|l| l.matches(q))
-        .map(|l| (l.sort_value(q.sort), l))
+        .filter(|r| r.matches(q, own))
+        .map(|r| (r.sort_value(q.sort), r))
         .collect();
-    rows.sort_by(|(a, la), (b, lb)| {
+    rows.sort_by(|(a, ra), (b, rb)| {
         let by_value = match (a, b) {
             (Some(a), Some(b)) => match q.order {
                 Order::Asc => a.cmp(b),
@@ -177,22 +237,25 @@ pub fn search<'a>(all: &'a [Listing], q: &MarketQuery) -> Page<'a> {
             (None, None) => Ordering::Equal,
         };
         let by_name = match (q.sort, q.order) {
-            (SortKey::Name, Order::Desc) => lb.device.name.cmp(&la.device.name),
-            _ => la.device.name.cmp(&lb.device.name),
+            (SortKey::Name, Order::Desc) => rb.name().cmp(ra.name()),
+            _ => ra.name().cmp(rb.name()),
         };
-        by_value.then(by_name)
+        by_value
+            .then(by_name)
+            .then_with(|| ra.broker().cmp(&rb.broker()))
     });
+    rows.into_iter().map(|(_, r)| r).collect()
+}
+
+/// The rows of `all` that match `q`, in `q`'s order, on `q`'s page.
+pub fn search<'a, R: MarketRow>(all: &'a [R], q: &MarketQuery, own: &str) -> Page<'a, R> {
+    let rows = matching(all, q, own);
     let matching = rows.len();
     let pages = u32::try_from(matching.div_ceil(PAGE_SIZE).max(1)).unwrap_or(u32::MAX);
     let page = q.page.clamp(1, pages);
     let start = (page as usize - 1) * PAGE_SIZE;
     Page {
-        rows: rows
-            .into_iter()
-            .skip(start)
-            .take(PAGE_SIZE)
-            .map(|(_, l)| l)
-            .collect(),
+        rows: rows.into_iter().skip(start).take(PAGE_SIZE).collect(),
         matching,
         page,
         pages,
@@ -200,8 +263,8 @@ pub fn search<'a>(all: &'a [Listing], q: &MarketQuery) -> Page<'a> {
 }
 
 /// The architectures of `all`, each once, sorted: the choices of the filter.
-pub fn architectures(all: &[Listing]) -> Vec<&str> {
-    let mut arches: Vec<&str> = all.iter().filter_map(Listing::arch).collect();
+pub fn architectures<R: MarketRow>(all: &[R]) -> Vec<&str> {
+    let mut arches: Vec<&str> = all.iter().filter_map(R::architecture).collect();
     arches.sort_unstable();
     arches.dedup();
     arches
@@ -318,7 +381,7 @@ mod tests {
             ("arch=riscv64", vec![]),
         ];
         for (raw, expected) in cases {
-            assert_eq!(names(&search(&all, &query(raw))), expected, "{raw}");
+            assert_eq!(names(&search(&all, &query(raw), "here")), expected, "{raw}");
         }
     }
 
@@ -345,7 +408,7 @@ mod tests {
             ("order=desc", vec!["delta", "charlie", "bravo", "alpha"]),
         ];
         for (raw, expected) in cases {
-            assert_eq!(names(&search(&all, &query(raw))), expected, "{raw}");
+            assert_eq!(names(&search(&all, &query(raw), "here")), expected, "{raw}");
         }
     }
 
@@ -381,18 +444,18 @@ mod tests {
                 l
             })
             .collect();
-        let first = search(&all, &MarketQuery::default());
+        let first = search(&all, &MarketQuery::default(), "here");
         assert_eq!(
             (first.rows.len(), first.matching, first.pages),
             (50, 120, 3)
         );
         assert_eq!(first.rows[0].device.name.as_str(), "d000");
-        let third = search(&all, &query("page=3"));
+        let third = search(&all, &query("page=3"), "here");
         assert_eq!((third.rows.len(), third.page), (20, 3));
         assert_eq!(third.rows[0].device.name.as_str(), "d100");
-        let past = search(&all, &query("page=9"));
+        let past = search(&all, &query("page=9"), "here");
         assert_eq!((past.page, past.rows.len()), (3, 20));
-        let none = search(&[], &query("page=2"));
+        let none = search::<Listing>(&[], &query("page=2"), "here");
         assert_eq!((none.page, none.pages, none.rows.len()), (1, 1, 0));
     }
 

@@ -97,6 +97,9 @@ pub struct MarketQuery {
     pub verified_only: bool,
     /// Only devices that can be rented right now.
     pub available_only: bool,
+    /// Only devices the broker of this name manages: a peer's name for its
+    /// devices, this broker's own name for its own.
+    pub broker: Option<String>,
     pub sort: SortKey,
     pub order: Order,
     /// From 1.
@@ -115,6 +118,7 @@ impl Default for MarketQuery {
             min_uptime_permille: None,
             verified_only: false,
             available_only: false,
+            broker: None,
             sort: SortKey::default(),
             order: Order::default(),
             page: 1,
@@ -150,7 +154,7 @@ struct Param {
     label: &'static str,
 }
 
-const PARAMS: [Param; 12] = [
+const PARAMS: [Param; 13] = [
     Param {
         name: "min_price",
         label: "The lowest price",
@@ -186,6 +190,10 @@ const PARAMS: [Param; 12] = [
     Param {
         name: "available",
         label: "Available now",
+    },
+    Param {
+        name: "broker",
+        label: "The broker",
     },
     Param {
         name: "sort",
@@ -355,6 +363,11 @@ impl MarketQuery {
             }
             "verified" => self.verified_only = parse_flag(value).ok_or("on or off")?,
             "available" => self.available_only = parse_flag(value).ok_or("on or off")?,
+            "broker" => {
+                crate::federation::settings::check_name(value)
+                    .map_err(|_| "a broker's name like broker-b.example")?;
+                self.broker = Some(value.to_string());
+            }
             "sort" => {
                 self.sort =
                     SortKey::parse(value).ok_or("name, price, cores, memory, disk or uptime")?;
@@ -411,6 +424,7 @@ impl MarketQuery {
             ),
             ("verified", self.verified_only.then(|| "on".into())),
             ("available", self.available_only.then(|| "on".into())),
+            ("broker", self.broker.clone()),
             (
                 "sort",
                 (self.sort != SortKey::default()).then(|| self.sort.as_str().into()),
@@ -473,7 +487,8 @@ mod tests {
     fn reads_every_filter_in_the_units_the_listing_compares() {
         let (q, problems) = parse(
             "min_price=0.5&max_price=2&min_cores=1.5&min_memory=0.5&min_disk=32&arch=aarch64\
-             &min_uptime=99.5&verified=on&available=on&sort=memory&order=desc&page=3",
+             &min_uptime=99.5&verified=on&available=on&broker=broker-b.example&sort=memory\
+             &order=desc&page=3",
         );
         assert_eq!(problems, vec![]);
         assert_eq!(
@@ -488,6 +503,7 @@ mod tests {
                 min_uptime_permille: Some(995),
                 verified_only: true,
                 available_only: true,
+                broker: Some("broker-b.example".into()),
                 sort: SortKey::Memory,
                 order: Order::Desc,
                 page: 3,
@@ -499,7 +515,8 @@ mod tests {
     #[test]
     fn the_query_string_round_trips() {
         let raw = "min_price=0.50&max_price=2.00&min_cores=1.5&min_memory=0.33&min_disk=32\
-                   &arch=aarch64&min_uptime=99.5&verified=on&available=on&sort=memory&order=desc&page=3";
+                   &arch=aarch64&min_uptime=99.5&verified=on&available=on&broker=beta&sort=memory\
+                   &order=desc&page=3";
         let (q, _) = parse(raw);
         let again = q.query_string(q.page);
         assert_eq!(parse(&again).0, q, "{again}");
@@ -516,7 +533,7 @@ mod tests {
     fn bad_values_are_reported_and_left_out() {
         let (q, problems) = parse(
             "min_price=cheap&min_cores=-1&min_memory=1e3&min_disk=1.234&arch=X86&min_uptime=101\
-             &verified=maybe&sort=colour&order=up&page=0&max_price=3",
+             &verified=maybe&broker=Beta!&sort=colour&order=up&page=0&max_price=3",
         );
         assert_eq!(
             q,
@@ -542,6 +559,7 @@ mod tests {
                 "The architecture",
                 "The minimum uptime",
                 "Verified only",
+                "The broker",
                 "The sort order",
                 "The direction",
                 "The page",

@@ -1,7 +1,7 @@
 //! Federation in the store: peers and their keys, one-time invites (kept as
 //! hashes), the devices peers list, and this broker's own listings as
 //! exported, each change numbered so a peer pulls only what changed since
-//! its cursor, removals included as tombstones.
+//! its cursor, removals included as tombstones until they are pruned.
 
 use std::collections::{HashMap, HashSet};
 
@@ -62,6 +62,17 @@ pub struct ExportRow {
     pub name: String,
     /// JSON of the listing; `None` once the device is no longer listed.
     pub listing: Option<String>,
+}
+
+/// Exported changes as a peer asked for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exports {
+    pub rows: Vec<ExportRow>,
+    /// The newest number there is.
+    pub latest: i64,
+    /// The cursor asked for was below the pruned tombstones: `rows` begin
+    /// the full listing instead.
+    pub resync: bool,
 }
 
 /// A device a peer lists, as pulled.
@@ -337,13 +348,18 @@ impl Store {
 
     /// Up to `limit` exported changes after `cursor`, oldest first, and the
     /// newest number there is. From cursor 0 tombstones are left out: a
-    /// full listing has nothing to remove.
-    pub fn exports_since(
-        &self,
-        cursor: i64,
-        limit: usize,
-    ) -> Result<(Vec<ExportRow>, i64), StoreError> {
+    /// full listing has nothing to remove. A cursor below the pruned
+    /// tombstones may have missed removals: the answer is then the full
+    /// listing from the start, marked as such.
+    pub fn exports_since(&self, cursor: i64, limit: usize) -> Result<Exports, StoreError> {
         let conn = self.conn();
+        let pruned: i64 = conn.query_row(
+            "SELECT COALESCE(MAX(through_seq), 0) FROM federation_export_pruned",
+            [],
+            |r| r.get(0),
+        )?;
+        let resync = cursor > 0 && cursor < pruned;
+        let from = if resync { 0 } else { cursor };
         let latest: i64 = conn.query_row(
             "SELECT COALESCE(MAX(seq), 0) FROM federation_exports",
             [],
@@ -353,14 +369,65 @@ impl Store {
             "SELECT seq, name, listing FROM federation_exports
              WHERE seq > ?1 AND (?1 > 0 OR listing IS NOT NULL) ORDER BY seq LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![cursor, limit as i64], |r| {
+        let rows = stmt.query_map(params![from, limit as i64], |r| {
             Ok(ExportRow {
                 seq: r.get(0)?,
                 name: r.get(1)?,
                 listing: r.get(2)?,
             })
         })?;
-        Ok((rows.collect::<Result<_, _>>()?, latest))
+        Ok(Exports {
+            rows: rows.collect::<Result<_, _>>()?,
+            latest,
+            resync,
+        })
+    }
+
+    /// Deletes the tombstones of devices removed before `before`, and
+    /// remembers the highest number deleted. Devices still listed under a
+    /// number at or below it are numbered again after every other, so
+    /// paging through a full listing never passes a cursor below it (which
+    /// would start the listing over). Returns how many were deleted.
+    pub fn prune_export_tombstones(&self, before: UnixTime) -> Result<usize, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let through: Option<i64> = tx.query_row(
+            "SELECT MAX(seq) FROM federation_exports WHERE listing IS NULL AND changed_at < ?1",
+            [before.0],
+            |r| r.get(0),
+        )?;
+        let Some(through) = through else {
+            return Ok(0);
+        };
+        let deleted = tx.execute(
+            "DELETE FROM federation_exports WHERE listing IS NULL AND seq <= ?1",
+            [through],
+        )?;
+        let mut seq: i64 = tx
+            .query_row("SELECT MAX(seq) FROM federation_exports", [], |r| r.get(0))
+            .map(|s: Option<i64>| s.unwrap_or(0))?;
+        let listed: Vec<String> = {
+            let mut stmt = tx.prepare_cached(
+                "SELECT name FROM federation_exports WHERE seq <= ?1 ORDER BY seq",
+            )?;
+            let rows = stmt.query_map([through], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        {
+            let mut renumber =
+                tx.prepare_cached("UPDATE federation_exports SET seq = ?2 WHERE name = ?1")?;
+            for name in &listed {
+                seq += 1;
+                renumber.execute(params![name, seq])?;
+            }
+        }
+        tx.execute(
+            "INSERT INTO federation_export_pruned (id, through_seq) VALUES (1, ?1)
+             ON CONFLICT (id) DO UPDATE SET through_seq = MAX(through_seq, ?1)",
+            [through],
+        )?;
+        tx.commit()?;
+        Ok(deleted)
     }
 
     /// Stores what a pull from peer `peer_id` brought: listings set,
@@ -506,34 +573,92 @@ mod tests {
         );
     }
 
+    fn row(n: &str, d: &str) -> (String, String, String) {
+        (n.to_string(), d.to_string(), format!("{{\"v\":\"{d}\"}}"))
+    }
+
+    /// The (seq, name, listed) of each exported change after `cursor`.
+    fn changes(store: &Store, cursor: i64) -> Vec<(i64, String, bool)> {
+        store
+            .exports_since(cursor, 100)
+            .unwrap()
+            .rows
+            .into_iter()
+            .map(|r| (r.seq, r.name, r.listing.is_some()))
+            .collect()
+    }
+
     #[test]
     fn exports_number_changes_and_keep_tombstones() {
         let (_d, store) = store();
-        let row = |n: &str, d: &str| (n.to_string(), d.to_string(), format!("{{\"v\":\"{d}\"}}"));
         store
             .refresh_exports(&[row("a", "1"), row("b", "1")], UnixTime(1))
             .unwrap();
-        let (all, latest) = store.exports_since(0, 100).unwrap();
-        assert_eq!((all.len(), latest), (2, 2));
+        let all = store.exports_since(0, 100).unwrap();
+        assert_eq!((all.rows.len(), all.latest, all.resync), (2, 2, false));
         store
             .refresh_exports(&[row("a", "1"), row("b", "1")], UnixTime(2))
             .unwrap();
-        assert_eq!(store.exports_since(2, 100).unwrap(), (vec![], 2));
+        let none = store.exports_since(2, 100).unwrap();
+        assert_eq!((none.rows, none.latest), (vec![], 2));
         store
             .refresh_exports(&[row("b", "2")], UnixTime(3))
             .unwrap();
-        let (changes, latest) = store.exports_since(2, 100).unwrap();
-        let names: Vec<(&str, bool)> = changes
-            .iter()
-            .map(|c| (c.name.as_str(), c.listing.is_some()))
-            .collect();
-        assert_eq!(names, [("b", true), ("a", false)]);
-        assert_eq!(latest, 4);
+        assert_eq!(
+            changes(&store, 2),
+            [(3, "b".to_string(), true), (4, "a".to_string(), false)]
+        );
         // A full listing has no tombstones.
-        let (full, _) = store.exports_since(0, 100).unwrap();
-        assert_eq!(full.len(), 1);
+        assert_eq!(changes(&store, 0), [(3, "b".to_string(), true)]);
         // Paging.
-        assert_eq!(store.exports_since(2, 1).unwrap().0.len(), 1);
+        assert_eq!(store.exports_since(2, 1).unwrap().rows.len(), 1);
+    }
+
+    #[test]
+    fn pruned_tombstones_send_older_cursors_back_to_the_full_listing() {
+        let (_d, store) = store();
+        store
+            .refresh_exports(&[row("a", "1"), row("b", "1"), row("c", "1")], UnixTime(10))
+            .unwrap();
+        // b is removed at 20, c at 40.
+        store
+            .refresh_exports(&[row("a", "1"), row("c", "1")], UnixTime(20))
+            .unwrap();
+        store
+            .refresh_exports(&[row("a", "1")], UnixTime(40))
+            .unwrap();
+        assert_eq!(store.exports_since(3, 100).unwrap().rows.len(), 2);
+        // Nothing removed before 20 yet.
+        assert_eq!(store.prune_export_tombstones(UnixTime(20)).unwrap(), 0);
+        assert_eq!(store.prune_export_tombstones(UnixTime(30)).unwrap(), 1);
+        // b's tombstone (4) is gone; a (1) is numbered after everything.
+        let listed = changes(&store, 0);
+        assert_eq!(listed, [(6, "a".to_string(), true)]);
+        // A peer that has 4 missed nothing; one before it might have.
+        let current = store.exports_since(4, 100).unwrap();
+        assert!(!current.resync);
+        assert_eq!(
+            changes(&store, 4),
+            [(5, "c".to_string(), false), (6, "a".to_string(), true)]
+        );
+        let stale = store.exports_since(3, 100).unwrap();
+        assert!(stale.resync);
+        assert_eq!(stale.rows.len(), 1);
+        assert_eq!(stale.latest, 6);
+        // A full listing is never told to start over.
+        assert!(!store.exports_since(0, 100).unwrap().resync);
+        // Pruning later ones moves the mark on, never back.
+        assert_eq!(store.prune_export_tombstones(UnixTime(50)).unwrap(), 1);
+        assert!(store.exports_since(4, 100).unwrap().resync);
+        assert!(!store.exports_since(5, 100).unwrap().resync);
+        assert_eq!(changes(&store, 0), [(6, "a".to_string(), true)]);
+        assert_eq!(store.prune_export_tombstones(UnixTime(60)).unwrap(), 0);
+        assert!(store.exports_since(4, 100).unwrap().resync);
+        // A device listed again after its tombstone went is a plain change.
+        store
+            .refresh_exports(&[row("a", "1"), row("b", "1")], UnixTime(70))
+            .unwrap();
+        assert_eq!(changes(&store, 6), [(7, "b".to_string(), true)]);
     }
 
     #[test]

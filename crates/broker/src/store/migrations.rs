@@ -45,6 +45,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!("0020_payout_send_attempts"),
     migration!("0021_topup_refunded_total"),
     migration!("0022_lease_usage"),
+    migration!("0023_federation_export_prunes"),
 ];
 
 /// How many migrations databases counted by `user_version` always applied

@@ -95,13 +95,16 @@ fn text_filter(q: &MarketQuery, name: &str, label: &str, hint: &str) -> Markup {
     }
 }
 
-fn filter_form(q: &MarketQuery, all: &[Listing]) -> Markup {
+fn filter_form(q: &MarketQuery, all: &[Listing], peers: &[PeerOffer], own: &str) -> Markup {
     let mut arches = architectures(all);
-    if let Some(a) = q.arch.as_deref()
-        && !arches.contains(&a)
-    {
-        arches.push(a);
-    }
+    arches.extend(architectures(peers));
+    arches.extend(q.arch.as_deref());
+    arches.sort_unstable();
+    arches.dedup();
+    let mut brokers: Vec<&str> = peers.iter().map(|o| o.broker.as_str()).collect();
+    brokers.extend(q.broker.as_deref().filter(|b| *b != own));
+    brokers.sort_unstable();
+    brokers.dedup();
     html! {
         form.filters method="get" action="/" aria-label="Filter and sort" {
             (text_filter(q, "min_price", "Price from", "per hour"))
@@ -115,6 +118,15 @@ fn filter_form(q: &MarketQuery, all: &[Listing]) -> Markup {
                     option value="" { "any" }
                     @for a in &arches {
                         option value=(a) selected[q.arch.as_deref() == Some(*a)] { (a) }
+                    }
+                }
+            }
+            label { "Managed by"
+                select name="broker" {
+                    option value="" { "any broker" }
+                    option value=(own) selected[q.broker.as_deref() == Some(own)] { "this broker (" (own) ")" }
+                    @for b in &brokers {
+                        option value=(b) selected[q.broker.as_deref() == Some(*b)] { (b) }
                     }
                 }
             }
@@ -143,18 +155,22 @@ fn filter_form(q: &MarketQuery, all: &[Listing]) -> Markup {
     }
 }
 
+/// This broker's listed devices and its peers' that match `q`, this
+/// broker being called `own`.
 fn market_view(
     session: Option<&Session>,
     all: &[Listing],
+    peers: &[PeerOffer],
+    own: &str,
     q: &MarketQuery,
     problems: &[QueryProblem],
 ) -> Markup {
-    let found = market::search(all, q);
+    let found = market::search(all, q, own);
     html! {
         h1 { "Marketplace" }
         p { "Small computers, verified by this broker, rented by the hour." }
         (problems_box(problems))
-        @if all.is_empty() {
+        @if all.is_empty() && peers.is_empty() {
             div.empty {
                 p { "No devices are listed yet." }
                 @if session.is_none() {
@@ -162,8 +178,10 @@ fn market_view(
                 }
             }
         } @else {
-            (filter_form(q, all))
-            @if found.rows.is_empty() {
+            (filter_form(q, all, peers, own))
+            @if all.is_empty() {
+                div.empty { p { "No devices of this broker are listed yet." } }
+            } @else if found.rows.is_empty() {
                 div.empty {
                     p { "No device matches these filters." }
                     p { a href="/" { "Clear the filters" } " to see all " (all.len()) " listed devices." }
@@ -202,6 +220,7 @@ fn market_view(
                     }
                 }
             }
+            (peer_view(session, peers, q, own))
         }
     }
 }
@@ -233,6 +252,7 @@ pub async fn home(
         tracing::error!(error = %e, "reading peer devices failed");
         Vec::new()
     });
+    let own = shared.settings.federation.name.as_str();
     match market::load(&shared).await {
         Ok(all) => html_response(
             StatusCode::OK,
@@ -240,47 +260,50 @@ pub async fn home(
                 "Marketplace",
                 session,
                 None,
-                html! {
-                    (market_view(session, &all, &query, &problems))
-                    (peer_view(session, &peers, query.page))
-                },
+                market_view(session, &all, &peers, own, &query, &problems),
             ),
         ),
         Err(e) => unavailable_page(session, &e),
     }
 }
 
-/// Devices peer brokers manage, one page of them, each with its Rent
-/// button (the peer runs the rental) and a link to the broker managing it.
-fn peer_view(session: Option<&Session>, peers: &[PeerOffer], page: u32) -> Markup {
-    let start = (page.max(1) as usize - 1) * PAGE_SIZE;
-    let shown = peers.iter().skip(start).take(PAGE_SIZE);
+/// Devices peer brokers manage that match `q`, one page of them, each
+/// with its Rent button (the peer runs the rental) and a link to the broker
+/// managing it.
+fn peer_view(session: Option<&Session>, peers: &[PeerOffer], q: &MarketQuery, own: &str) -> Markup {
+    let found = market::listing::matching(peers, q, own);
+    let start = (q.page.max(1) as usize - 1) * PAGE_SIZE;
+    let shown = found.iter().skip(start).take(PAGE_SIZE);
     html! {
         @if !peers.is_empty() {
             h2 id="peer-devices" { "On peer brokers" }
             p.hint { "Managed by brokers this one federates with; rent them here, and they run the rental." }
-            div.table-wrap { table data-testid="peer-devices" {
-                thead { tr { th { "Device" } th { "Managed by" } th { "Hardware" } th { "Price per hour" } th { "" } } }
-                tbody {
-                    @for o in shown {
-                        tr data-testid={ "peer-device-" (o.broker) "-" (o.device.name) } {
-                            td { strong { (o.device.name) } br; span.hint { (o.device.arch.as_deref().unwrap_or("")) } }
-                            td { (o.broker) }
-                            td { (o.figures().summary()) br;
-                                span.hint { @if o.device.verified { "verified by " (o.broker) } @else { "not verified" } } }
-                            td { (o.device.hourly_rate.map(|r| format!("{} {}", show_price(r), o.device.currency)).unwrap_or_default()) }
-                            td {
-                                @match (o.device.available, session) {
-                                    (true, Some(s)) => { (super::leases::rent_button(s, &o.broker, &o.device.name, o.device.hourly_rate)) }
-                                    (true, None) => { a href="/signin" { "Sign in to rent" } }
-                                    (false, _) => { "not available now" }
+            @if found.is_empty() {
+                div.empty { p { "No device of a peer broker matches these filters." } }
+            } @else {
+                div.table-wrap { table data-testid="peer-devices" {
+                    thead { tr { th { "Device" } th { "Managed by" } th { "Hardware" } th { "Price per hour" } th { "" } } }
+                    tbody {
+                        @for o in shown {
+                            tr data-testid={ "peer-device-" (o.broker) "-" (o.device.name) } {
+                                td { strong { (o.device.name) } br; span.hint { (o.device.arch.as_deref().unwrap_or("")) } }
+                                td { (o.broker) }
+                                td { (o.figures().summary()) br;
+                                    span.hint { @if o.device.verified { "verified by " (o.broker) } @else { "not verified" } } }
+                                td { (o.device.hourly_rate.map(|r| format!("{} {}", show_price(r), o.device.currency)).unwrap_or_default()) }
+                                td {
+                                    @match (o.device.available, session) {
+                                        (true, Some(s)) => { (super::leases::rent_button(s, &o.broker, &o.device.name, o.device.hourly_rate)) }
+                                        (true, None) => { a href="/signin" { "Sign in to rent" } }
+                                        (false, _) => { "not available now" }
+                                    }
+                                    a.hint href=(o.href()) { "on " (o.broker) }
                                 }
-                                a.hint href=(o.href()) { "on " (o.broker) }
                             }
                         }
                     }
-                }
-            } }
+                } }
+            }
         }
     }
 }
@@ -405,13 +428,22 @@ pub async fn rent(
     let (shared_ref, session_ref) = (&shared, &session);
     let back = move |status, message: String| async move {
         let all = market::load(shared_ref).await.unwrap_or_default();
+        let peers = market::peers::load(shared_ref).await.unwrap_or_default();
+        let own = shared_ref.settings.federation.name.as_str();
         html_response(
             status,
             page(
                 "Marketplace",
                 Some(session_ref),
                 Some(Flash::Error(message)),
-                market_view(Some(session_ref), &all, &MarketQuery::default(), &[]),
+                market_view(
+                    Some(session_ref),
+                    &all,
+                    &peers,
+                    own,
+                    &MarketQuery::default(),
+                    &[],
+                ),
             ),
         )
     };
