@@ -68,7 +68,8 @@ pub enum PeerCommand {
         /// The invite, as printed by `rpibroker peer invite` on the other broker.
         invite: String,
     },
-    /// List peers with their terms and how their last pull went.
+    /// List peers with their terms, the balance with each (positive: this
+    /// broker owes it), and how their last pulls went.
     List {
         /// Print JSON instead of a table.
         #[arg(long)]

@@ -89,6 +89,9 @@ pub async fn run(settings: &Settings, command: PeerCommand) -> anyhow::Result<()
                             "removed_at": p.removed_at,
                             "last_pull_ok_at": p.last_pull_ok_at,
                             "missed_pulls": p.missed_pulls,
+                            "balance": p.balance,
+                            "usage_checked_at": p.usage_checked_at,
+                            "usage_problem": p.usage_problem,
                         })
                     })
                     .collect();
@@ -100,8 +103,8 @@ pub async fn run(settings: &Settings, command: PeerCommand) -> anyhow::Result<()
                 return Ok(());
             }
             println!(
-                "{:<24} {:<8} {:>14} {:<32} LAST PULL",
-                "NAME", "STATE", "CREDIT LIMIT", "URL"
+                "{:<24} {:<8} {:>14} {:>14} {:<32} LAST PULL",
+                "NAME", "STATE", "CREDIT LIMIT", "BALANCE", "URL"
             );
             for p in peers {
                 let pulled = match (p.last_pull_ok_at, p.missed_pulls) {
@@ -110,12 +113,16 @@ pub async fn run(settings: &Settings, command: PeerCommand) -> anyhow::Result<()
                     (None, _) => "never".into(),
                 };
                 println!(
-                    "{:<24} {:<8} {:>14} {:<32} {pulled}",
+                    "{:<24} {:<8} {:>14} {:>14} {:<32} {pulled}",
                     p.name,
                     if p.active { "active" } else { "removed" },
                     format!("{} {}", show_price(p.credit_limit), p.currency),
+                    show_price(p.balance),
                     p.base_url
                 );
+                if let Some(problem) = &p.usage_problem {
+                    println!("  usage records: {problem}");
+                }
             }
             Ok(())
         }

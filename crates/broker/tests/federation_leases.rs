@@ -331,6 +331,21 @@ async fn a_renter_leases_a_peer_device_logs_in_and_stops_from_home() {
     let r = common::api::call(alpha.api, "POST", &stop_path, Some(&token), None).await;
     assert_eq!(r.status, 404, "an ended lease cannot be stopped again");
     let first = assert_settled(&alpha, &beta, 1, credited).await;
+    // The renter sees what the lease cost, and that nothing more will be
+    // charged for it.
+    let mine = common::api::call(alpha.api, "GET", "/api/v1/leases", Some(&token), None).await;
+    assert_eq!(
+        mine.json["leases"][0]["charged_cents"], first,
+        "{}",
+        mine.json
+    );
+    assert_eq!(mine.json["leases"][0]["settled"], true);
+    assert_eq!(mine.json["leases"][0]["period_secs"], 5);
+    let page = renter.get("/leases").await;
+    assert_eq!(
+        common::web::testid(&page.body, &format!("charged-{lease}")),
+        format!("{}.{:02} USD", first / 100, first % 100)
+    );
 
     // Leased again, and this time ended by the owner on beta: alpha learns
     // of it on its next look.

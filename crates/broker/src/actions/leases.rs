@@ -90,6 +90,14 @@ pub struct Lease {
     pub started_at: i64,
     pub ended_at: Option<i64>,
     pub end_reason: Option<String>,
+    /// What the peer's usage records charged so far.
+    pub charged_cents: i64,
+    /// The rate is per this many seconds (an hour, unless the peer bills
+    /// otherwise).
+    pub period_secs: i64,
+    /// Whether the peer's last usage record is in: nothing more will be
+    /// charged.
+    pub settled: bool,
 }
 
 impl From<LeaseRecord> for Lease {
@@ -106,6 +114,9 @@ impl From<LeaseRecord> for Lease {
             started_at: l.created_at,
             ended_at: l.ended_at,
             end_reason: l.end_reason,
+            charged_cents: l.charged,
+            period_secs: l.period_secs,
+            settled: l.usage_closed,
             id: l.id,
         }
     }

@@ -34,6 +34,9 @@ pub struct PeerRecord {
     /// own copy, and what was wrong, if anything.
     pub usage_checked_at: Option<i64>,
     pub usage_problem: Option<String>,
+    /// Its ledger account here, in `currency`: positive, this broker owes
+    /// it (for leases it ran for renters here); negative, it owes this one.
+    pub balance: i64,
 }
 
 /// A peer to add (or renew) with its terms.
@@ -84,7 +87,9 @@ pub struct PeerDeviceRow {
     pub listing: String,
 }
 
-const PEER_COLUMNS: &str = "id, name, base_url, keys, credit_limit, currency, state, added_at, removed_at, listings_cursor, last_pull_ok_at, last_full_at, missed_pulls, usage_checked_at, usage_problem";
+const PEER_COLUMNS: &str = "id, name, base_url, keys, credit_limit, currency, state, added_at, removed_at, listings_cursor, last_pull_ok_at, last_full_at, missed_pulls, usage_checked_at, usage_problem,
+    (SELECT COALESCE(SUM(a.balance), 0) FROM ledger_accounts a
+     WHERE a.kind = 'peer' AND a.holder = CAST(peers.id AS TEXT) AND a.currency = peers.currency)";
 
 fn peer_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PeerRecord> {
     let keys: String = r.get(3)?;
@@ -105,6 +110,7 @@ fn peer_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PeerRecord> {
         missed_pulls: r.get(12)?,
         usage_checked_at: r.get(13)?,
         usage_problem: r.get(14)?,
+        balance: r.get(15)?,
     })
 }
 

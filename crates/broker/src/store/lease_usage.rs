@@ -279,14 +279,14 @@ impl Store {
         ))?;
         let rows = stmt.query_map([], |r| {
             let lease = lease_row(r)?;
-            let device_id: Option<i64> = r.get(22)?;
+            let device_id: Option<i64> = r.get(23)?;
             let rental = match device_id {
                 Some(device_id) => Some(MeteredRental {
                     device_id,
-                    owner_id: r.get(23)?,
-                    started_at: r.get(24)?,
-                    access_end: r.get(25)?,
-                    end_reason: r.get(26)?,
+                    owner_id: r.get(24)?,
+                    started_at: r.get(25)?,
+                    access_end: r.get(26)?,
+                    end_reason: r.get(27)?,
                 }),
                 None => None,
             };

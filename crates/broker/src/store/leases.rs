@@ -61,6 +61,8 @@ pub struct LeaseRecord {
     pub stop_at: Option<i64>,
     /// Lessor: its end record is issued. Lessee: received.
     pub usage_closed: bool,
+    /// What its usage records add up to so far, in minor units.
+    pub charged: i64,
 }
 
 /// A new lease.
@@ -98,7 +100,10 @@ pub struct OutboxMessage {
     pub attempts: i64,
 }
 
-pub(super) const LEASE_COLUMNS: &str = "l.peer_id, p.name, l.id, l.device, l.hourly_rate, l.currency, l.renter_id, l.rental_id, l.state, l.username, l.ssh_host, l.ssh_port, l.http_url, l.https_url, l.created_at, l.ended_at, l.end_reason, l.period_secs, l.periods_done, l.unpaid_period, l.stop_at, l.usage_closed";
+pub(super) const LEASE_COLUMNS: &str = "l.peer_id, p.name, l.id, l.device, l.hourly_rate, l.currency, l.renter_id, l.rental_id, l.state, l.username, l.ssh_host, l.ssh_port, l.http_url, l.https_url, l.created_at, l.ended_at, l.end_reason, l.period_secs, l.periods_done, l.unpaid_period, l.stop_at, l.usage_closed,
+    (SELECT COALESCE(SUM(u.amount), 0) FROM lease_usage u
+     WHERE u.peer_id = l.peer_id AND u.lease = l.id
+         AND u.direction = CASE l.role WHEN 'lessee' THEN 'received' ELSE 'issued' END)";
 
 pub(super) fn lease_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LeaseRecord> {
     let state: String = r.get(8)?;
@@ -132,6 +137,7 @@ pub(super) fn lease_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LeaseRecord> 
         unpaid_period: r.get(19)?,
         stop_at: r.get(20)?,
         usage_closed: r.get(21)?,
+        charged: r.get(22)?,
     })
 }
 

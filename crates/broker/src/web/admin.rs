@@ -268,17 +268,27 @@ fn peers_table(session: &Session, peers: &[PeerRecord]) -> Markup {
             p { "This broker federates with no other. Invite one with " code { "rpibroker peer invite" } "." }
         } @else {
             div.table-wrap { table {
-                thead { tr { th { "Broker" } th { "Since" } th { "Credit limit" } th { "Listings" } th { "State" } th { "" } } }
+                thead { tr { th { "Broker" } th { "Since" } th { "Credit limit" } th { "Balance" } th { "Listings" } th { "Usage records" } th { "State" } th { "" } } }
                 tbody {
                     @for p in peers {
                         tr data-testid={ "peer-" (p.name) } {
                             td { (p.name) br; span.hint { (p.base_url) } }
                             td { (when(p.added_at)) }
                             td { (show_price(p.credit_limit)) " " (p.currency) }
+                            td data-testid={ "peer-balance-" (p.name) } {
+                                @if p.balance > 0 { "we owe " (show_price(p.balance)) " " (p.currency) }
+                                @else if p.balance < 0 { "owes us " (show_price(-p.balance)) " " (p.currency) }
+                                @else { "settled" }
+                            }
                             td {
                                 @if p.missed_pulls > 0 { (p.missed_pulls) " pulls missed" }
                                 @else if let Some(at) = p.last_pull_ok_at { "pulled " (when(at)) }
                                 @else { "not pulled yet" }
+                            }
+                            td data-testid={ "peer-usage-" (p.name) } {
+                                @if let Some(problem) = &p.usage_problem { strong { "Problem: " } (problem) }
+                                @else if let Some(at) = p.usage_checked_at { "agree, checked " (when(at)) }
+                                @else { "not checked yet" }
                             }
                             td { @if p.active { "active" } @else if let Some(at) = p.removed_at { "removed " (when(at)) } @else { "removed" } }
                             td {

@@ -17,6 +17,7 @@ use crate::accounts::Session;
 use crate::actions::leases::{self, Lease, LeaseError, StopError};
 use crate::actions::rentals::Mailed;
 use crate::broker::Shared;
+use crate::price::show_price;
 
 #[derive(Deserialize)]
 pub struct LeaseForm {
@@ -59,18 +60,23 @@ fn leases_page(session: &Session, leases: &[Lease], flash: Option<Flash>) -> Mar
         flash,
         html! {
             h1 { "Rentals on peer brokers" }
-            p.hint { "Devices managed by brokers this one federates with, rented from this marketplace." }
+            p.hint { "Devices managed by brokers this one federates with, rented from this marketplace. Each hour is held from your wallet when it begins; the broker that manages the device reports the minutes it was reachable, and you are charged for those." }
             @if leases.is_empty() {
                 div.empty { p { "You have no rentals on peer brokers. " a href="/#peer-devices" { "Find a device" } "." } }
             } @else {
                 div.table-wrap { table data-testid="leases" {
-                    thead { tr { th { "Device" } th { "Managed by" } th { "Login" } th { "State" } th { "Note" } th { "" } } }
+                    thead { tr { th { "Device" } th { "Managed by" } th { "Login" } th { "Rate" } th { "Charged" } th { "State" } th { "Note" } th { "" } } }
                     tbody {
                         @for l in leases {
                             tr data-testid={ "lease-" (l.id) } {
                                 td { (l.device) }
                                 td { (l.broker) }
                                 td { (l.username.as_deref().unwrap_or("-")) }
+                                td { (show_price(l.hourly_rate_cents)) " " (l.currency) (per_period(l.period_secs)) }
+                                td data-testid={ "charged-" (l.id) } {
+                                    (show_price(l.charged_cents)) " " (l.currency)
+                                    @if !l.settled { br; small.hint { "so far" } }
+                                }
                                 td { (l.state) }
                                 td { @if let Some(why) = &l.end_reason { (why) } }
                                 td {
@@ -89,6 +95,15 @@ fn leases_page(session: &Session, leases: &[Lease], flash: Option<Flash>) -> Mar
             }
         },
     )
+}
+
+/// " an hour", or the period the rate is for when it is not an hour.
+fn per_period(secs: i64) -> String {
+    if secs == 3600 {
+        " an hour".into()
+    } else {
+        format!(" per {secs} s")
+    }
 }
 
 fn failure_page(session: &Session, status: StatusCode, message: String) -> Response {
