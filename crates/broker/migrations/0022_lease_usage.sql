@@ -1,6 +1,7 @@
 -- Usage of leases. The lessor issues a record for each period (hour) of
--- every lease it runs, one when the lease ends, and corrections; each is
--- signed and chained by hash to the one before it sent to the same peer.
+-- every lease it runs, one when the lease ends, corrections, and payments
+-- it received from the peer; each is signed and chained by hash to the one
+-- before it sent to the same peer.
 -- The lessee keeps the records it received, and charges its renters from
 -- them. Both sides book them to the peer's ledger account.
 ALTER TABLE leases ADD COLUMN period_secs INTEGER NOT NULL DEFAULT 3600 CHECK (period_secs > 0);
@@ -20,9 +21,9 @@ CREATE TABLE lease_usage (
     direction TEXT NOT NULL CHECK (direction IN ('issued', 'received')),
     peer_id INTEGER NOT NULL REFERENCES peers (id),
     seq INTEGER NOT NULL CHECK (seq > 0),
+    -- Empty for a payment.
     lease TEXT NOT NULL,
-    -- usage, end or correction.
-    kind TEXT NOT NULL CHECK (kind IN ('usage', 'end', 'correction')),
+    kind TEXT NOT NULL CHECK (kind IN ('usage', 'end', 'correction', 'payment')),
     period INTEGER NOT NULL,
     amount INTEGER NOT NULL,
     currency TEXT NOT NULL,
@@ -36,7 +37,7 @@ CREATE TABLE lease_usage (
     PRIMARY KEY (direction, peer_id, seq)
 );
 CREATE UNIQUE INDEX lease_usage_once ON lease_usage (direction, peer_id, lease, kind, period)
-    WHERE kind != 'correction';
+    WHERE kind IN ('usage', 'end');
 CREATE INDEX lease_usage_by_lease ON lease_usage (peer_id, lease);
 
 -- What the lessee last heard of the lessor's record chain, and whether its

@@ -98,6 +98,20 @@ pub enum PeerCommand {
         #[arg(long)]
         offline: bool,
     },
+    /// Record a payment received from a peer outside the brokers (a bank
+    /// transfer, say): it owes that much less, and a record tells it so.
+    /// Recording the same reference again changes nothing.
+    Settle {
+        /// The peer that paid.
+        name: String,
+        /// The amount received, like 120.00, in the currency settled with
+        /// the peer.
+        #[arg(long)]
+        received: String,
+        /// What identifies the payment, e.g. the bank transfer's reference.
+        #[arg(long)]
+        reference: String,
+    },
     /// Correct what a lease this broker runs for a peer cost: a new usage
     /// record the peer books (charging or crediting its renter), borne by
     /// this broker's revenue.

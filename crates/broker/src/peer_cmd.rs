@@ -13,7 +13,7 @@ use crate::broker::create_private_dir;
 use crate::cli::PeerCommand;
 use crate::federation::client::{self, http_client};
 use crate::federation::identity::KeyRing;
-use crate::federation::metering::{self, Issuer};
+use crate::federation::metering::{self, Issuer, Payment};
 use crate::federation::peering::{self, Invite};
 use crate::federation::server::own_document;
 use crate::federation::url::Origin;
@@ -177,6 +177,43 @@ pub async fn run(settings: &Settings, command: PeerCommand) -> anyhow::Result<()
                 Err(why) => bail!("{why}"),
             }
         }
+        PeerCommand::Settle {
+            name,
+            received,
+            reference,
+        } => {
+            let peer = find_peer(&store, &name)?;
+            let cents = parse_price(&received)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .context("the amount received")?;
+            let reference = reference.trim();
+            let reference_ok = !reference.is_empty()
+                && reference.len() <= 100
+                && reference.bytes().all(|b| b.is_ascii_graphic());
+            if cents == 0 || !reference_ok {
+                bail!(
+                    "the amount is above zero, and --reference is 1 to 100 printable characters without spaces"
+                );
+            }
+            let issuer = Issuer {
+                name: &settings.federation.name,
+                ring: &ring,
+                fee_percent: settings.billing.fee_percent,
+            };
+            match metering::record_payment(&store, &issuer, &peer, cents, reference, now)? {
+                Payment::Recorded(seq) => println!(
+                    "Recorded {} {} received from {name} ({reference}) as record {seq}; {name} books it when it next pulls usage records.",
+                    show_price(cents),
+                    peer.currency
+                ),
+                Payment::Already => {
+                    println!(
+                        "A payment {reference} from {name} was recorded before; nothing changed."
+                    )
+                }
+            }
+            Ok(())
+        }
         PeerCommand::RotateKey { keep_old_hours } => {
             let old = ring.current().0.to_string();
             let keep = Duration::from_secs(u64::from(keep_old_hours) * 3600);
@@ -257,14 +294,18 @@ fn print_leases(title: &str, head: &ChainHead, leases: &[LeaseTotal]) {
         "LEASE", "DEVICE", "HOURS", "CORRECTIONS", "AMOUNT"
     );
     for l in leases {
+        let (lease, state) = if l.lease.is_empty() {
+            ("payments", "")
+        } else {
+            (l.lease.as_str(), if l.ended { "ended" } else { "running" })
+        };
         println!(
-            "  {:<24} {:<24} {:>6} {:>11} {:>12}  {}",
-            l.lease,
+            "  {:<24} {:<24} {:>6} {:>11} {:>12}  {state}",
+            lease,
             l.device,
             l.periods,
             l.corrections,
             show_price(l.total),
-            if l.ended { "ended" } else { "running" }
         );
     }
     println!(

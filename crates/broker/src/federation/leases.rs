@@ -176,7 +176,7 @@ pub async fn open(
                 StatusCode::PAYMENT_REQUIRED,
                 "credit_limit",
                 format!(
-                    "{}'s open leases would owe {} per hour, more than its credit limit of {}",
+                    "{} would owe {} with this lease's first hour (what it owes now and an hour of each open lease), more than its credit limit of {}; it can pay what it owes, which this broker's operator records with `rpibroker peer settle`",
                     peer.name,
                     crate::price::show_price(exposure),
                     crate::price::show_price(limit)

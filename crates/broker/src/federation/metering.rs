@@ -46,14 +46,26 @@ pub fn period_transfer(peer_id: i64, lease: &str, k: i64) -> Result<TransferId, 
     )?)
 }
 
-/// The id of the transfer that books the correction numbered `seq` in a
-/// peer's chain.
-pub fn correction_transfer(peer_id: i64, seq: i64) -> Result<TransferId, StoreError> {
+/// The id of the transfer that books the correction or payment numbered
+/// `seq` in a peer's chain.
+pub fn record_transfer(peer_id: i64, seq: i64) -> Result<TransferId, StoreError> {
     Ok(TransferId::derive(
-        "lease-fix",
+        "peer-record",
         &[&peer_id.to_string(), &seq.to_string()],
     )?)
 }
+
+/// The id of the transfer that books a payment received from peer
+/// `peer_id` under `reference`: recording it again changes nothing.
+fn payment_transfer(peer_id: i64, reference: &str) -> Result<TransferId, StoreError> {
+    Ok(TransferId::derive(
+        "peer-paid",
+        &[&peer_id.to_string(), reference],
+    )?)
+}
+
+/// The clearing account of money paid between peers outside the brokers.
+pub const PEERS_CLEARING: &str = "peers";
 
 /// Meters every lease this broker runs, at `now`.
 pub fn meter_at(store: &Store, issuer: &Issuer<'_>, now: UnixTime) -> Result<Metered, StoreError> {
@@ -278,12 +290,72 @@ pub fn correct(
         };
         let seq = issue(b, issuer, peer_id, body, now)?;
         let transfer = Transfer::new(
-            correction_transfer(peer_id, seq)?,
+            record_transfer(peer_id, seq)?,
             Currency::parse(&m.lease.currency)?,
             &format!("correction of lease {lease}: {}", note.chars().take(120).collect::<String>()),
             vec![(Account::Peer(peer_id), -amount), (Account::Revenue, amount)],
         )?;
         b.post(&transfer, now)?;
         Ok(Ok(seq))
+    })
+}
+
+/// What became of recording a payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payment {
+    /// Recorded now, as record `seq`.
+    Recorded(i64),
+    /// A payment with this reference was recorded before.
+    Already,
+}
+
+/// Records that peer `peer_id` paid `amount` (in `currency`) outside the
+/// brokers, under `reference` (a bank transfer's, say): it owes that much
+/// less, and a payment record tells it so. Recording the same reference
+/// again changes nothing.
+pub fn record_payment(
+    store: &Store,
+    issuer: &Issuer<'_>,
+    peer: &crate::store::PeerRecord,
+    amount: i64,
+    reference: &str,
+    now: UnixTime,
+) -> Result<Payment, StoreError> {
+    let currency = Currency::parse(&peer.currency)?;
+    let id = payment_transfer(peer.id, reference)?;
+    store.batch(|b| {
+        if b.transfer_posted(&id)? {
+            return Ok(Payment::Already);
+        }
+        let body = RecordBody {
+            issuer: issuer.name.to_string(),
+            recipient: peer.name.clone(),
+            seq: 0,
+            prev: String::new(),
+            lease: String::new(),
+            kind: RecordKind::Payment,
+            period: 0,
+            from: 0,
+            to: 0,
+            reachable_secs: 0,
+            period_secs: 3600,
+            rate: 0,
+            amount: -amount,
+            currency: currency.to_string(),
+            note: reference.to_string(),
+            issued_at: now.0,
+        };
+        let seq = issue(b, issuer, peer.id, body, now)?;
+        let transfer = Transfer::new(
+            id,
+            currency,
+            &format!("paid by {}: {reference}", peer.name),
+            vec![
+                (Account::Peer(peer.id), amount),
+                (Account::Clearing(PEERS_CLEARING.into()), -amount),
+            ],
+        )?;
+        b.post(&transfer, now)?;
+        Ok(Payment::Recorded(seq))
     })
 }

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use axum::http::Method;
 
 use super::client::CallError;
-use super::metering::{correction_transfer, period_transfer};
+use super::metering::{PEERS_CLEARING, period_transfer, record_transfer};
 use super::usage::{RecordBody, RecordError, RecordKind, SignedRecord, UsagePage};
 use crate::broker::Shared;
 use crate::ledger::{Account, Currency, LedgerError, Transfer, TransferId};
@@ -165,6 +165,34 @@ pub fn book(
             body.issuer, body.recipient, peer.name
         ));
     }
+    if body.kind == RecordKind::Payment {
+        if body.currency != peer.currency {
+            return wrong(format!(
+                "a payment in {}; this broker settles with {} in {}",
+                body.currency, peer.name, peer.currency
+            ));
+        }
+        let legs = vec![
+            (Account::Peer(peer.id), body.amount),
+            (Account::Clearing(PEERS_CLEARING.into()), -body.amount),
+        ];
+        let memo = format!(
+            "paid to {}: {}",
+            peer.name,
+            body.note.chars().take(120).collect::<String>()
+        );
+        let currency = Currency::parse(&body.currency)?;
+        post(
+            b,
+            record_transfer(peer.id, body.seq)?,
+            &currency,
+            &memo,
+            legs,
+            now,
+        )?;
+        b.append_record(Direction::Received, peer.id, body, signed, now)?;
+        return Ok(Ok(()));
+    }
     let Some(lease) = b.lease(LeaseRole::Lessee, peer.id, &body.lease)? else {
         return wrong(format!(
             "no lease {} is held from {}",
@@ -251,6 +279,7 @@ pub fn book(
             }
             b.close_lease_usage(LeaseRole::Lessee, peer.id, &lease.id)?;
         }
+        RecordKind::Payment => unreachable!("payments are booked above"),
         RecordKind::Correction => {
             let so_far = b.lease_total(Direction::Received, peer.id, &lease.id)?;
             if body.amount == 0 || body.amount < -so_far {
@@ -275,7 +304,7 @@ pub fn book(
             };
             post(
                 b,
-                correction_transfer(peer.id, body.seq)?,
+                record_transfer(peer.id, body.seq)?,
                 &currency,
                 &memo,
                 legs,
@@ -457,7 +486,7 @@ mod tests {
 
     use super::*;
     use crate::federation::identity::KeyRing;
-    use crate::federation::metering::{Issuer, correct, meter_at};
+    use crate::federation::metering::{Issuer, Payment, correct, meter_at, record_payment};
     use crate::store::{LeaseLogin, NewLease, NewPeer, Opened, RenterTerms};
 
     const HOUR: i64 = 3600;
@@ -760,6 +789,30 @@ mod tests {
         assert_eq!(p.pull(T0 + 5 * HOUR + 1), None);
         assert_eq!(p.a_balance(Account::Wallet(p.renter)), 10_000 - 600);
         assert_eq!(p.a_balance(Account::Peer(p.b_at_a)), 600);
+        p.assert_agree();
+
+        // A pays 5.00 of it by bank transfer; B records it (once), and A
+        // learns it from B's next record.
+        let a_at_b =
+            p.b.peers()
+                .unwrap()
+                .into_iter()
+                .find(|x| x.id == p.a_at_b)
+                .unwrap();
+        let at = UnixTime(T0 + 6 * HOUR);
+        assert_eq!(
+            record_payment(&p.b, &p.issuer(), &a_at_b, 500, "bank-7", at).unwrap(),
+            Payment::Recorded(5)
+        );
+        assert_eq!(
+            record_payment(&p.b, &p.issuer(), &a_at_b, 500, "bank-7", at).unwrap(),
+            Payment::Already
+        );
+        assert_eq!(p.pull(T0 + 6 * HOUR + 1), None);
+        assert_eq!(p.a_balance(Account::Peer(p.b_at_a)), 100);
+        assert_eq!(p.b_balance(Account::Peer(p.a_at_b)), -100);
+        assert_eq!(p.a_balance(Account::Clearing("peers".into())), 500);
+        assert_eq!(p.b_balance(Account::Clearing("peers".into())), -500);
         p.assert_agree();
     }
 

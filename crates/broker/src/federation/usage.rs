@@ -39,6 +39,9 @@ pub enum RecordKind {
     End,
     /// An amount added to (or, negative, taken off) what a lease cost.
     Correction,
+    /// The lessor received a payment from the lessee outside the brokers
+    /// (a negative amount: the lessee owes that much less). No lease.
+    Payment,
 }
 
 impl RecordKind {
@@ -47,6 +50,7 @@ impl RecordKind {
             RecordKind::Usage => "usage",
             RecordKind::End => "end",
             RecordKind::Correction => "correction",
+            RecordKind::Payment => "payment",
         }
     }
 }
@@ -61,6 +65,7 @@ pub struct RecordBody {
     pub seq: i64,
     /// The hash of record `seq - 1` (empty for the first).
     pub prev: String,
+    /// The lease; empty for a payment.
     pub lease: String,
     pub kind: RecordKind,
     /// Usage: the period's number, from 0. End: how many periods the lease
@@ -78,7 +83,7 @@ pub struct RecordBody {
     /// What the lessee owes for this record, in minor units.
     pub amount: i64,
     pub currency: String,
-    /// End: why the lease ended. Correction: why.
+    /// End: why the lease ended. Correction: why. Payment: its reference.
     pub note: String,
     pub issued_at: i64,
 }
@@ -192,7 +197,13 @@ impl RecordBody {
     /// The bounds every record keeps, whatever its chain.
     fn check(&self) -> Result<(), RecordError> {
         let bad = |why: &str| Err(RecordError::Malformed(why.into()));
-        super::wire::check_lease_id(&self.lease).map_err(RecordError::Malformed)?;
+        if self.kind == RecordKind::Payment {
+            if !self.lease.is_empty() || self.amount >= 0 {
+                return bad("a payment names no lease and lowers what is owed");
+            }
+        } else {
+            super::wire::check_lease_id(&self.lease).map_err(RecordError::Malformed)?;
+        }
         if self.seq < 1 {
             return bad("seq starts at 1");
         }
@@ -226,7 +237,7 @@ impl RecordBody {
                 }
             }
             RecordKind::End if self.amount != 0 => return bad("an end record has no amount"),
-            RecordKind::End | RecordKind::Correction => {}
+            RecordKind::End | RecordKind::Correction | RecordKind::Payment => {}
         }
         Ok(())
     }

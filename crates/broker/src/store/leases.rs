@@ -176,8 +176,9 @@ impl Store {
         )
     }
 
-    /// Records a lease this broker runs for a peer, unless its open leases
-    /// and this one's first hour would pass `credit_limit`. A retry of the
+    /// Records a lease this broker runs for a peer, unless what the peer
+    /// owes, its open leases' hours and this one's first would pass
+    /// `credit_limit`. A retry of the
     /// same request (same id and key) returns the lease recorded first.
     pub fn open_lessor_lease(
         &self,
@@ -209,7 +210,15 @@ impl Store {
             [lease.peer_id],
             |r| r.get(0),
         )?;
-        let exposure = open + lease.hourly_rate;
+        // What the peer owes already (its ledger account here is negative
+        // then) counts against its limit too.
+        let balance: i64 = tx.query_row(
+            "SELECT COALESCE(SUM(balance), 0) FROM ledger_accounts
+             WHERE kind = 'peer' AND holder = ?1 AND currency = ?2",
+            params![lease.peer_id.to_string(), lease.currency],
+            |r| r.get(0),
+        )?;
+        let exposure = open + lease.hourly_rate + (-balance).max(0);
         if exposure > credit_limit {
             return Ok(Opened::OverLimit {
                 exposure,
@@ -601,6 +610,39 @@ mod tests {
             (ended.open, ended.ended_at, ended.end_reason.as_deref()),
             (false, Some(9), Some("done"))
         );
+    }
+
+    #[test]
+    fn what_a_peer_owes_counts_against_its_credit_limit() {
+        use crate::ledger::{Account, Currency, Transfer, TransferId};
+        let (_dir, store, peer) = store_with_peer();
+        let renter = store.peer_renter("alpha", UnixTime(2)).unwrap();
+        let owed = Transfer::simple(
+            TransferId::parse("lease:1:lse-0:0").unwrap(),
+            Currency::parse("USD").unwrap(),
+            "an hour of an earlier lease",
+            Account::Peer(peer),
+            Account::Revenue,
+            70,
+        )
+        .unwrap();
+        store.post(&owed, UnixTime(3)).unwrap();
+        assert_eq!(
+            store
+                .open_lessor_lease(&lease(peer, renter, "lse-1", 40, "k1"), 100, UnixTime(4))
+                .unwrap(),
+            Opened::OverLimit {
+                exposure: 110,
+                limit: 100
+            },
+            "70 owed and 40 an hour"
+        );
+        assert!(matches!(
+            store
+                .open_lessor_lease(&lease(peer, renter, "lse-1", 30, "k1"), 100, UnixTime(4))
+                .unwrap(),
+            Opened::Lease(_)
+        ));
     }
 
     #[test]
