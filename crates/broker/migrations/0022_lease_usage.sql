@@ -27,6 +27,9 @@ CREATE TABLE lease_usage (
     period INTEGER NOT NULL,
     amount INTEGER NOT NULL,
     currency TEXT NOT NULL,
+    -- When the issuer issued it (its clock, as signed): statements by
+    -- month cover the same records on both sides.
+    issued_at INTEGER NOT NULL,
     -- The record exactly as signed (JSON), its SHA-256 (hex), the key
     -- that signed it and the signature (base64).
     body TEXT NOT NULL,

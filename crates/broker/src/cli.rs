@@ -91,6 +91,10 @@ pub enum PeerCommand {
     /// compared; the command fails if they differ.
     Statement {
         name: String,
+        /// Only the records issued in this month (UTC), like 2026-11; both
+        /// brokers count a record in the month its issuer issued it.
+        #[arg(long)]
+        month: Option<String>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,

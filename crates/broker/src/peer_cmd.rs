@@ -17,7 +17,7 @@ use crate::federation::metering::{self, Issuer, Payment};
 use crate::federation::peering::{self, Invite};
 use crate::federation::server::own_document;
 use crate::federation::url::Origin;
-use crate::federation::usage::{ChainHead, Statement};
+use crate::federation::usage::{ChainHead, Statement, month_span};
 use crate::federation::wire::STATEMENT_PATH;
 use crate::ledger::Currency;
 use crate::price::{parse_price, show_price};
@@ -137,9 +137,18 @@ pub async fn run(settings: &Settings, command: PeerCommand) -> anyhow::Result<()
         }
         PeerCommand::Statement {
             name,
+            month,
             json,
             offline,
-        } => statement(settings, &store, &ring, &name, json, offline, now).await,
+        } => {
+            let peer = find_peer(&store, &name)?;
+            let asked = Asked {
+                month: month.as_deref(),
+                json,
+                offline,
+            };
+            statement(settings, &store, &ring, &peer, asked, now).await
+        }
         PeerCommand::Correct {
             name,
             lease,
@@ -234,8 +243,12 @@ fn find_peer(store: &Store, name: &str) -> anyhow::Result<PeerRecord> {
         .with_context(|| format!("no peer called {name}; `rpibroker peer list` shows them"))
 }
 
-/// Asks `peer` for its statement with this broker.
-async fn their_statement(ring: &KeyRing, peer: &PeerRecord) -> anyhow::Result<Statement> {
+/// Asks `peer` for its statement with this broker (of `month`).
+async fn their_statement(
+    ring: &KeyRing,
+    peer: &PeerRecord,
+    month: Option<&str>,
+) -> anyhow::Result<Statement> {
     let origin = Origin::parse(&peer.base_url).map_err(anyhow::Error::msg)?;
     let keys = peer.keys.clone();
     let key_of = move |id: &str| keys.iter().find(|k| k.keyid == id).cloned();
@@ -244,7 +257,10 @@ async fn their_statement(ring: &KeyRing, peer: &PeerRecord) -> anyhow::Result<St
         ring,
         &origin,
         axum::http::Method::GET,
-        STATEMENT_PATH,
+        &match month {
+            Some(m) => format!("{STATEMENT_PATH}?month={m}"),
+            None => STATEMENT_PATH.to_string(),
+        },
         Vec::new(),
         None,
         &key_of,
@@ -318,26 +334,42 @@ fn print_leases(title: &str, head: &ChainHead, leases: &[LeaseTotal]) {
     );
 }
 
+/// What the operator asked of `peer statement`.
+struct Asked<'a> {
+    month: Option<&'a str>,
+    json: bool,
+    offline: bool,
+}
+
 async fn statement(
     settings: &Settings,
     store: &Store,
     ring: &KeyRing,
-    name: &str,
-    json: bool,
-    offline: bool,
+    peer: &PeerRecord,
+    asked: Asked<'_>,
     now: UnixTime,
 ) -> anyhow::Result<()> {
-    let peer = find_peer(store, name)?;
+    let Asked {
+        month,
+        json,
+        offline,
+    } = asked;
+    let name = peer.name.as_str();
     let own_name = &settings.federation.name;
     let currency = &settings.billing.currency;
-    let ours = Statement::of(store, own_name, peer.id, currency, now)?;
-    let issued = store.lease_totals(Direction::Issued, peer.id)?;
-    let received = store.lease_totals(Direction::Received, peer.id)?;
+    let ours = Statement::of(store, own_name, peer.id, currency, month, now)?
+        .map_err(anyhow::Error::msg)?;
+    let span = month
+        .map(month_span)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let issued = store.lease_totals(Direction::Issued, peer.id, span)?;
+    let received = store.lease_totals(Direction::Received, peer.id, span)?;
     let theirs = if offline {
         None
     } else {
         Some(
-            their_statement(ring, &peer)
+            their_statement(ring, peer, month)
                 .await
                 .map_err(|e| e.to_string()),
         )
@@ -364,7 +396,11 @@ async fn statement(
                 "currencies differ: {} and {}",
                 ours.currency, t.currency
             ));
-        } else if pending.is_empty() && differences.is_empty() && t.balance != -ours.balance {
+        } else if month.is_none()
+            && pending.is_empty()
+            && differences.is_empty()
+            && t.balance != -ours.balance
+        {
             differences.push(format!(
                 "balances differ: {own_name} has {}, {name} has {}",
                 show_price(ours.balance),
@@ -376,6 +412,7 @@ async fn statement(
         let out = json!({
             "broker": own_name,
             "peer": name,
+            "month": month,
             "ours": ours,
             "theirs": match &theirs { Some(Ok(t)) => json!(t), _ => json!(null) },
             "peer_error": match &theirs { Some(Err(e)) => json!(e), _ => json!(null) },
@@ -387,10 +424,16 @@ async fn statement(
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!(
-            "Statement between {own_name} and {name} in {currency}, {}",
-            now.date_time()
-        );
+        match month {
+            Some(m) => println!(
+                "Statement between {own_name} and {name} in {currency} for {m} (records issued then), made {}",
+                now.date_time()
+            ),
+            None => println!(
+                "Statement between {own_name} and {name} in {currency}, {}",
+                now.date_time()
+            ),
+        }
         println!();
         print_leases(
             &format!("Leases {name} runs for renters here"),
@@ -404,7 +447,7 @@ async fn statement(
         );
         println!();
         match ours.balance {
-            0 => println!("Balance: nothing is owed either way."),
+            0 => println!("Balance now: nothing is owed either way."),
             b if b > 0 => println!(
                 "Balance: this broker owes {name} {} {currency}.",
                 show_price(b)

@@ -42,6 +42,18 @@ impl UnixTime {
         format!("{year:04}-{month:02}-{day:02}")
     }
 
+    /// The start of UTC day `day` of `month` (1–12) in `year`.
+    pub fn from_date(year: i64, month: i64, day: i64) -> Self {
+        // Civil date to days (Howard Hinnant's algorithm), in integers.
+        let y = if month <= 2 { year - 1 } else { year };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let mp = (month + 9) % 12;
+        let doy = (153 * mp + 2) / 5 + day - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        Self((era * 146_097 + doe - 719_468) * 86_400)
+    }
+
     /// The UTC date and time to the minute, like `2026-11-28 01:05`.
     pub fn date_time(self) -> String {
         let secs = self.0.rem_euclid(86_400);
@@ -59,5 +71,16 @@ mod tests {
         assert_eq!(UnixTime(951_782_400).date(), "2000-02-29");
         assert_eq!(UnixTime(1_795_834_800).date_time(), "2026-11-28 03:00");
         assert_eq!(UnixTime(-1).date(), "1969-12-31");
+        for t in [0, 951_782_400, 1_795_834_800 - 10_800, -86_400] {
+            let date = UnixTime(t).date();
+            let parts: Vec<i64> = date.split('-').map(|p| p.parse().unwrap()).collect();
+            assert_eq!(
+                UnixTime::from_date(parts[0], parts[1], parts[2]),
+                UnixTime(t),
+                "{date}"
+            );
+        }
+        assert_eq!(UnixTime::from_date(2026, 12, 1).date(), "2026-12-01");
+        assert_eq!(UnixTime::from_date(2027, 1, 1).date(), "2027-01-01");
     }
 }

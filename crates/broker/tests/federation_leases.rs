@@ -166,12 +166,22 @@ async fn assert_settled(alpha: &TestBroker, beta: &TestBroker, leases: i64, cred
     );
     assert_eq!(earned + fee, owed);
     assert_eq!(fee, owed - earned);
+    // The statement of this month covers the same records on both sides.
+    let month = &UnixTime::now().date()[..7];
     for (b, other) in [(alpha, "beta"), (beta, "alpha")] {
-        let out = ok(b.run(&["peer", "statement", other, "--json"]));
-        let statement: Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(statement["agrees"], true, "{statement}");
-        assert_eq!(statement["pending"], json!([]), "{statement}");
+        for args in [vec![], vec!["--month", month]] {
+            let out = ok(b.run(&[&["peer", "statement", other, "--json"][..], &args].concat()));
+            let statement: Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(statement["agrees"], true, "{statement}");
+            assert_eq!(statement["pending"], json!([]), "{statement}");
+        }
     }
+    let out = alpha.run(&["peer", "statement", "beta", "--month", "2026-13"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a month like 2026-11"),
+        "{out:?}"
+    );
     let text = ok(alpha.run(&["peer", "statement", "beta"]));
     assert!(
         text.contains(&format!(

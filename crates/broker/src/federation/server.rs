@@ -550,13 +550,14 @@ fn parse_after(raw: Option<&str>) -> Result<i64, String> {
     Ok(after)
 }
 
-/// `GET /federation/v1/statement`: this broker's side of its statement
-/// with the caller.
+/// `GET /federation/v1/statement[?month=2026-11]`: this broker's side of
+/// its statement with the caller, of one month or of every record.
 async fn statement(
     State(shared): State<Arc<Shared>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> Response {
     if !body.is_empty() {
@@ -566,6 +567,20 @@ async fn statement(
         Ok(v) => v,
         Err(r) => return *r,
     };
+    let invalid = |why: String| {
+        let error = FederationError {
+            code: "invalid_input".into(),
+            message: why,
+        };
+        signed(&ring, StatusCode::BAD_REQUEST, &error, &verified)
+    };
+    let month = match raw.as_deref().unwrap_or_default() {
+        "" => None,
+        q => match q.strip_prefix("month=") {
+            Some(m) if m.len() <= 7 => Some(m.to_string()),
+            _ => return invalid(format!("unknown or malformed query {q:?}")),
+        },
+    };
     let (name, currency) = (
         shared.settings.federation.name.clone(),
         shared.settings.billing.currency.clone(),
@@ -573,10 +588,13 @@ async fn statement(
     let id = peer.id;
     let made = shared
         .store
-        .blocking(move |s| usage::Statement::of(s, &name, id, &currency, UnixTime::now()))
+        .blocking(move |s| {
+            usage::Statement::of(s, &name, id, &currency, month.as_deref(), UnixTime::now())
+        })
         .await;
     match made {
-        Ok(statement) => signed(&ring, StatusCode::OK, &statement, &verified),
+        Ok(Ok(statement)) => signed(&ring, StatusCode::OK, &statement, &verified),
+        Ok(Err(why)) => invalid(why),
         Err(e) => internal("making a statement for a peer failed", e),
     }
 }

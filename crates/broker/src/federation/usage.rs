@@ -132,28 +132,62 @@ pub struct Statement {
     pub issued: ChainHead,
     /// Records it received from the caller, as far as it has them.
     pub received: ChainHead,
-    /// Its ledger account of the caller: positive, it owes the caller.
+    /// Its ledger account of the caller now: positive, it owes the caller.
     pub balance: i64,
     pub at: i64,
+    /// The month (`2026-11`, UTC) whose records the chains cover, by the
+    /// time their issuer issued them; every record when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub month: Option<String>,
+}
+
+/// The issue times `[from, until)` of month `2026-11` (UTC).
+pub fn month_span(month: &str) -> Result<(i64, i64), String> {
+    let bad = || format!("{month:?} is not a month like 2026-11");
+    let (y, m) = month.split_once('-').ok_or_else(bad)?;
+    if y.len() != 4 || m.len() != 2 {
+        return Err(bad());
+    }
+    let year: i64 = y.parse().map_err(|_| bad())?;
+    let m: i64 = m.parse().map_err(|_| bad())?;
+    if !(1..=12).contains(&m) || !(1970..=9999).contains(&year) {
+        return Err(bad());
+    }
+    let (next_year, next) = if m == 12 {
+        (year + 1, 1)
+    } else {
+        (year, m + 1)
+    };
+    Ok((
+        UnixTime::from_date(year, m, 1).0,
+        UnixTime::from_date(next_year, next, 1).0,
+    ))
 }
 
 impl Statement {
-    /// This broker's (`broker`'s) side of its statement with peer `peer_id`.
+    /// This broker's (`broker`'s) side of its statement with peer `peer_id`,
+    /// of `month` or of every record.
     pub fn of(
         store: &Store,
         broker: &str,
         peer_id: i64,
         currency: &Currency,
+        month: Option<&str>,
         now: UnixTime,
-    ) -> Result<Self, StoreError> {
-        Ok(Self {
+    ) -> Result<Result<Self, String>, StoreError> {
+        let span = match month.map(month_span).transpose() {
+            Ok(span) => span,
+            Err(why) => return Ok(Err(why)),
+        };
+        Ok(Ok(Self {
             broker: broker.to_string(),
             currency: currency.to_string(),
-            issued: store.chain_head(Direction::Issued, peer_id)?,
-            received: store.chain_head(Direction::Received, peer_id)?,
+            issued: store.chain_head_in(Direction::Issued, peer_id, span)?,
+            received: store.chain_head_in(Direction::Received, peer_id, span)?,
             balance: store.balance(&Account::Peer(peer_id), currency)?,
             at: now.0,
-        })
+            month: month.map(str::to_string),
+        }))
     }
 }
 
@@ -337,6 +371,18 @@ mod tests {
             Err(RecordError::BadSignature),
             "a new hash needs a new signature"
         );
+    }
+
+    #[test]
+    fn a_month_is_its_utc_calendar_month() {
+        let (from, until) = month_span("2026-11").unwrap();
+        assert_eq!(UnixTime(from).date_time(), "2026-11-01 00:00");
+        assert_eq!(UnixTime(until).date_time(), "2026-12-01 00:00");
+        let (_, until) = month_span("2026-12").unwrap();
+        assert_eq!(UnixTime(until).date(), "2027-01-01");
+        for bad in ["2026-13", "2026-1", "26-11", "2026/11", "", "2026-00"] {
+            assert!(month_span(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

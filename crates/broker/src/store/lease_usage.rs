@@ -59,25 +59,35 @@ pub struct LeaseTotal {
     pub ended: bool,
 }
 
+/// Issue times `[from, until)` a statement covers; every record when
+/// `None`.
+pub type Span = Option<(i64, i64)>;
+
 fn head_on(
     conn: &rusqlite::Connection,
     direction: Direction,
     peer_id: i64,
+    span: Span,
 ) -> Result<ChainHead, StoreError> {
+    let (from, until) = span.unwrap_or((i64::MIN, i64::MAX));
     let last: Option<(i64, String)> = conn
         .prepare_cached(
-            "SELECT seq, hash FROM lease_usage WHERE direction = ?1 AND peer_id = ?2
+            "SELECT seq, hash FROM lease_usage
+             WHERE direction = ?1 AND peer_id = ?2 AND issued_at >= ?3 AND issued_at < ?4
              ORDER BY seq DESC LIMIT 1",
         )?
-        .query_row(params![direction.as_str(), peer_id], |r| {
+        .query_row(params![direction.as_str(), peer_id, from, until], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
         .optional()?;
     let total: i64 = conn
         .prepare_cached(
-            "SELECT COALESCE(SUM(amount), 0) FROM lease_usage WHERE direction = ?1 AND peer_id = ?2",
+            "SELECT COALESCE(SUM(amount), 0) FROM lease_usage
+             WHERE direction = ?1 AND peer_id = ?2 AND issued_at >= ?3 AND issued_at < ?4",
         )?
-        .query_row(params![direction.as_str(), peer_id], |r| r.get(0))?;
+        .query_row(params![direction.as_str(), peer_id, from, until], |r| {
+            r.get(0)
+        })?;
     let (seq, hash) = last.unwrap_or_default();
     Ok(ChainHead { seq, hash, total })
 }
@@ -85,7 +95,7 @@ fn head_on(
 impl Batch<'_> {
     /// The last record of the chain and its total.
     pub fn chain_head(&self, direction: Direction, peer_id: i64) -> Result<ChainHead, StoreError> {
-        head_on(self.conn, direction, peer_id)
+        head_on(self.conn, direction, peer_id, None)
     }
 
     /// Adds a record to a chain (its place was checked by the caller).
@@ -100,8 +110,8 @@ impl Batch<'_> {
         self.conn
             .prepare_cached(
                 "INSERT INTO lease_usage (direction, peer_id, seq, lease, kind, period, amount,
-                     currency, body, hash, keyid, signature, recorded_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                     currency, body, hash, keyid, signature, recorded_at, issued_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?
             .execute(params![
                 direction.as_str(),
@@ -116,7 +126,8 @@ impl Batch<'_> {
                 signed.hash,
                 signed.keyid,
                 signed.signature,
-                now.0
+                now.0,
+                body.issued_at
             ])?;
         Ok(())
     }
@@ -186,7 +197,18 @@ impl Batch<'_> {
 impl Store {
     /// The last record of the chain and its total.
     pub fn chain_head(&self, direction: Direction, peer_id: i64) -> Result<ChainHead, StoreError> {
-        head_on(&self.conn(), direction, peer_id)
+        head_on(&self.conn(), direction, peer_id, None)
+    }
+
+    /// The last record of the chain issued in `span`, and the total of
+    /// those issued in it.
+    pub fn chain_head_in(
+        &self,
+        direction: Direction,
+        peer_id: i64,
+        span: Span,
+    ) -> Result<ChainHead, StoreError> {
+        head_on(&self.conn(), direction, peer_id, span)
     }
 
     /// Up to `limit` records of a chain after `after`, in order.
@@ -232,12 +254,15 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Each lease's records in a chain, summed, the latest lease first.
+    /// Each lease's records in a chain issued in `span`, summed, the
+    /// latest lease first.
     pub fn lease_totals(
         &self,
         direction: Direction,
         peer_id: i64,
+        span: Span,
     ) -> Result<Vec<LeaseTotal>, StoreError> {
+        let (from, until) = span.unwrap_or((i64::MIN, i64::MAX));
         let role = match direction {
             Direction::Issued => LeaseRole::Lessor,
             Direction::Received => LeaseRole::Lessee,
@@ -249,19 +274,22 @@ impl Store {
                     MAX(u.kind = 'end')
              FROM lease_usage u
              LEFT JOIN leases l ON l.role = ?3 AND l.peer_id = u.peer_id AND l.id = u.lease
-             WHERE u.direction = ?1 AND u.peer_id = ?2
+             WHERE u.direction = ?1 AND u.peer_id = ?2 AND u.issued_at >= ?4 AND u.issued_at < ?5
              GROUP BY u.lease ORDER BY MIN(u.seq) DESC",
         )?;
-        let rows = stmt.query_map(params![direction.as_str(), peer_id, role.as_str()], |r| {
-            Ok(LeaseTotal {
-                lease: r.get(0)?,
-                device: r.get(1)?,
-                periods: r.get(2)?,
-                corrections: r.get(3)?,
-                total: r.get(4)?,
-                ended: r.get(5)?,
-            })
-        })?;
+        let rows = stmt.query_map(
+            params![direction.as_str(), peer_id, role.as_str(), from, until],
+            |r| {
+                Ok(LeaseTotal {
+                    lease: r.get(0)?,
+                    device: r.get(1)?,
+                    periods: r.get(2)?,
+                    corrections: r.get(3)?,
+                    total: r.get(4)?,
+                    ended: r.get(5)?,
+                })
+            },
+        )?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
