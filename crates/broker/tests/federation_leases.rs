@@ -356,6 +356,31 @@ async fn a_renter_leases_a_peer_device_logs_in_and_stops_from_home() {
         common::web::testid(&page.body, &format!("charged-{lease}")),
         format!("{}.{:02} USD", first / 100, first % 100)
     );
+    // Hour by hour, as beta reported it; no one else's.
+    let usage_path = format!("/api/v1/leases/{lease}/usage");
+    let usage = common::api::call(alpha.api, "GET", &usage_path, Some(&token), None).await;
+    assert_eq!(usage.status, 200, "{}", usage.raw.body);
+    let charges = usage.json["charges"].as_array().unwrap();
+    assert_eq!(charges[0]["kind"], "end", "newest first: {}", usage.json);
+    let summed: i64 = charges
+        .iter()
+        .map(|c| c["amount_cents"].as_i64().unwrap())
+        .sum();
+    assert_eq!(summed, first);
+    assert!(
+        charges
+            .iter()
+            .any(|c| c["kind"] == "usage" && c["reachable_secs"].as_i64() > Some(0))
+    );
+    let other_usage =
+        common::api::call(alpha.api, "GET", &usage_path, Some(&other_token), None).await;
+    assert_eq!(other_usage.status, 404);
+    let page = renter.get(&format!("/leases/{lease}")).await;
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        common::web::testid(&page.body, "lease-total"),
+        format!("{}.{:02} USD", first / 100, first % 100)
+    );
 
     // Leased again, and this time ended by the owner on beta: alpha learns
     // of it on its next look.

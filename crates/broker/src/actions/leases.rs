@@ -15,10 +15,11 @@ use super::Actor;
 use super::rentals::{MAX_OPEN_RENTALS, Mailed};
 use crate::broker::Shared;
 use crate::federation::client::CallError;
+use crate::federation::usage::{RecordBody, RecordKind};
 use crate::federation::wire::{ExportedDevice, LeaseRequest};
 use crate::ledger::Account;
 use crate::rental::Started;
-use crate::store::{LeaseLogin, LeaseRecord, NewLease, PeerRecord, StoreError};
+use crate::store::{Direction, LeaseLogin, LeaseRecord, NewLease, PeerRecord, StoreError};
 use crate::time::UnixTime;
 
 /// Attempts at asking a peer for a lease when it cannot be reached (the
@@ -61,6 +62,42 @@ pub enum LeaseError {
     Unreachable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UsageError {
+    #[error("you have no lease with that id")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Records shown at most (the latest; a week of hours).
+const MAX_RECORDS: usize = 168;
+
+/// One of the peer's usage records of a lease, as its renter sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LeaseCharge {
+    /// `usage` (an hour), `end` or `correction`.
+    pub kind: &'static str,
+    /// The hour it is about, from 1 (for an end, the hours the lease had).
+    pub hour: i64,
+    /// Usage: the stretch of the hour the lease covered (the peer's clock).
+    pub from: i64,
+    pub to: i64,
+    pub reachable_secs: i64,
+    pub reachable_minutes: i64,
+    pub amount_cents: i64,
+    /// Why the lease ended, or was corrected.
+    pub note: String,
+}
+
+/// What a lease cost, record by record (newest first).
+#[derive(Debug, Clone, Serialize)]
+pub struct LeaseUsage {
+    #[serde(flatten)]
+    pub lease: Lease,
+    pub charges: Vec<LeaseCharge>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -319,6 +356,45 @@ pub async fn mine(shared: &Arc<Shared>, actor: Actor) -> Result<Vec<Lease>, Stor
         .blocking(move |s| s.leases_of_renter(renter))
         .await?;
     Ok(rows.into_iter().map(Lease::from).collect())
+}
+
+/// What the renter's lease `id` cost, from the peer's usage records.
+pub async fn usage(shared: &Arc<Shared>, actor: Actor, id: &str) -> Result<LeaseUsage, UsageError> {
+    let (renter, id) = (actor.id, id.to_string());
+    let (lease, bodies) = shared
+        .store
+        .blocking(move |s| -> Result<_, StoreError> {
+            let Some(lease) = s.lease_of_renter(renter, &id)? else {
+                return Ok(None);
+            };
+            let bodies = s.records_of_lease(Direction::Received, lease.peer_id, &lease.id)?;
+            Ok(Some((lease, bodies)))
+        })
+        .await?
+        .ok_or(UsageError::NotFound)?;
+    let charges = bodies
+        .iter()
+        .rev()
+        .take(MAX_RECORDS)
+        .filter_map(|b| serde_json::from_str::<RecordBody>(b).ok())
+        .map(|r| LeaseCharge {
+            kind: r.kind.as_str(),
+            hour: match r.kind {
+                RecordKind::End => r.period,
+                _ => r.period + 1,
+            },
+            from: r.from,
+            to: r.to,
+            reachable_secs: r.reachable_secs,
+            reachable_minutes: r.reachable_secs / 60,
+            amount_cents: r.amount,
+            note: r.note,
+        })
+        .collect();
+    Ok(LeaseUsage {
+        lease: lease.into(),
+        charges,
+    })
 }
 
 /// Stops one of the renter's open leases: ended here at once, and the peer

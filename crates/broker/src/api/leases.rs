@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::Failure;
 use super::body::JsonBody;
 use super::caller::Caller;
-use crate::actions::leases::{self, Lease, LeaseError, Leased, StopError};
+use crate::actions::leases::{self, Lease, LeaseError, LeaseUsage, Leased, StopError, UsageError};
 use crate::broker::Shared;
 
 #[derive(Deserialize)]
@@ -120,4 +120,22 @@ pub async fn stop(
     Path(id): Path<String>,
 ) -> Result<Json<Lease>, Failure> {
     Ok(Json(leases::stop(&shared, caller.actor, &id).await?))
+}
+
+/// What each hour of one of the caller's leases cost, from the peer's
+/// usage records; 404 for another account's lease.
+pub async fn usage(
+    State(shared): State<Arc<Shared>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<LeaseUsage>, Failure> {
+    match leases::usage(&shared, caller.actor, &id).await {
+        Ok(usage) => Ok(Json(usage)),
+        Err(UsageError::NotFound) => Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "you have no lease with that id",
+        )),
+        Err(UsageError::Store(e)) => Err(Failure::internal("reading a lease's usage failed", e)),
+    }
 }

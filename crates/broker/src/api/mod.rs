@@ -153,6 +153,7 @@ pub fn endpoints() -> Vec<(Method, &'static str, MethodRouter<Arc<Shared>>)> {
         (Method::GET, "/api/v1/leases", get(leases::mine)),
         (Method::POST, "/api/v1/leases", post(leases::rent)),
         (Method::POST, "/api/v1/leases/{id}/stop", post(leases::stop)),
+        (Method::GET, "/api/v1/leases/{id}/usage", get(leases::usage)),
         (Method::GET, "/api/v1/topups", get(topups::mine)),
         (Method::POST, "/api/v1/topups", post(topups::start)),
         (Method::GET, "/api/v1/topups/{id}", get(topups::one)),

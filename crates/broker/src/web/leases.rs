@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::Form;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::{Markup, html};
@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::layout::{Flash, page};
 use super::{current_session, html_response, see_other, signed_in_form};
 use crate::accounts::Session;
-use crate::actions::leases::{self, Lease, LeaseError, StopError};
+use crate::actions::leases::{self, Lease, LeaseError, LeaseUsage, StopError, UsageError};
 use crate::actions::rentals::Mailed;
 use crate::broker::Shared;
 use crate::price::show_price;
@@ -69,7 +69,7 @@ fn leases_page(session: &Session, leases: &[Lease], flash: Option<Flash>) -> Mar
                     tbody {
                         @for l in leases {
                             tr data-testid={ "lease-" (l.id) } {
-                                td { (l.device) }
+                                td { a href={ "/leases/" (l.id) } aria-label={ "What " (l.device) " on " (l.broker) " cost" } { (l.device) } }
                                 td { (l.broker) }
                                 td { (l.username.as_deref().unwrap_or("-")) }
                                 td { (show_price(l.hourly_rate_cents)) " " (l.currency) (per_period(l.period_secs)) }
@@ -259,4 +259,84 @@ pub async fn stop(
         }
     };
     html_response(status, leases_page(&session, &list, Some(flash)))
+}
+
+fn usage_content(u: &LeaseUsage) -> Markup {
+    let l = &u.lease;
+    html! {
+        h1 { "Rental of " (l.device) " on " (l.broker) }
+        p {
+            "Rate: " (show_price(l.hourly_rate_cents)) " " (l.currency) (per_period(l.period_secs))
+            ", charged for the minutes the device was reachable, as " (l.broker) " reports them. "
+            "Charged so far: " strong data-testid="lease-total" { (show_price(l.charged_cents)) " " (l.currency) } "."
+            @if l.settled { " Nothing more will be charged." }
+        }
+        @if u.charges.is_empty() {
+            div.empty { p { "Nothing reported yet: " (l.broker) " reports each hour when it ends." } }
+        } @else {
+            div.table-wrap { table data-testid="lease-charges" {
+                thead { tr { th { "Hour" } th { "What" } th { "Reachable" } th { "Charged" } th { "Note" } } }
+                tbody {
+                    @for c in &u.charges {
+                        tr {
+                            td { (c.hour) }
+                            td { (c.kind) }
+                            td { @if c.kind == "usage" { (c.reachable_minutes) " min" } }
+                            td { (show_price(c.amount_cents)) }
+                            td { (c.note) }
+                        }
+                    }
+                }
+            } }
+            p.hint { "Newest first. Each hour is held from your wallet when it begins; when the broker that manages the device reports it, you pay for the reachable minutes and the rest goes back to your wallet." }
+        }
+        p { a href="/leases" { "Back to Rentals on peer brokers" } }
+    }
+}
+
+/// `GET /leases/{id}`: what one of the renter's leases cost.
+pub async fn usage_page(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let Some((session, _)) = current_session(&shared, &headers).await else {
+        return see_other("/signin");
+    };
+    match leases::usage(&shared, (&session).into(), &id).await {
+        Ok(u) => html_response(
+            StatusCode::OK,
+            page(
+                &format!("Rental of {}", u.lease.device),
+                Some(&session),
+                None,
+                usage_content(&u),
+            ),
+        ),
+        Err(UsageError::NotFound) => html_response(
+            StatusCode::NOT_FOUND,
+            page(
+                "No such rental",
+                Some(&session),
+                Some(Flash::Error(
+                    "You have no rental on a peer broker with that id.".into(),
+                )),
+                html! { p { a href="/leases" { "Back to Rentals on peer brokers" } } },
+            ),
+        ),
+        Err(UsageError::Store(e)) => {
+            tracing::error!(error = %e, "reading a lease's usage failed");
+            html_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                page(
+                    "Rental",
+                    Some(&session),
+                    Some(Flash::Error(
+                        "The broker could not read this rental; try again later.".into(),
+                    )),
+                    html! {},
+                ),
+            )
+        }
+    }
 }

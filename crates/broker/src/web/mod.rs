@@ -134,6 +134,7 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/rentals", get(market::rentals))
         .route("/leases", get(leases::list).post(leases::rent))
         .route("/leases/stop", post(leases::stop))
+        .route("/leases/{id}", get(leases::usage_page))
         .route("/rentals/stop", post(market::stop))
         .route("/rentals/{id}", get(usage::usage_page))
         .route("/wallet", get(wallet::wallet_page))
