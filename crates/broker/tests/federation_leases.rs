@@ -23,18 +23,24 @@ use rpibroker::federation::signature::{self, RequestTarget};
 use rpibroker::time::UnixTime;
 use serde_json::{Value, json};
 
-/// A broker called `name` that pulls its peers' listings and looks at its
-/// leases every second.
+/// A broker called `name` that pulls its peers' listings and usage records
+/// every second.
 async fn broker(name: &str) -> TestBroker {
     broker_with(name, "").await
 }
 
 /// [`broker`], with more of the config file.
 async fn broker_with(name: &str, extra: &str) -> TestBroker {
+    broker_polling(name, extra, 1).await
+}
+
+/// [`broker_with`], pulling peers' usage records every `lease_poll` seconds
+/// (unless a peer says it has news).
+async fn broker_polling(name: &str, extra: &str, lease_poll: u64) -> TestBroker {
     TestBroker::start_with(
         1,
         &format!(
-            "{extra}\n[federation]\nname = \"{name}\"\npull_interval_secs = 1\nlease_poll_secs = 1\n"
+            "{extra}\n[federation]\nname = \"{name}\"\npull_interval_secs = 1\nlease_poll_secs = {lease_poll}\n"
         ),
     )
     .await
@@ -200,7 +206,14 @@ async fn a_renter_leases_a_peer_device_logs_in_and_stops_from_home() {
     let name = "lease-pi";
     let _cleanup = Cleanup::new(name);
     let smtp = SmtpServer::start().await;
-    let alpha = broker_with("alpha", &format!("{}\n{BILLING}", smtp.broker_config())).await;
+    // Alpha pulls beta's usage records only when beta says a lease ended
+    // (or after an hour): every end below reaches it that way.
+    let alpha = broker_polling(
+        "alpha",
+        &format!("{}\n{BILLING}", smtp.broker_config()),
+        3600,
+    )
+    .await;
     let mut beta = broker_with("beta", BILLING).await;
     peer(&alpha, &beta);
     let mut owner = sign_up(beta.api, "owner@example.org").await;
@@ -381,6 +394,29 @@ async fn a_renter_leases_a_peer_device_logs_in_and_stops_from_home() {
         common::web::testid(&page.body, "lease-total"),
         format!("{}.{:02} USD", first / 100, first % 100)
     );
+    // Beta's operator credits a cent of it: a correction record, which
+    // alpha books at once (it was told), passing the credit to the renter.
+    let out = ok(beta.run(&[
+        "peer",
+        "correct",
+        "alpha",
+        &lease,
+        "--amount",
+        "-0.01",
+        "--reason",
+        "a slow start",
+    ]));
+    assert!(out.contains("is credited 0.01 USD"), "{out}");
+    let first = first - 1;
+    wait_for("alpha books the correction", DEADLINE, || async {
+        (balance(&alpha, "peer", &peer_id(&alpha, "beta")) == first).then_some(())
+    })
+    .await;
+    let usage = common::api::call(alpha.api, "GET", &usage_path, Some(&token), None).await;
+    assert_eq!(usage.json["charges"][0]["kind"], "correction");
+    assert_eq!(usage.json["charges"][0]["amount_cents"], -1);
+    assert_eq!(usage.json["charges"][0]["note"], "a slow start");
+    assert_eq!(usage.json["charged_cents"], first);
 
     // Leased again, and this time ended by the owner on beta: alpha learns
     // of it on its next look.

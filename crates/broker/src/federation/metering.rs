@@ -18,6 +18,7 @@ use crate::time::UnixTime;
 
 use super::identity::KeyRing;
 use super::usage::{RecordBody, RecordKind};
+use super::wire::{USAGE_NEWS_PATH, UsageNews};
 
 /// Who issues the records.
 pub struct Issuer<'a> {
@@ -209,6 +210,13 @@ pub fn issue(
     body.prev = head.hash;
     let signed = body.seal(issuer.ring);
     b.append_record(Direction::Issued, peer_id, &body, &signed, now)?;
+    if body.kind != RecordKind::Usage {
+        // An end, a correction or a payment matters to the peer now: tell
+        // it to pull (the hourly records wait for its next pull).
+        let news = serde_json::to_string(&UsageNews { seq: body.seq }).expect("news serializes");
+        let key = format!("usage-news-{peer_id}-{}", body.seq);
+        b.queue_message(peer_id, (USAGE_NEWS_PATH, &news, &key), now)?;
+    }
     Ok(body.seq)
 }
 

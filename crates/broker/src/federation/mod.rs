@@ -38,7 +38,7 @@ pub mod url;
 pub mod usage;
 pub mod wire;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -54,8 +54,11 @@ pub struct Federation {
     pub http: reqwest::Client,
     /// Each peer's circuit breaker.
     pub breakers: outbox::Breakers,
-    /// Wakes the outbox when a message was queued.
+    /// Wakes the outbox when a message was queued, or a peer's records
+    /// are to be pulled now.
     pub outbox_wake: tokio::sync::Notify,
+    /// Peers that said they issued records worth pulling now.
+    pub pull_soon: Mutex<HashSet<i64>>,
     /// When each peer's keys were last read again.
     key_refreshes: Mutex<HashMap<i64, Instant>>,
 }
@@ -67,6 +70,7 @@ impl Default for Federation {
             http: client::http_client(),
             breakers: outbox::Breakers::default(),
             outbox_wake: tokio::sync::Notify::new(),
+            pull_soon: Mutex::default(),
             key_refreshes: Mutex::default(),
         }
     }

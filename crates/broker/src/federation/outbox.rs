@@ -157,7 +157,8 @@ pub async fn deliver_due(shared: &Arc<Shared>) {
 
 /// Delivers queued messages every second (and at once when one is
 /// queued), meters the leases this broker runs every few seconds, and
-/// pulls peers' usage records every `lease_poll`, until shutdown.
+/// pulls peers' usage records every `lease_poll` (and a peer's at once when
+/// it says it issued news), until shutdown.
 pub async fn run(shared: Arc<Shared>, mut shutdown: Shutdown) {
     let poll = shared.settings.federation.lease_poll_interval;
     let mut last_poll = Instant::now();
@@ -169,6 +170,17 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: Shutdown) {
             _ = shutdown.wait() => return,
         }
         deliver_due(&shared).await;
+        let soon: Vec<i64> = {
+            let mut set = shared
+                .federation
+                .pull_soon
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            set.drain().collect()
+        };
+        for peer in soon {
+            super::settlement::pull_peer(&shared, peer).await;
+        }
         if last_meter.elapsed() >= METER_EVERY {
             last_meter = Instant::now();
             meter(&shared).await;

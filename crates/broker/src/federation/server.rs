@@ -20,7 +20,8 @@ use super::url::Origin;
 use super::usage;
 use super::wire::{
     BrokerDocument, FederationError, LEASES_PATH, LISTINGS_PATH, LeaseRequest, LeaseStop,
-    PEERING_PATH, PeeringAnswer, PeeringRequest, STATEMENT_PATH, USAGE_PATH, WELL_KNOWN_PATH,
+    PEERING_PATH, PeeringAnswer, PeeringRequest, STATEMENT_PATH, USAGE_NEWS_PATH, USAGE_PATH,
+    UsageNews, WELL_KNOWN_PATH,
 };
 use crate::broker::Shared;
 use crate::store::{Direction, NewPeer, PeerRecord, Redeemed};
@@ -35,6 +36,7 @@ pub fn routes() -> axum::Router<Arc<Shared>> {
         .route(&format!("{LEASES_PATH}/{{id}}"), get(lease_show))
         .route(&format!("{LEASES_PATH}/{{id}}/stop"), post(lease_stop))
         .route(USAGE_PATH, get(usage))
+        .route(USAGE_NEWS_PATH, post(usage_news))
         .route(STATEMENT_PATH, get(statement))
 }
 
@@ -530,6 +532,41 @@ async fn usage(
         }
         Err(e) => internal("reading usage records for a peer failed", e),
     }
+}
+
+/// `POST /federation/v1/usage/news`: the caller issued records worth
+/// pulling now; they are pulled in the background.
+async fn usage_news(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (peer, verified, ring) = match from_peer(&shared, &method, &uri, &headers, &body).await {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    if let Err(e) = serde_json::from_slice::<UsageNews>(&body) {
+        let error = FederationError {
+            code: "invalid_input".into(),
+            message: e.to_string(),
+        };
+        return signed(&ring, StatusCode::BAD_REQUEST, &error, &verified);
+    }
+    shared
+        .federation
+        .pull_soon
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(peer.id);
+    shared.federation.outbox_wake.notify_one();
+    signed(
+        &ring,
+        StatusCode::ACCEPTED,
+        &serde_json::json!({}),
+        &verified,
+    )
 }
 
 /// The `after` of a usage query: a record number, 0 unless given.

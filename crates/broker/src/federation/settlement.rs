@@ -361,33 +361,48 @@ pub async fn pull_all(shared: &Arc<Shared>) {
         }
     };
     for peer in peers.into_iter().filter(|p| p.active) {
-        if !shared.federation.breakers.allows(peer.id) {
-            continue;
-        }
-        let outcome = pull(shared, peer.clone()).await;
-        let problem = match &outcome {
-            Ok(problem) => problem.clone(),
-            Err(e) => {
-                shared
-                    .federation
-                    .breakers
-                    .record(peer.id, !matches!(e, CallError::Unreachable { .. }));
-                tracing::warn!(peer = %peer.name, error = %e, "pulling usage records failed");
-                continue;
+        pull_and_check(shared, peer).await;
+    }
+}
+
+/// [`pull_all`] for peer `peer_id` alone.
+pub async fn pull_peer(shared: &Arc<Shared>, peer_id: i64) {
+    match shared.store.blocking(|s| s.peers()).await {
+        Ok(peers) => {
+            if let Some(peer) = peers.into_iter().find(|p| p.active && p.id == peer_id) {
+                pull_and_check(shared, peer).await;
             }
-        };
-        shared.federation.breakers.record(peer.id, true);
-        if let Some(why) = &problem {
-            tracing::error!(peer = %peer.name, problem = %why, "a peer's usage records do not check out; none after it are booked");
         }
-        let id = peer.id;
-        if let Err(e) = shared
-            .store
-            .blocking(move |s| s.set_usage_check(id, problem.as_deref(), UnixTime::now()))
-            .await
-        {
-            tracing::error!(error = %e, "recording a usage check failed");
+        Err(e) => tracing::error!(error = %e, "reading the peers failed"),
+    }
+}
+
+async fn pull_and_check(shared: &Arc<Shared>, peer: PeerRecord) {
+    if !shared.federation.breakers.allows(peer.id) {
+        return;
+    }
+    let problem = match pull(shared, peer.clone()).await {
+        Ok(problem) => problem,
+        Err(e) => {
+            shared
+                .federation
+                .breakers
+                .record(peer.id, !matches!(e, CallError::Unreachable { .. }));
+            tracing::warn!(peer = %peer.name, error = %e, "pulling usage records failed");
+            return;
         }
+    };
+    shared.federation.breakers.record(peer.id, true);
+    if let Some(why) = &problem {
+        tracing::error!(peer = %peer.name, problem = %why, "a peer's usage records do not check out; none after it are booked");
+    }
+    let id = peer.id;
+    if let Err(e) = shared
+        .store
+        .blocking(move |s| s.set_usage_check(id, problem.as_deref(), UnixTime::now()))
+        .await
+    {
+        tracing::error!(error = %e, "recording a usage check failed");
     }
 }
 

@@ -20,6 +20,9 @@ pub const LEASES_PATH: &str = "/federation/v1/leases";
 /// The usage records of leases the caller holds here (see
 /// [`super::usage`]).
 pub const USAGE_PATH: &str = "/federation/v1/usage";
+/// The caller issued records worth pulling now (a lease ended, a
+/// correction, a payment): [`UsageNews`].
+pub const USAGE_NEWS_PATH: &str = "/federation/v1/usage/news";
 /// This broker's side of its statement with the caller.
 pub const STATEMENT_PATH: &str = "/federation/v1/statement";
 
@@ -182,6 +185,14 @@ impl LeaseRequest {
         }
         Ok(())
     }
+}
+
+/// `POST /federation/v1/usage/news`: the caller issued record `seq`, which
+/// the receiver should pull soon rather than at its next pull.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageNews {
+    pub seq: i64,
 }
 
 /// `POST /federation/v1/leases/{id}/stop`: the peer's renter ended it.

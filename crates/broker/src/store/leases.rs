@@ -481,14 +481,27 @@ impl Batch<'_> {
             .execute(params![peer_id, id, now.0, reason])?
             == 1;
         if ended {
-            self.conn
-                .prepare_cached(
-                    "INSERT INTO peer_outbox (peer_id, path, body, idempotency_key, next_attempt_at, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT (idempotency_key) DO NOTHING",
-                )?
-                .execute(params![peer_id, path, body, key, now.0])?;
+            self.queue_message(peer_id, (path, body, key), now)?;
         }
         Ok(ended)
+    }
+
+    /// Queues `message` (path, body, idempotency key) for peer `peer_id`;
+    /// a message with the same key is queued once.
+    pub fn queue_message(
+        &self,
+        peer_id: i64,
+        message: (&str, &str, &str),
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        let (path, body, key) = message;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO peer_outbox (peer_id, path, body, idempotency_key, next_attempt_at, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT (idempotency_key) DO NOTHING",
+            )?
+            .execute(params![peer_id, path, body, key, now.0])?;
+        Ok(())
     }
 
     /// The lease `id` of peer `peer_id` in `role`.
