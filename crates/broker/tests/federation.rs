@@ -20,7 +20,7 @@ use common::{DEADLINE, TestBroker, wait_for};
 use rpibroker::federation::identity::KeyRing;
 use rpibroker::federation::signature::{self, RequestTarget};
 use rpibroker::time::UnixTime;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// A broker called `name` that pulls its peers every second and hides a
 /// peer's devices after two missed pulls.
@@ -451,6 +451,35 @@ async fn forged_tampered_replayed_expired_and_removed_requests_are_refused() {
     );
     refused(&send(&alpha, path, &headers).await, 401, "longer than");
 
+    // The usage records and the statement are answered only to a peer, of
+    // its own chains.
+    let usage = "/federation/v1/usage?after=0";
+    let headers = signed_get(&beta_keys, &alpha, usage, UnixTime::now());
+    let answer = send(&alpha, usage, &headers).await;
+    assert_eq!(answer.status, 200, "{}", answer.raw.body);
+    assert_eq!(answer.json["records"], json!([]));
+    assert_eq!(answer.json["head"]["seq"], 0);
+    let statement = "/federation/v1/statement";
+    let headers = signed_get(&beta_keys, &alpha, statement, UnixTime::now());
+    let answer = send(&alpha, statement, &headers).await;
+    assert_eq!(answer.status, 200, "{}", answer.raw.body);
+    assert_eq!(answer.json["broker"], "alpha");
+    assert_eq!(answer.json["balance"], 0);
+    for bad in [
+        "/federation/v1/usage?after=-1",
+        "/federation/v1/usage?from=3",
+    ] {
+        let headers = signed_get(&beta_keys, &alpha, bad, UnixTime::now());
+        refused(&send(&alpha, bad, &headers).await, 400, "");
+    }
+    let headers = signed_get(&stranger, &alpha, usage, UnixTime::now());
+    refused(&send(&alpha, usage, &headers).await, 401, "no valid key");
+    refused(
+        &send(&alpha, usage, &HeaderMap::new()).await,
+        401,
+        "missing",
+    );
+
     // Removed: alpha stops peering with beta; beta's requests are refused,
     // and beta hides alpha's devices once its pulls keep failing.
     // Alpha's administrator removes beta on the administrators' page.
@@ -461,6 +490,10 @@ async fn forged_tampered_replayed_expired_and_removed_requests_are_refused() {
         page.body.contains("data-testid=\"peer-beta\""),
         "{}",
         page.body
+    );
+    assert_eq!(
+        common::web::testid(&page.body, "peer-balance-beta"),
+        "settled"
     );
     let removed = admin
         .post(
@@ -483,6 +516,12 @@ async fn forged_tampered_replayed_expired_and_removed_requests_are_refused() {
     assert_eq!(r.status, 404);
     let headers = signed_get(&beta_keys, &alpha, path, UnixTime::now());
     refused(&send(&alpha, path, &headers).await, 403, "no longer a peer");
+    let headers = signed_get(&beta_keys, &alpha, usage, UnixTime::now());
+    refused(
+        &send(&alpha, usage, &headers).await,
+        403,
+        "no longer a peer",
+    );
     wait_for_peer_devices(&beta, BTreeSet::new()).await;
     let list = peers(&beta);
     assert!(list[0]["missed_pulls"].as_i64().unwrap() >= 2, "{list:?}");
