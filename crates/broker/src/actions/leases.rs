@@ -265,36 +265,6 @@ pub async fn rent(
         currency: wallet_currency,
         ssh_key,
     };
-    let mut attempt = 0;
-    let answer = loop {
-        attempt += 1;
-        match crate::federation::leases::request(shared, &peer, &request).await {
-            Ok(a) => break a,
-            Err(CallError::Refused { message, .. }) => {
-                return Err(LeaseError::Refused(peer.name, message));
-            }
-            Err(e @ CallError::Unreachable { .. }) if attempt < ATTEMPTS => {
-                tracing::warn!(peer = %peer.name, error = %e, "asking a peer for a lease failed; asking again");
-                tokio::time::sleep(std::time::Duration::from_secs(1 << attempt)).await;
-            }
-            Err(e) => {
-                tracing::warn!(peer = %peer.name, error = %e, "asking a peer for a lease failed");
-                return Err(LeaseError::Unreachable(peer.name));
-            }
-        }
-    };
-    let (Some(username), Some(password)) = (answer.username.clone(), answer.password.clone())
-    else {
-        tracing::warn!(peer = %peer.name, lease = %request.lease, "a peer answered a new lease without its login");
-        return Err(LeaseError::Unreachable(peer.name));
-    };
-    let login = LeaseLogin {
-        username,
-        ssh_host: answer.ssh_host.clone().unwrap_or_default(),
-        ssh_port: answer.ssh_port,
-        http_url: answer.http_url.clone().unwrap_or_default(),
-        https_url: answer.https_url.clone().unwrap_or_default(),
-    };
     let new = NewLease {
         peer_id: peer.id,
         id: request.lease.clone(),
@@ -303,16 +273,68 @@ pub async fn rent(
         currency: request.currency.clone(),
         renter_id: renter,
         idempotency_key: None,
-        period_secs: answer.period_secs.unwrap_or(3600),
+        // Until the peer says otherwise.
+        period_secs: 3600,
     };
+    let asked_at = UnixTime::now();
+    {
+        let new = new.clone();
+        shared
+            .store
+            .blocking(move |s| s.add_lessee_lease(&new, asked_at))
+            .await?;
+    }
+    let (peer_id, lease_id) = (peer.id, request.lease.clone());
+    let answer = match ask(shared, &peer, &request).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            match &e {
+                LeaseError::Refused(_, why) => {
+                    let why = format!("refused: {why}");
+                    shared
+                        .store
+                        .blocking(move |s| s.drop_lessee_lease(peer_id, &lease_id, &why))
+                        .await?;
+                }
+                _ => {
+                    // The peer may have made the lease without this broker
+                    // hearing: end it there too, charging nothing.
+                    let (path, body, key) =
+                        crate::federation::leases::stop_message(&lease_id, asked_at);
+                    shared
+                        .store
+                        .blocking(move |s| {
+                            s.end_lease_and_tell(
+                                peer_id,
+                                &lease_id,
+                                Some("the peer could not be reached"),
+                                (&path, &body, &key),
+                                UnixTime::now(),
+                            )
+                        })
+                        .await?;
+                    shared.federation.outbox_wake.notify_one();
+                }
+            }
+            return Err(e);
+        }
+    };
+    let login = LeaseLogin {
+        username: answer.username.clone().unwrap_or_default(),
+        ssh_host: answer.ssh_host.clone().unwrap_or_default(),
+        ssh_port: answer.ssh_port,
+        http_url: answer.http_url.clone().unwrap_or_default(),
+        https_url: answer.https_url.clone().unwrap_or_default(),
+    };
+    let password = answer.password.clone().unwrap_or_default();
+    let period_secs = answer.period_secs.unwrap_or(3600);
     let covered = {
         let login = login.clone();
         shared
             .store
             .blocking(move |s| {
-                let now = UnixTime::now();
-                s.add_lessee_lease(&new, &login, now)?;
-                crate::federation::settlement::hold_first(s, new.peer_id, &new.id, now)
+                s.set_lessee_login(new.peer_id, &new.id, &login, period_secs)?;
+                crate::federation::settlement::hold_first(s, new.peer_id, &new.id, UnixTime::now())
             })
             .await?
     };
@@ -346,6 +368,38 @@ pub async fn rent(
         started,
         mail,
     })
+}
+
+/// Asks `peer` for the lease `request` (the same request again when the
+/// peer cannot be reached, so it makes one lease at most); its answer,
+/// which carries the login.
+async fn ask(
+    shared: &Arc<Shared>,
+    peer: &PeerRecord,
+    request: &LeaseRequest,
+) -> Result<crate::federation::wire::LeaseAnswer, LeaseError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match crate::federation::leases::request(shared, peer, request).await {
+            Ok(a) if a.username.is_some() && a.password.is_some() => return Ok(a),
+            Ok(_) => {
+                tracing::warn!(peer = %peer.name, lease = %request.lease, "a peer answered a new lease without its login");
+                return Err(LeaseError::Unreachable(peer.name.clone()));
+            }
+            Err(CallError::Refused { message, .. }) => {
+                return Err(LeaseError::Refused(peer.name.clone(), message));
+            }
+            Err(e @ CallError::Unreachable { .. }) if attempt < ATTEMPTS => {
+                tracing::warn!(peer = %peer.name, error = %e, "asking a peer for a lease failed; asking again");
+                tokio::time::sleep(std::time::Duration::from_secs(1 << attempt)).await;
+            }
+            Err(e) => {
+                tracing::warn!(peer = %peer.name, error = %e, "asking a peer for a lease failed");
+                return Err(LeaseError::Unreachable(peer.name.clone()));
+            }
+        }
+    }
 }
 
 /// The renter's leases, open first, then the latest.

@@ -149,6 +149,12 @@ fn meter_lease(
     if !finished {
         return Ok((records, false));
     }
+    if m.rental.is_none() {
+        // Its rental never started: the lease was refused, and the peer,
+        // told so, expects no record of it.
+        b.close_lease_usage(LeaseRole::Lessor, lease.peer_id, &lease.id)?;
+        return Ok((records, true));
+    }
     let reason = m
         .rental
         .as_ref()
@@ -205,9 +211,9 @@ pub fn issue(
     mut body: RecordBody,
     now: UnixTime,
 ) -> Result<i64, StoreError> {
-    let head = b.chain_head(Direction::Issued, peer_id)?;
-    body.seq = head.seq + 1;
-    body.prev = head.hash;
+    let (last, hash) = b.chain_tip(Direction::Issued, peer_id)?;
+    body.seq = last + 1;
+    body.prev = hash;
     let signed = body.seal(issuer.ring);
     b.append_record(Direction::Issued, peer_id, &body, &signed, now)?;
     if body.kind != RecordKind::Usage {

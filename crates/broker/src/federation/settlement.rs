@@ -148,14 +148,14 @@ pub fn book(
     signed: &SignedRecord,
     now: UnixTime,
 ) -> Result<Result<(), Rejected>, StoreError> {
-    let head = b.chain_head(Direction::Received, peer.id)?;
-    if body.seq != head.seq + 1 {
+    let (have, hash) = b.chain_tip(Direction::Received, peer.id)?;
+    if body.seq != have + 1 {
         return Ok(Err(Rejected::OutOfOrder {
             seq: body.seq,
-            have: head.seq,
+            have,
         }));
     }
-    if body.prev != head.hash {
+    if body.prev != hash {
         return Ok(Err(Rejected::BrokenChain(body.seq)));
     }
     let wrong = |why: String| Ok(Err(Rejected::Wrong { seq: body.seq, why }));
@@ -582,12 +582,13 @@ mod tests {
             idempotency_key: key.map(str::to_string),
             period_secs: HOUR,
         };
-        a.add_lessee_lease(
-            &lease(b_at_a, renter, None),
-            &LeaseLogin::default(),
-            UnixTime(T0),
-        )
-        .unwrap();
+        a.add_lessee_lease(&lease(b_at_a, renter, None), UnixTime(T0))
+            .unwrap();
+        let login = LeaseLogin {
+            username: "renter".into(),
+            ..LeaseLogin::default()
+        };
+        a.set_lessee_login(b_at_a, "lse-1", &login, HOUR).unwrap();
         assert!(hold_first(&a, b_at_a, "lse-1", UnixTime(T0)).unwrap());
 
         let owner = b
@@ -912,6 +913,61 @@ mod tests {
         ));
         assert_eq!(p.pull(at), None);
         assert_eq!(p.a_balance(Account::Peer(p.b_at_a)), 2 * RATE);
+        p.assert_agree();
+    }
+
+    #[test]
+    fn a_lease_never_started_has_no_record_and_one_abandoned_costs_nothing() {
+        let p = pair(10_000);
+        // A lease whose rental never started (refused): closed, no record.
+        let peer_renter = p.b.peer_renter("a.example", UnixTime(0)).unwrap();
+        let refused = NewLease {
+            peer_id: p.a_at_b,
+            id: "lse-2".into(),
+            device: "pi".into(),
+            hourly_rate: RATE,
+            currency: "USD".into(),
+            renter_id: peer_renter,
+            idempotency_key: Some("k2".into()),
+            period_secs: HOUR,
+        };
+        assert!(matches!(
+            p.b.open_lessor_lease(&refused, 100_000, UnixTime(T0))
+                .unwrap(),
+            Opened::Lease(_)
+        ));
+        p.b.end_lease(
+            LeaseRole::Lessor,
+            p.a_at_b,
+            "lse-2",
+            Some("device unreachable"),
+            UnixTime(T0 + 1),
+        )
+        .unwrap();
+        // The first lease's answer was lost: A stops it as of when it
+        // asked, and B, told late, charges nothing.
+        p.b.set_lease_stop_at(p.a_at_b, "lse-1", T0 - 1).unwrap();
+        p.b.set_rental_ending(&p.rental, None, UnixTime(T0 + 2 * HOUR))
+            .unwrap();
+        p.meter(T0 + 2 * HOUR + 1);
+        let records =
+            p.b.records_after(Direction::Issued, p.a_at_b, 0, 10)
+                .unwrap();
+        assert_eq!(records.len(), 1, "only lse-1's end");
+        let end: RecordBody = serde_json::from_str(&records[0].body).unwrap();
+        assert_eq!(
+            (end.lease.as_str(), end.kind, end.period),
+            ("lse-1", RecordKind::End, 0)
+        );
+        assert!(p.b.leases_to_meter().unwrap().is_empty(), "both are done");
+        assert_eq!(p.pull(T0 + 2 * HOUR + 2), None);
+        assert_eq!(p.a_balance(Account::Peer(p.b_at_a)), 0);
+        assert_eq!(
+            p.a_balance(Account::Held(p.renter)),
+            0,
+            "the hold is released"
+        );
+        assert_eq!(p.a_balance(Account::Wallet(p.renter)), 10_000);
         p.assert_agree();
     }
 

@@ -63,14 +63,16 @@ pub struct LeaseTotal {
 /// `None`.
 pub type Span = Option<(i64, i64)>;
 
-fn head_on(
+/// The number and hash of the last record of a chain issued in `span`
+/// (`0` and empty when it has none): one row read, however long the chain.
+fn tip_on(
     conn: &rusqlite::Connection,
     direction: Direction,
     peer_id: i64,
     span: Span,
-) -> Result<ChainHead, StoreError> {
+) -> Result<(i64, String), StoreError> {
     let (from, until) = span.unwrap_or((i64::MIN, i64::MAX));
-    let last: Option<(i64, String)> = conn
+    Ok(conn
         .prepare_cached(
             "SELECT seq, hash FROM lease_usage
              WHERE direction = ?1 AND peer_id = ?2 AND issued_at >= ?3 AND issued_at < ?4
@@ -79,7 +81,18 @@ fn head_on(
         .query_row(params![direction.as_str(), peer_id, from, until], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
-        .optional()?;
+        .optional()?
+        .unwrap_or_default())
+}
+
+fn head_on(
+    conn: &rusqlite::Connection,
+    direction: Direction,
+    peer_id: i64,
+    span: Span,
+) -> Result<ChainHead, StoreError> {
+    let (from, until) = span.unwrap_or((i64::MIN, i64::MAX));
+    let (seq, hash) = tip_on(conn, direction, peer_id, span)?;
     let total: i64 = conn
         .prepare_cached(
             "SELECT COALESCE(SUM(amount), 0) FROM lease_usage
@@ -88,14 +101,18 @@ fn head_on(
         .query_row(params![direction.as_str(), peer_id, from, until], |r| {
             r.get(0)
         })?;
-    let (seq, hash) = last.unwrap_or_default();
     Ok(ChainHead { seq, hash, total })
 }
 
 impl Batch<'_> {
-    /// The last record of the chain and its total.
-    pub fn chain_head(&self, direction: Direction, peer_id: i64) -> Result<ChainHead, StoreError> {
-        head_on(self.conn, direction, peer_id, None)
+    /// The number and hash of the chain's last record, which the next one
+    /// follows.
+    pub fn chain_tip(
+        &self,
+        direction: Direction,
+        peer_id: i64,
+    ) -> Result<(i64, String), StoreError> {
+        tip_on(self.conn, direction, peer_id, None)
     }
 
     /// Adds a record to a chain (its place was checked by the caller).
@@ -323,14 +340,15 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The open leases this broker's renters hold at a price, whose wallet
-    /// has covered every period so far.
+    /// The open leases this broker's renters hold at a price (the peer
+    /// granted them: they have a login), whose wallet has covered every
+    /// period so far.
     pub fn leases_to_hold(&self) -> Result<Vec<LeaseRecord>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {LEASE_COLUMNS} FROM leases l JOIN peers p ON p.id = l.peer_id
              WHERE l.role = 'lessee' AND l.state = 'open' AND l.hourly_rate > 0
-                 AND l.unpaid_period IS NULL"
+                 AND l.unpaid_period IS NULL AND l.username IS NOT NULL"
         ))?;
         let rows = stmt.query_map([], lease_row)?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -255,18 +255,14 @@ impl Store {
         Ok(Opened::Lease(Box::new(found)))
     }
 
-    /// Records a lease this broker's renter holds from a peer, with the
-    /// login the peer gave.
-    pub fn add_lessee_lease(
-        &self,
-        lease: &NewLease,
-        login: &LeaseLogin,
-        now: UnixTime,
-    ) -> Result<(), StoreError> {
+    /// Records a lease this broker's renter asks a peer for, before asking:
+    /// whatever the peer does with the request, a record of it finds its
+    /// lease here. It has no login until [`Store::set_lessee_login`].
+    pub fn add_lessee_lease(&self, lease: &NewLease, now: UnixTime) -> Result<(), StoreError> {
         self.conn().execute(
             "INSERT INTO leases (role, peer_id, id, device, hourly_rate, currency, renter_id,
-                 state, username, ssh_host, ssh_port, http_url, https_url, created_at, period_secs)
-             VALUES ('lessee', ?1, ?2, ?3, ?4, ?5, ?6, 'open', ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                 state, created_at, period_secs)
+             VALUES ('lessee', ?1, ?2, ?3, ?4, ?5, ?6, 'open', ?7, ?8)",
             params![
                 lease.peer_id,
                 lease.id,
@@ -274,16 +270,57 @@ impl Store {
                 lease.hourly_rate,
                 lease.currency,
                 lease.renter_id,
-                login.username,
-                login.ssh_host,
-                login.ssh_port,
-                login.http_url,
-                login.https_url,
                 now.0,
                 lease.period_secs
             ],
         )?;
         Ok(())
+    }
+
+    /// Sets the login the peer gave for a lease this broker's renter holds,
+    /// and the period its rate is for.
+    pub fn set_lessee_login(
+        &self,
+        peer_id: i64,
+        id: &str,
+        login: &LeaseLogin,
+        period_secs: i64,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE leases SET username = ?3, ssh_host = ?4, ssh_port = ?5, http_url = ?6,
+                 https_url = ?7, period_secs = ?8
+             WHERE role = 'lessee' AND peer_id = ?1 AND id = ?2",
+            params![
+                peer_id,
+                id,
+                login.username,
+                login.ssh_host,
+                login.ssh_port,
+                login.http_url,
+                login.https_url,
+                period_secs
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Ends a lease the peer refused: it has nothing to report of it.
+    pub fn drop_lessee_lease(
+        &self,
+        peer_id: i64,
+        id: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        self.batch(|b| {
+            b.end_lease(
+                LeaseRole::Lessee,
+                peer_id,
+                id,
+                Some(reason),
+                UnixTime::now(),
+            )?;
+            b.close_lease_usage(LeaseRole::Lessee, peer_id, id)
+        })
     }
 
     /// Sets the rental and login of a lease this broker runs.
@@ -667,9 +704,7 @@ mod tests {
             .id;
         let mut held = lease(peer, renter, "lse-9", 25, "unused");
         held.idempotency_key = None;
-        store
-            .add_lessee_lease(&held, &LeaseLogin::default(), UnixTime(2))
-            .unwrap();
+        store.add_lessee_lease(&held, UnixTime(2)).unwrap();
         let message = ("/federation/v1/leases/lse-9/stop", "{}", "stop-lse-9");
         assert!(
             store
