@@ -201,13 +201,17 @@ fn main() {
         if i.is_multiple_of(PER_RENTER) {
             renter = funded_user(&lessee, &format!("r{i}@a.example"), 1_000_000_000);
         }
+        let new = lease(at_lessee.id, i, renter);
         lessee
-            .add_lessee_lease(
-                &lease(at_lessee.id, i, renter),
-                &LeaseLogin::default(),
-                UnixTime(T0),
-            )
+            .add_lessee_lease(&new, UnixTime(T0))
             .expect("a lessee lease");
+        let login = LeaseLogin {
+            username: "renter".into(),
+            ..LeaseLogin::default()
+        };
+        lessee
+            .set_lessee_login(at_lessee.id, &new.id, &login, HOUR)
+            .expect("its login");
     }
     assert!(hold_due_at(&lessee, UnixTime(T0)).unwrap().is_empty());
 
