@@ -158,6 +158,15 @@ fn signed<T: Serialize>(
     response
 }
 
+/// A verified request's refusal for bad input, signed.
+fn invalid(ring: &KeyRing, verified: &VerifiedRequest, why: impl Into<String>) -> Response {
+    let error = FederationError {
+        code: "invalid_input".into(),
+        message: why.into(),
+    };
+    signed(ring, StatusCode::BAD_REQUEST, &error, verified)
+}
+
 /// `POST /federation/v1/peering`: a broker presents an invite, signed with
 /// the key it publishes in the same request (which proves it holds it);
 /// the invite proves this broker's operator agreed.
@@ -273,6 +282,24 @@ async fn from_peer(
     Ok((peer, verified, ring(shared)?))
 }
 
+/// [`from_peer`] for a GET, which has no body.
+async fn from_peer_get(
+    shared: &Arc<Shared>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(PeerRecord, VerifiedRequest, KeyRing), Box<Response>> {
+    if !body.is_empty() {
+        return Err(Box::new(refuse(
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+            "GET has no body",
+        )));
+    }
+    from_peer(shared, method, uri, headers, &[]).await
+}
+
 /// The active peer whose key signed the request, or the refusal. A key no
 /// peer has may be one a peer rotated to: peers' published keys are read
 /// again (each at most once a minute) before the request is refused.
@@ -371,26 +398,14 @@ async fn listings(
     RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> Response {
-    if !body.is_empty() {
-        return refuse(StatusCode::BAD_REQUEST, "invalid_input", "GET has no body");
-    }
-    let (peer, verified, ring) = match from_peer(&shared, &method, &uri, &headers, &[]).await {
+    let (peer, verified, ring) = match from_peer_get(&shared, &method, &uri, &headers, &body).await
+    {
         Ok(v) => v,
         Err(r) => return *r,
     };
     let (cursor, limit) = match super::listings::parse_query(raw.as_deref()) {
         Ok(q) => q,
-        Err(why) => {
-            return signed(
-                &ring,
-                StatusCode::BAD_REQUEST,
-                &FederationError {
-                    code: "invalid_input".into(),
-                    message: why,
-                },
-                &verified,
-            );
-        }
+        Err(why) => return invalid(&ring, &verified, why),
     };
     match super::listings::page(&shared, cursor, limit).await {
         Ok(page) => {
@@ -431,13 +446,7 @@ async fn lease_open(
         .and_then(|r| r.check().map(|()| r));
     let request = match parsed {
         Ok(r) => r,
-        Err(why) => {
-            let error = FederationError {
-                code: "invalid_input".into(),
-                message: why,
-            };
-            return signed(&ring, StatusCode::BAD_REQUEST, &error, &verified);
-        }
+        Err(why) => return invalid(&ring, &verified, why),
     };
     let key = verified.idempotency_key.clone();
     let result = super::leases::open(&shared, &peer, key, request).await;
@@ -476,13 +485,7 @@ async fn lease_stop(
     };
     let stop = match serde_json::from_slice::<LeaseStop>(&body) {
         Ok(stop) => stop,
-        Err(e) => {
-            let error = FederationError {
-                code: "invalid_input".into(),
-                message: e.to_string(),
-            };
-            return signed(&ring, StatusCode::BAD_REQUEST, &error, &verified);
-        }
+        Err(e) => return invalid(&ring, &verified, e.to_string()),
     };
     let result = super::leases::stop(&shared, &peer, &id, stop.at).await;
     lease_answer(&ring, &verified, result)
@@ -499,22 +502,14 @@ async fn usage(
     RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> Response {
-    if !body.is_empty() {
-        return refuse(StatusCode::BAD_REQUEST, "invalid_input", "GET has no body");
-    }
-    let (peer, verified, ring) = match from_peer(&shared, &method, &uri, &headers, &[]).await {
+    let (peer, verified, ring) = match from_peer_get(&shared, &method, &uri, &headers, &body).await
+    {
         Ok(v) => v,
         Err(r) => return *r,
     };
     let after = match parse_after(raw.as_deref()) {
         Ok(after) => after,
-        Err(why) => {
-            let error = FederationError {
-                code: "invalid_input".into(),
-                message: why,
-            };
-            return signed(&ring, StatusCode::BAD_REQUEST, &error, &verified);
-        }
+        Err(why) => return invalid(&ring, &verified, why),
     };
     let id = peer.id;
     let page = shared
@@ -548,11 +543,7 @@ async fn usage_news(
         Err(r) => return *r,
     };
     if let Err(e) = serde_json::from_slice::<UsageNews>(&body) {
-        let error = FederationError {
-            code: "invalid_input".into(),
-            message: e.to_string(),
-        };
-        return signed(&ring, StatusCode::BAD_REQUEST, &error, &verified);
+        return invalid(&ring, &verified, e.to_string());
     }
     shared
         .federation
@@ -597,25 +588,22 @@ async fn statement(
     RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> Response {
-    if !body.is_empty() {
-        return refuse(StatusCode::BAD_REQUEST, "invalid_input", "GET has no body");
-    }
-    let (peer, verified, ring) = match from_peer(&shared, &method, &uri, &headers, &[]).await {
+    let (peer, verified, ring) = match from_peer_get(&shared, &method, &uri, &headers, &body).await
+    {
         Ok(v) => v,
         Err(r) => return *r,
-    };
-    let invalid = |why: String| {
-        let error = FederationError {
-            code: "invalid_input".into(),
-            message: why,
-        };
-        signed(&ring, StatusCode::BAD_REQUEST, &error, &verified)
     };
     let month = match raw.as_deref().unwrap_or_default() {
         "" => None,
         q => match q.strip_prefix("month=") {
             Some(m) if m.len() <= 7 => Some(m.to_string()),
-            _ => return invalid(format!("unknown or malformed query {q:?}")),
+            _ => {
+                return invalid(
+                    &ring,
+                    &verified,
+                    format!("unknown or malformed query {q:?}"),
+                );
+            }
         },
     };
     let (name, currency) = (
@@ -631,7 +619,7 @@ async fn statement(
         .await;
     match made {
         Ok(Ok(statement)) => signed(&ring, StatusCode::OK, &statement, &verified),
-        Ok(Err(why)) => invalid(why),
+        Ok(Err(why)) => invalid(&ring, &verified, why),
         Err(e) => internal("making a statement for a peer failed", e),
     }
 }
