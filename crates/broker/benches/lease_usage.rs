@@ -213,7 +213,7 @@ fn main() {
             .set_lessee_login(at_lessee.id, &new.id, &login, HOUR)
             .expect("its login");
     }
-    assert!(hold_due_at(&lessee, UnixTime(T0)).unwrap().is_empty());
+    assert!(hold_due_at(&lessee, UnixTime(T0)).unwrap().ended.is_empty());
 
     // Lessor: the first hour of every rental and lease ended a second ago.
     let due = UnixTime(T0 + HOUR + 1);

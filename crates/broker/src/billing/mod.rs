@@ -99,11 +99,14 @@ pub async fn bill_once(shared: &Arc<Shared>, stopping: &Stopping) -> Result<(), 
             end_rental(shared, stopping.clone(), end);
         }
     }
-    let unpaid = shared
+    let holds = shared
         .store
         .blocking(|s| crate::federation::settlement::hold_due_at(s, UnixTime::now()))
         .await?;
-    if !unpaid.is_empty() {
+    for low in &holds.low_balance {
+        warn_low_balance(shared, low);
+    }
+    if !holds.ended.is_empty() {
         shared.federation.outbox_wake.notify_one();
     }
     Ok(())

@@ -23,13 +23,18 @@
 use std::sync::Arc;
 
 use axum::http::Method;
+use rpibroker_wire::DeviceName;
+use rpibroker_wire::control::RentalId;
 
 use super::client::CallError;
 use super::metering::{PEERS_CLEARING, period_transfer, record_transfer};
 use super::usage::{RecordBody, RecordError, RecordKind, SignedRecord, UsagePage};
+use crate::billing::pass::LowBalance;
 use crate::broker::Shared;
 use crate::ledger::{Account, Currency, LedgerError, Transfer, TransferId};
-use crate::store::{Batch, Direction, LeaseRecord, LeaseRole, PeerRecord, Store, StoreError};
+use crate::store::{
+    Batch, Direction, LeaseRecord, LeaseRole, PeerRecord, Posted, Store, StoreError,
+};
 use crate::time::UnixTime;
 
 /// Pages of records pulled from one peer per round.
@@ -43,17 +48,43 @@ fn hold_transfer(peer_id: i64, lease: &str, k: i64) -> Result<TransferId, StoreE
     )?)
 }
 
-/// Holds the periods of priced leases that began by `now`; the leases
-/// whose renters' wallets could not cover one, which are ended here and
-/// whose stop is queued for their peers.
-pub fn hold_due_at(store: &Store, now: UnixTime) -> Result<Vec<LeaseRecord>, StoreError> {
-    let mut ended = Vec::new();
+/// What holding leases' periods left for the caller to do.
+#[derive(Debug, Default)]
+pub struct Holds {
+    /// Leases whose renters' wallets could not cover a period: ended here,
+    /// their stop queued for their peers.
+    pub ended: Vec<LeaseRecord>,
+    /// Renters whose wallets, after a period's hold, cannot cover the next
+    /// (once per period, since a hold is placed once).
+    pub low_balance: Vec<LowBalance>,
+}
+
+/// Holds the periods of priced leases that began by `now`.
+pub fn hold_due_at(store: &Store, now: UnixTime) -> Result<Holds, StoreError> {
+    let mut holds = Holds::default();
     for lease in store.leases_to_hold()? {
-        if !store.batch(|b| hold_lease(b, &lease, now))? {
-            ended.push(lease);
+        let (covered, left) = store.batch(|b| hold_lease(b, &lease, now))?;
+        if let Some(left) = left
+            && let (Ok(rental), Ok(device), Some(renter)) = (
+                RentalId::parse(&lease.id),
+                DeviceName::parse(&lease.device),
+                store.user(lease.renter_id)?,
+            )
+        {
+            holds.low_balance.push(LowBalance {
+                rental,
+                period: lease.periods_done,
+                device,
+                renter_email: renter.email,
+                left,
+                rate: lease.hourly_rate,
+            });
+        }
+        if !covered {
+            holds.ended.push(lease);
         }
     }
-    Ok(ended)
+    Ok(holds)
 }
 
 /// Holds the first period of lease `id` just made; false if the wallet
@@ -65,22 +96,28 @@ pub fn hold_first(
     now: UnixTime,
 ) -> Result<bool, StoreError> {
     store.batch(|b| match b.lease(LeaseRole::Lessee, peer_id, id)? {
-        Some(lease) if lease.hourly_rate > 0 => hold_lease(b, &lease, now),
+        Some(lease) if lease.hourly_rate > 0 => Ok(hold_lease(b, &lease, now)?.0),
         _ => Ok(true),
     })
 }
 
-/// Holds the periods of `lease` that began; false if the wallet could not
-/// cover one (the lease is then ended and its peer told).
-fn hold_lease(b: &Batch<'_>, lease: &LeaseRecord, now: UnixTime) -> Result<bool, StoreError> {
+/// Holds the periods of `lease` that began: false if the wallet could not
+/// cover one (the lease is then ended and its peer told), and what the
+/// wallet holds if a hold was placed and it cannot cover the next.
+fn hold_lease(
+    b: &Batch<'_>,
+    lease: &LeaseRecord,
+    now: UnixTime,
+) -> Result<(bool, Option<i64>), StoreError> {
     if now.0 < lease.created_at {
-        return Ok(true);
+        return Ok((true, None));
     }
     let current = (now.0 - lease.created_at) / lease.period_secs;
     let currency = Currency::parse(&lease.currency)?;
     let renter = lease.renter_id;
     let mut k = lease.periods_done;
     let mut covered = true;
+    let mut held = false;
     while k <= current {
         if !b.transfer_posted(&period_transfer(lease.peer_id, &lease.id, k)?)? {
             let hold = Transfer::simple(
@@ -98,7 +135,7 @@ fn hold_lease(b: &Batch<'_>, lease: &LeaseRecord, now: UnixTime) -> Result<bool,
                 lease.hourly_rate,
             )?;
             match b.post(&hold, now) {
-                Ok(_) => {}
+                Ok(posted) => held |= posted == Posted::Now,
                 Err(StoreError::Ledger(LedgerError::InsufficientFunds { .. })) => {
                     covered = false;
                     break;
@@ -121,7 +158,9 @@ fn hold_lease(b: &Batch<'_>, lease: &LeaseRecord, now: UnixTime) -> Result<bool,
             now,
         )?;
     }
-    Ok(covered)
+    let left = b.balance(&Account::Wallet(renter), &currency)?;
+    let low = (covered && held && left < lease.hourly_rate).then_some(left);
+    Ok((covered, low))
 }
 
 /// Why a record was not booked.
@@ -972,10 +1011,31 @@ mod tests {
     }
 
     #[test]
+    fn a_renter_whose_wallet_will_not_cover_the_next_hour_is_warned_once() {
+        let p = pair(2 * RATE + 100);
+        assert!(
+            hold_due_at(&p.a, UnixTime(T0 + 10))
+                .unwrap()
+                .low_balance
+                .is_empty()
+        );
+        let holds = hold_due_at(&p.a, UnixTime(T0 + HOUR + 1)).unwrap();
+        assert!(holds.ended.is_empty());
+        assert_eq!(holds.low_balance.len(), 1);
+        let low = &holds.low_balance[0];
+        assert_eq!((low.period, low.left, low.rate), (1, 100, RATE));
+        assert_eq!(low.renter_email, "r@a.example");
+        assert_eq!(low.device.as_str(), "pi");
+        let again = hold_due_at(&p.a, UnixTime(T0 + HOUR + 2)).unwrap();
+        assert!(again.low_balance.is_empty(), "one warning per hour");
+    }
+
+    #[test]
     fn a_wallet_that_cannot_hold_an_hour_ends_the_lease_and_tells_the_peer() {
         let p = pair(RATE + 100);
-        let ended = hold_due_at(&p.a, UnixTime(T0 + HOUR + 1)).unwrap();
-        assert_eq!(ended.len(), 1);
+        let holds = hold_due_at(&p.a, UnixTime(T0 + HOUR + 1)).unwrap();
+        assert_eq!(holds.ended.len(), 1);
+        assert!(holds.low_balance.is_empty(), "no hour was held");
         let lease =
             p.a.lease(LeaseRole::Lessee, p.b_at_a, "lse-1")
                 .unwrap()
@@ -989,12 +1049,8 @@ mod tests {
                 .body
                 .contains(&format!("\"at\":{}", T0 + HOUR + 1))
         );
-        assert!(
-            hold_due_at(&p.a, UnixTime(T0 + HOUR + 2))
-                .unwrap()
-                .is_empty(),
-            "once"
-        );
+        let again = hold_due_at(&p.a, UnixTime(T0 + HOUR + 2)).unwrap();
+        assert!(again.ended.is_empty(), "once");
 
         // B learns of the stop late, and meters the full first hour and the
         // second to the stop: one second at 6.00 an hour rounds to nothing.
