@@ -71,6 +71,7 @@ fn device(i: usize) -> ExportedDevice {
         hourly_rate: Some(25 + (i % 50) as i64),
         currency: "USD".into(),
         available: false,
+        period_secs: None,
     }
 }
 

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use rpibroker::billing::pass::bill_once_at;
 use rpibroker::billing::settings::BillingSettings;
 use rpibroker::federation::identity::{KeyRing, PublicKey};
+use rpibroker::federation::leases::stop_message;
 use rpibroker::federation::metering::{Issuer, meter_at};
 use rpibroker::federation::settlement::{book, hold_due_at};
 use rpibroker::federation::usage::RecordBody;
@@ -202,15 +203,16 @@ fn main() {
             renter = funded_user(&lessee, &format!("r{i}@a.example"), 1_000_000_000);
         }
         let new = lease(at_lessee.id, i, renter);
+        let (path, body, key) = stop_message(&new.id, UnixTime(T0));
         lessee
-            .add_lessee_lease(&new, UnixTime(T0))
+            .add_lessee_lease(&new, (&path, &body, &key), UnixTime(T0 + 180), UnixTime(T0))
             .expect("a lessee lease");
         let login = LeaseLogin {
             username: "renter".into(),
             ..LeaseLogin::default()
         };
         lessee
-            .set_lessee_login(at_lessee.id, &new.id, &login, HOUR)
+            .set_lessee_login(at_lessee.id, &new.id, &login, HOUR, &key)
             .expect("its login");
     }
     assert!(hold_due_at(&lessee, UnixTime(T0)).unwrap().ended.is_empty());

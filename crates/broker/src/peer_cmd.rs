@@ -16,13 +16,14 @@ use crate::federation::identity::KeyRing;
 use crate::federation::metering::{self, Issuer, Payment};
 use crate::federation::peering::{self, Invite};
 use crate::federation::server::own_document;
+use crate::federation::settlement;
 use crate::federation::url::Origin;
 use crate::federation::usage::{ChainHead, Statement, month_span};
 use crate::federation::wire::STATEMENT_PATH;
 use crate::ledger::Currency;
 use crate::price::{parse_price, show_price};
 use crate::settings::Settings;
-use crate::store::{Direction, LeaseTotal, PeerRecord, Store};
+use crate::store::{Direction, LeaseTotal, PeerRecord, Removal, Store};
 use crate::time::UnixTime;
 
 pub async fn run(settings: &Settings, command: PeerCommand) -> anyhow::Result<()> {
@@ -127,8 +128,12 @@ pub async fn run(settings: &Settings, command: PeerCommand) -> anyhow::Result<()
             Ok(())
         }
         PeerCommand::Remove { name } => {
-            if !store.remove_peer(&name, now)? {
-                bail!("no active peer called {name}");
+            match store.remove_peer(&name, now)? {
+                Removal::Removed(id) => settlement::close_removed(&store, id, now)?,
+                Removal::NoSuchPeer => bail!("no active peer called {name}"),
+                Removal::OpenLeases(n) => bail!(
+                    "{n} leases with {name} are open; they must end first (renters stop theirs; `rpibroker rental stop DEVICE` ends one of this broker's devices)"
+                ),
             }
             println!(
                 "{name} is no longer a peer: its requests are refused and its devices left the marketplace."

@@ -21,7 +21,7 @@ use crate::payouts::crypto::{self, CryptoError, Imported};
 use crate::rental::{self, RentalError};
 use crate::store::{
     AdminDevice, AdminRental, AdminUser, BucketSum, CurrencyTotal, PayoutRecord, PayoutState,
-    PeerRecord, StoreError, Sum, Suspension,
+    PeerRecord, Removal, StoreError, Sum, Suspension,
 };
 use crate::time::UnixTime;
 
@@ -39,6 +39,10 @@ pub enum AdminError {
     NoSuchRental,
     #[error("no active peer has that name")]
     NoSuchPeer,
+    #[error(
+        "{0} leases with that peer are open; they must end first (their renters stop them, or the device's owner)"
+    )]
+    OpenLeases(i64),
     #[error("{0}")]
     BadReason(String),
     #[error("{0}")]
@@ -199,12 +203,19 @@ pub async fn remove_peer(shared: &Arc<Shared>, actor: Actor, name: &str) -> Resu
     let name = name.to_string();
     let removed = shared
         .store
-        .blocking(move |s| s.remove_peer(&name, UnixTime::now()))
+        .blocking(move |s| {
+            let now = UnixTime::now();
+            let removal = s.remove_peer(&name, now)?;
+            if let Removal::Removed(id) = removal {
+                crate::federation::settlement::close_removed(s, id, now)?;
+            }
+            Ok::<_, StoreError>(removal)
+        })
         .await?;
-    if removed {
-        Ok(())
-    } else {
-        Err(AdminError::NoSuchPeer)
+    match removed {
+        Removal::Removed(_) => Ok(()),
+        Removal::NoSuchPeer => Err(AdminError::NoSuchPeer),
+        Removal::OpenLeases(n) => Err(AdminError::OpenLeases(n)),
     }
 }
 

@@ -25,6 +25,10 @@ use crate::time::UnixTime;
 /// Attempts at asking a peer for a lease when it cannot be reached (the
 /// same request each time, so the peer makes one lease at most).
 const ATTEMPTS: u32 = 3;
+/// Longer than asking can take (three calls and the waits between them):
+/// a lease with no answer by then is stopped on the peer, in case it made
+/// it.
+const ANSWER_GRACE_SECS: i64 = 180;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
@@ -44,6 +48,12 @@ pub enum LeaseError {
         device: String,
         listed: String,
         wallet: String,
+    },
+    #[error("{device} is priced per {listed} s; this broker bills per {own} s")]
+    Period {
+        device: String,
+        listed: i64,
+        own: i64,
     },
     #[error("your wallet holds {}, less than the first hour ({})", crate::price::show_price(*.0), crate::price::show_price(*.1))]
     LowBalance(i64, i64),
@@ -228,6 +238,17 @@ pub async fn rent(
     if rate != agreed_rate {
         return Err(LeaseError::PriceChanged(device.to_string(), rate));
     }
+    // The rate is per the peer's period; this marketplace shows it per its
+    // own, so they must be the same.
+    let period = listed.period_secs.unwrap_or(3600);
+    let own_period = shared.settings.billing.period.as_secs() as i64;
+    if rate > 0 && period != own_period {
+        return Err(LeaseError::Period {
+            device: device.to_string(),
+            listed: period,
+            own: own_period,
+        });
+    }
     let billing = &shared.settings.billing;
     let wallet_currency = billing.currency.to_string();
     if listed.currency != wallet_currency {
@@ -277,44 +298,28 @@ pub async fn rent(
         period_secs: 3600,
     };
     let asked_at = UnixTime::now();
+    let (path, body, stop_key) = crate::federation::leases::stop_message(&request.lease, asked_at);
     {
-        let new = new.clone();
+        let (new, path, body, key) = (new.clone(), path.clone(), body.clone(), stop_key.clone());
+        let due = UnixTime(asked_at.0 + ANSWER_GRACE_SECS);
         shared
             .store
-            .blocking(move |s| s.add_lessee_lease(&new, asked_at))
+            .blocking(move |s| s.add_lessee_lease(&new, (&path, &body, &key), due, asked_at))
             .await?;
     }
-    let (peer_id, lease_id) = (peer.id, request.lease.clone());
     let answer = match ask(shared, &peer, &request).await {
         Ok(answer) => answer,
         Err(e) => {
+            let (peer_id, lease_id, key) = (peer.id, request.lease.clone(), stop_key.clone());
             match &e {
                 LeaseError::Refused(_, why) => {
                     let why = format!("refused: {why}");
                     shared
                         .store
-                        .blocking(move |s| s.drop_lessee_lease(peer_id, &lease_id, &why))
+                        .blocking(move |s| s.drop_lessee_lease(peer_id, &lease_id, &why, &key))
                         .await?;
                 }
-                _ => {
-                    // The peer may have made the lease without this broker
-                    // hearing: end it there too, charging nothing.
-                    let (path, body, key) =
-                        crate::federation::leases::stop_message(&lease_id, asked_at);
-                    shared
-                        .store
-                        .blocking(move |s| {
-                            s.end_lease_and_tell(
-                                peer_id,
-                                &lease_id,
-                                Some("the peer could not be reached"),
-                                (&path, &body, &key),
-                                UnixTime::now(),
-                            )
-                        })
-                        .await?;
-                    shared.federation.outbox_wake.notify_one();
-                }
+                _ => abandon(shared, peer_id, &lease_id, asked_at).await?,
             }
             return Err(e);
         }
@@ -328,12 +333,22 @@ pub async fn rent(
     };
     let password = answer.password.clone().unwrap_or_default();
     let period_secs = answer.period_secs.unwrap_or(3600);
+    if rate > 0 && period_secs != period {
+        // Not what the renter agreed to: end it there, charging nothing.
+        tracing::warn!(peer = %peer.name, lease = %request.lease, period_secs, "a peer granted a lease at another period than it listed");
+        abandon(shared, peer.id, &request.lease, asked_at).await?;
+        return Err(LeaseError::Period {
+            device: device.to_string(),
+            listed: period_secs,
+            own: own_period,
+        });
+    }
     let covered = {
         let login = login.clone();
         shared
             .store
             .blocking(move |s| {
-                s.set_lessee_login(new.peer_id, &new.id, &login, period_secs)?;
+                s.set_lessee_login(new.peer_id, &new.id, &login, period_secs, &stop_key)?;
                 crate::federation::settlement::hold_first(s, new.peer_id, &new.id, UnixTime::now())
             })
             .await?
@@ -370,6 +385,33 @@ pub async fn rent(
     })
 }
 
+/// Ends lease `id`, whose answer did not arrive or was not what was asked
+/// for, and stops it on the peer as of `asked_at`: if the peer made it, it
+/// charges nothing.
+async fn abandon(
+    shared: &Arc<Shared>,
+    peer_id: i64,
+    id: &str,
+    asked_at: UnixTime,
+) -> Result<(), StoreError> {
+    let (path, body, key) = crate::federation::leases::stop_message(id, asked_at);
+    let id = id.to_string();
+    shared
+        .store
+        .blocking(move |s| {
+            s.end_lease_and_tell(
+                peer_id,
+                &id,
+                Some("the peer could not be reached"),
+                (&path, &body, &key),
+                UnixTime::now(),
+            )
+        })
+        .await?;
+    shared.federation.outbox_wake.notify_one();
+    Ok(())
+}
+
 /// Asks `peer` for the lease `request` (the same request again when the
 /// peer cannot be reached, so it makes one lease at most); its answer,
 /// which carries the login.
@@ -387,10 +429,16 @@ async fn ask(
                 tracing::warn!(peer = %peer.name, lease = %request.lease, "a peer answered a new lease without its login");
                 return Err(LeaseError::Unreachable(peer.name.clone()));
             }
-            Err(CallError::Refused { message, .. }) => {
+            // The peer understood and said no; anything else (a 5xx, a
+            // proxy's error page) may hide a lease it made.
+            Err(CallError::Refused {
+                status, message, ..
+            }) if (400..500).contains(&status) => {
                 return Err(LeaseError::Refused(peer.name.clone(), message));
             }
-            Err(e @ CallError::Unreachable { .. }) if attempt < ATTEMPTS => {
+            Err(e @ (CallError::Unreachable { .. } | CallError::Refused { .. }))
+                if attempt < ATTEMPTS =>
+            {
                 tracing::warn!(peer = %peer.name, error = %e, "asking a peer for a lease failed; asking again");
                 tokio::time::sleep(std::time::Duration::from_secs(1 << attempt)).await;
             }

@@ -71,6 +71,7 @@ impl From<AdminError> for Failure {
             | AdminError::NoSuchDevice
             | AdminError::NoSuchRental
             | AdminError::NoSuchPeer => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            AdminError::OpenLeases(_) => (StatusCode::CONFLICT, ErrorCode::InvalidInput),
             AdminError::OwnAccount | AdminError::BadReason(_) | AdminError::Payouts(_) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidInput)
             }

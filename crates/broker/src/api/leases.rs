@@ -51,7 +51,7 @@ impl From<LeaseError> for Failure {
                     ),
                 );
             }
-            LeaseError::Currency { .. } => {
+            LeaseError::Currency { .. } | LeaseError::Period { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::InvalidInput)
             }
             LeaseError::LowBalance(..) => {

@@ -28,6 +28,10 @@ use crate::store::{
 };
 use crate::time::UnixTime;
 
+/// Longest a peer's stop may take to arrive and still count from when its
+/// renter stopped (a partition that long).
+const MAX_STOP_DELAY_SECS: i64 = 86_400;
+
 /// Open rentals the account standing for one peer may hold at once.
 const MAX_OPEN_PER_PEER: i64 = 1000;
 
@@ -338,7 +342,10 @@ pub async fn stop(
     let lease = show(shared, peer, id).await?;
     if let Some(at) = at {
         let (peer_id, lid) = (peer.id, id.to_string());
-        let at = at.min(UnixTime::now().0);
+        // A stop counts from when the renter stopped, however late it
+        // arrives, but not from before a day ago.
+        let now = UnixTime::now().0;
+        let at = at.clamp(now - MAX_STOP_DELAY_SECS, now);
         shared
             .store
             .blocking(move |s| s.set_lease_stop_at(peer_id, &lid, at))

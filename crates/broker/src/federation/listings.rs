@@ -56,8 +56,9 @@ pub fn parse_query(raw: Option<&str>) -> Result<(i64, usize), String> {
     Ok((cursor, limit))
 }
 
-/// A listed device as offered to peers.
-pub fn export(listing: &Listing, currency: &str) -> ExportedDevice {
+/// A listed device as offered to peers, priced in `currency` per
+/// `period_secs`.
+pub fn export(listing: &Listing, currency: &str, period_secs: i64) -> ExportedDevice {
     let figures = listing.figures();
     ExportedDevice {
         name: listing.device.name.to_string(),
@@ -69,6 +70,7 @@ pub fn export(listing: &Listing, currency: &str) -> ExportedDevice {
         hourly_rate: listing.device.hourly_rate,
         currency: currency.to_string(),
         available: listing.availability().is_ok(),
+        period_secs: (period_secs != 3600).then_some(period_secs),
     }
 }
 
@@ -130,10 +132,11 @@ pub async fn page(
     limit: usize,
 ) -> Result<ListingsPage, StoreError> {
     let currency = shared.settings.billing.currency.to_string();
+    let period = shared.settings.billing.period.as_secs() as i64;
     let devices: Vec<ExportedDevice> = crate::market::load(shared)
         .await?
         .iter()
-        .map(|l| export(l, &currency))
+        .map(|l| export(l, &currency, period))
         .collect();
     shared
         .store
@@ -392,6 +395,7 @@ mod tests {
             hourly_rate: Some(rate),
             currency: "USD".into(),
             available: true,
+            period_secs: None,
         }
     }
 

@@ -11,9 +11,11 @@
 //! transfers name the lease and period, so a pass killed half-way and run
 //! again records every period once.
 
+use std::collections::HashSet;
+
 use crate::billing::meter;
-use crate::ledger::{Account, Currency, Transfer, TransferId};
-use crate::store::{Batch, Direction, LeaseRole, Meterable, Store, StoreError};
+use crate::ledger::{Account, Currency, LedgerError, Transfer, TransferId};
+use crate::store::{Batch, Direction, LeaseRole, Meterable, MeteredRental, Store, StoreError};
 use crate::time::UnixTime;
 
 use super::identity::KeyRing;
@@ -72,7 +74,12 @@ pub const PEERS_CLEARING: &str = "peers";
 pub fn meter_at(store: &Store, issuer: &Issuer<'_>, now: UnixTime) -> Result<Metered, StoreError> {
     let mut metered = Metered::default();
     for m in store.leases_to_meter()? {
-        let (records, ended) = store.batch(|b| meter_lease(b, issuer, &m, now))?;
+        // Read again in the transaction: a stop may have arrived since.
+        let (records, ended) =
+            store.batch(|b| match b.meterable(m.lease.peer_id, &m.lease.id)? {
+                Some(fresh) if !fresh.lease.usage_closed => meter_lease(b, issuer, &fresh, now),
+                _ => Ok((0, false)),
+            })?;
         metered.records += records;
         if ended {
             metered
@@ -112,6 +119,9 @@ fn meter_lease(
     let mut k = lease.periods_done;
     let mut records = 0;
     if let Some(rental) = &m.rental {
+        if let Some(end) = ends {
+            records += credit_after_end(b, issuer, m, rental, end, now)?;
+        }
         loop {
             let start = rental.started_at + k * period;
             if ends.is_some_and(|e| start >= e) {
@@ -177,6 +187,95 @@ fn meter_lease(
     issue(b, issuer, lease.peer_id, body, now)?;
     b.close_lease_usage(LeaseRole::Lessor, lease.peer_id, &lease.id)?;
     Ok((records + 1, true))
+}
+
+/// How a correction for time after a late stop begins its note; it marks
+/// the period as corrected.
+const LATE_STOP: &str = "stopped by the renter at";
+
+/// Credits what periods already recorded charged for time after the
+/// renter's access ended at `end`, which this broker learned late (a stop
+/// that waited out a partition): a correction per period, issued once.
+fn credit_after_end(
+    b: &Batch<'_>,
+    issuer: &Issuer<'_>,
+    m: &Meterable,
+    rental: &MeteredRental,
+    end: i64,
+    now: UnixTime,
+) -> Result<usize, StoreError> {
+    let lease = &m.lease;
+    let records: Vec<RecordBody> = b
+        .records_of_lease(Direction::Issued, lease.peer_id, &lease.id)?
+        .iter()
+        .filter_map(|body| serde_json::from_str(body).ok())
+        .collect();
+    let corrected: HashSet<i64> = records
+        .iter()
+        .filter(|r| r.kind == RecordKind::Correction && r.note.starts_with(LATE_STOP))
+        .map(|r| r.period)
+        .collect();
+    let mut issued = 0;
+    for r in records
+        .iter()
+        .filter(|r| r.kind == RecordKind::Usage && r.to > end && !corrected.contains(&r.period))
+    {
+        let to = end.max(r.from);
+        let connected = b.connected_stretches(rental.device_id, r.from, to, now)?;
+        let unhealthy = b.unhealthy_stretches(rental.device_id, r.from, to, now)?;
+        let reachable = meter::reachable(&connected, &unhealthy, r.from, to);
+        let credit = r.amount - meter::charge(r.rate, reachable, r.period_secs);
+        if credit <= 0 {
+            continue;
+        }
+        let body = RecordBody {
+            kind: RecordKind::Correction,
+            period: r.period,
+            amount: -credit,
+            note: format!(
+                "{LATE_STOP} {}; hour {} is charged to then",
+                UnixTime(end).date_time(),
+                r.period + 1
+            ),
+            ..record(issuer, m, now)
+        };
+        let seq = issue(b, issuer, lease.peer_id, body, now)?;
+        let id = record_transfer(lease.peer_id, seq)?;
+        let currency = Currency::parse(&lease.currency)?;
+        let memo = format!(
+            "hour {} of lease {} credited: stopped earlier",
+            r.period + 1,
+            lease.id
+        );
+        // Taken back from the owner and the fee as they were shared, or
+        // from the fee alone if the owner was paid out meanwhile.
+        let mut legs = vec![(Account::Peer(lease.peer_id), credit)];
+        if let Some(owner) = rental.owner_id {
+            let (owner_part, fee) = meter::split(credit, issuer.fee_percent);
+            legs.push((Account::Payable(owner), -owner_part));
+            legs.push((Account::Revenue, -fee));
+        } else {
+            legs.push((Account::Revenue, -credit));
+        }
+        legs.retain(|(_, a)| *a != 0);
+        match b.post(
+            &Transfer::new(id.clone(), currency.clone(), &memo, legs)?,
+            now,
+        ) {
+            Err(StoreError::Ledger(LedgerError::InsufficientFunds { .. })) => {
+                let legs = vec![
+                    (Account::Peer(lease.peer_id), credit),
+                    (Account::Revenue, -credit),
+                ];
+                b.post(&Transfer::new(id, currency, &memo, legs)?, now)?;
+            }
+            other => {
+                other?;
+            }
+        }
+        issued += 1;
+    }
+    Ok(issued)
 }
 
 /// A record of lease `m` with nothing in it yet.
@@ -270,7 +369,8 @@ fn book_period(
 /// Issues a correction of `amount` (positive: the peer owes more;
 /// negative: a credit) to lease `lease` of peer `peer_id`, borne by this
 /// broker's revenue; its sequence number. A credit is at most what the
-/// lease cost so far.
+/// lease cost so far; a charge at most what the rate leaves for the hours
+/// it had.
 pub fn correct(
     store: &Store,
     issuer: &Issuer<'_>,
@@ -285,10 +385,16 @@ pub fn correct(
             return Ok(Err(format!("no lease {lease} runs here for that peer")));
         };
         let total = b.lease_total(Direction::Issued, peer_id, lease)?;
-        if amount == 0 || amount < -total || amount > 100_000_000 {
+        // A lease never costs more than its rate for each period it had.
+        let most = found
+            .hourly_rate
+            .saturating_mul(found.periods_done.max(1))
+            .saturating_sub(total);
+        if amount == 0 || amount < -total || amount > most {
             return Ok(Err(format!(
-                "a correction is not zero, credits at most what the lease cost so far ({}), and charges at most 1000000.00",
-                crate::price::show_price(total)
+                "a correction is not zero, credits at most what the lease cost so far ({}), and charges at most what its rate leaves for the hours it had ({})",
+                crate::price::show_price(total),
+                crate::price::show_price(most.max(0))
             )));
         }
         let m = Meterable {

@@ -110,9 +110,21 @@ async fn deliver(shared: &Arc<Shared>, peer: &PeerRecord, m: &OutboxMessage) {
         Err(e) if permanent(&e) => {
             breakers.record(peer.id, true);
             tracing::warn!(peer = %peer.name, path = %m.path, error = %e, "a peer refused a message for good");
+            let (peer_id, key) = (peer.id, m.idempotency_key.clone());
+            let unknown = matches!(e, CallError::Refused { status: 404, .. });
             shared
                 .store
-                .blocking(move |s| s.message_delivered(id, now))
+                .blocking(move |s| {
+                    s.message_delivered(id, now)?;
+                    match key.strip_prefix("stop-") {
+                        // The peer never made the lease this broker asked
+                        // for: nothing of it will come.
+                        Some(lease) if unknown => {
+                            s.drop_lessee_lease(peer_id, lease, "the peer never made it", &key)
+                        }
+                        _ => Ok(()),
+                    }
+                })
                 .await
         }
         Err(e) => {

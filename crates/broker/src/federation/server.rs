@@ -521,7 +521,12 @@ async fn usage(
         })
         .await;
     match page {
-        Ok(page) => {
+        Ok(mut page) => {
+            page.records = page
+                .records
+                .into_iter()
+                .map(|r| r.signed_now(&ring))
+                .collect();
             tracing::debug!(peer = %peer.name, after, records = page.records.len(), "usage records pulled");
             signed(&ring, StatusCode::OK, &page, &verified)
         }

@@ -63,7 +63,15 @@ pub struct Holds {
 pub fn hold_due_at(store: &Store, now: UnixTime) -> Result<Holds, StoreError> {
     let mut holds = Holds::default();
     for lease in store.leases_to_hold()? {
-        let (covered, left) = store.batch(|b| hold_lease(b, &lease, now))?;
+        // Read again in the transaction: its end record may have been
+        // booked since, and nothing would release a hold placed after it.
+        let (covered, left) =
+            store.batch(
+                |b| match b.lease(LeaseRole::Lessee, lease.peer_id, &lease.id)? {
+                    Some(fresh) if holdable(&fresh) => hold_lease(b, &fresh, now),
+                    _ => Ok((true, None)),
+                },
+            )?;
         if let Some(left) = left
             && let (Ok(rental), Ok(device), Some(renter)) = (
                 RentalId::parse(&lease.id),
@@ -87,6 +95,16 @@ pub fn hold_due_at(store: &Store, now: UnixTime) -> Result<Holds, StoreError> {
     Ok(holds)
 }
 
+/// Whether a lease's periods are still to be held: open, granted, priced,
+/// its wallet never short, its last record not in.
+fn holdable(lease: &LeaseRecord) -> bool {
+    lease.open
+        && lease.login.is_some()
+        && lease.hourly_rate > 0
+        && lease.unpaid_period.is_none()
+        && !lease.usage_closed
+}
+
 /// Holds the first period of lease `id` just made; false if the wallet
 /// could not cover it (the lease is then ended and its peer told).
 pub fn hold_first(
@@ -96,7 +114,7 @@ pub fn hold_first(
     now: UnixTime,
 ) -> Result<bool, StoreError> {
     store.batch(|b| match b.lease(LeaseRole::Lessee, peer_id, id)? {
-        Some(lease) if lease.hourly_rate > 0 => Ok(hold_lease(b, &lease, now)?.0),
+        Some(lease) if holdable(&lease) => Ok(hold_lease(b, &lease, now)?.0),
         _ => Ok(true),
     })
 }
@@ -179,6 +197,14 @@ pub enum Rejected {
 /// Checks `body` (already verified as signed by `peer`) against this
 /// broker's copy of the chain and its lease, and books it. `Err(Rejected)`
 /// moves no money.
+///
+/// What an honest lessor never signs is refused: a record out of place in
+/// the chain, for a lease not held from it, at another rate or period, for
+/// a period that cannot have ended yet (by this broker's clock, within the
+/// allowed skew), or bringing a lease above its rate for every period it
+/// may have had. What a lessor may have signed in good faith is booked: a
+/// period after the renter's stop, if the stop reached it late (it credits
+/// that time with a correction of its own once the stop arrives).
 pub fn book(
     b: &Batch<'_>,
     own_name: &str,
@@ -215,11 +241,7 @@ pub fn book(
             (Account::Peer(peer.id), body.amount),
             (Account::Clearing(PEERS_CLEARING.into()), -body.amount),
         ];
-        let memo = format!(
-            "paid to {}: {}",
-            peer.name,
-            body.note.chars().take(120).collect::<String>()
-        );
+        let memo = format!("paid to {}: {}", peer.name, clip(&body.note));
         let currency = Currency::parse(&body.currency)?;
         post(
             b,
@@ -229,8 +251,7 @@ pub fn book(
             legs,
             now,
         )?;
-        b.append_record(Direction::Received, peer.id, body, signed, now)?;
-        return Ok(Ok(()));
+        return append(b, peer, body, signed, now);
     }
     let Some(lease) = b.lease(LeaseRole::Lessee, peer.id, &body.lease)? else {
         return wrong(format!(
@@ -248,6 +269,11 @@ pub fn book(
         return wrong(format!("lease {} already had its end record", lease.id));
     }
     let currency = Currency::parse(&lease.currency)?;
+    let skew = super::signature::ALLOWED_SKEW_SECS;
+    // Periods that may have begun by now, however the two clocks differ.
+    let begun = (now.0 + skew - lease.created_at).max(0) / lease.period_secs + 1;
+    let so_far = b.lease_total(Direction::Received, peer.id, &lease.id)?;
+    let most = lease.hourly_rate.saturating_mul(begun);
     match body.kind {
         RecordKind::Usage => {
             if body.rate != lease.hourly_rate || body.period_secs != lease.period_secs {
@@ -256,18 +282,21 @@ pub fn book(
                     body.rate, body.period_secs, lease.hourly_rate, lease.period_secs
                 ));
             }
-            let settle = period_transfer(peer.id, &lease.id, body.period)?;
-            if b.transfer_posted(&settle)? {
-                return wrong(format!(
-                    "period {} of {} was charged already",
-                    body.period, lease.id
-                ));
-            }
-            if let Some(stop) = lease.stop_at
-                && body.from >= stop + super::signature::ALLOWED_SKEW_SECS
+            if body.period >= begun || body.from < lease.created_at - skew || body.to > now.0 + skew
             {
                 return wrong(format!(
-                    "it charges for time after the renter stopped {}",
+                    "hour {} of {} cannot have ended by now",
+                    body.period + 1,
+                    lease.id
+                ));
+            }
+            let settle = period_transfer(peer.id, &lease.id, body.period)?;
+            let recorded =
+                b.has_usage_record(Direction::Received, peer.id, &lease.id, body.period)?;
+            if recorded || b.transfer_posted(&settle)? {
+                return wrong(format!(
+                    "hour {} of {} was charged already",
+                    body.period + 1,
                     lease.id
                 ));
             }
@@ -302,28 +331,13 @@ pub fn book(
                 body.note.clone()
             };
             b.end_lease(LeaseRole::Lessee, peer.id, &lease.id, Some(&reason), now)?;
-            for k in 0..lease.periods_done.max(body.period) {
-                let settle = period_transfer(peer.id, &lease.id, k)?;
-                if b.transfer_posted(&settle)?
-                    || !b.transfer_posted(&hold_transfer(peer.id, &lease.id, k)?)?
-                {
-                    continue;
-                }
-                let memo = format!("hold for hour {} of lease {} released", k + 1, lease.id);
-                let legs = vec![
-                    (Account::Held(lease.renter_id), -lease.hourly_rate),
-                    (Account::Wallet(lease.renter_id), lease.hourly_rate),
-                ];
-                post(b, settle, &currency, &memo, legs, now)?;
-            }
+            release_holds(b, &lease, "its last record is in", now)?;
             b.close_lease_usage(LeaseRole::Lessee, peer.id, &lease.id)?;
         }
-        RecordKind::Payment => unreachable!("payments are booked above"),
         RecordKind::Correction => {
-            let so_far = b.lease_total(Direction::Received, peer.id, &lease.id)?;
-            if body.amount == 0 || body.amount < -so_far {
+            if body.amount == 0 || body.amount < -so_far || so_far + body.amount > most {
                 return wrong(format!(
-                    "a correction of {} to a lease that cost {so_far}",
+                    "a correction of {} to a lease that cost {so_far}, at most {most} by its rate",
                     body.amount
                 ));
             }
@@ -331,13 +345,13 @@ pub fn book(
                 "correction of lease {} at {}: {}",
                 lease.id,
                 peer.name,
-                body.note.chars().take(120).collect::<String>()
+                clip(&body.note)
             );
             let legs = if body.amount > 0 {
                 charge_legs(b, &lease, &currency, peer.id, body.amount)?
             } else {
                 vec![
-                    (Account::Wallet(lease.renter_id), -body.amount),
+                    (payer(&lease), -body.amount),
                     (Account::Peer(peer.id), body.amount),
                 ]
             };
@@ -350,13 +364,40 @@ pub fn book(
                 now,
             )?;
         }
+        RecordKind::Payment => unreachable!("payments are booked above"),
     }
+    append(b, peer, body, signed, now)
+}
+
+/// Adds the booked record to this broker's copy of the chain.
+fn append(
+    b: &Batch<'_>,
+    peer: &PeerRecord,
+    body: &RecordBody,
+    signed: &SignedRecord,
+    now: UnixTime,
+) -> Result<Result<(), Rejected>, StoreError> {
     b.append_record(Direction::Received, peer.id, body, signed, now)?;
     Ok(Ok(()))
 }
 
-/// Legs charging the renter `amount` not held: from the wallet as far as
-/// it goes, the rest owed by the renter; owed to the peer in full.
+fn clip(note: &str) -> String {
+    note.chars().take(120).collect()
+}
+
+/// Whose money pays what a lease's records charge: its renter's wallet,
+/// or, for a lease the peer never granted this broker's renter (no login
+/// arrived), this broker's.
+fn payer(lease: &LeaseRecord) -> Account {
+    match lease.login {
+        Some(_) => Account::Wallet(lease.renter_id),
+        None => Account::Revenue,
+    }
+}
+
+/// Legs charging `amount` not held: from the renter's wallet as far as it
+/// goes, the rest owed by the renter (or all of it from this broker, for
+/// a lease never granted); owed to the peer in full.
 fn charge_legs(
     b: &Batch<'_>,
     lease: &LeaseRecord,
@@ -364,6 +405,12 @@ fn charge_legs(
     peer_id: i64,
     amount: i64,
 ) -> Result<Vec<(Account, i64)>, StoreError> {
+    if lease.login.is_none() {
+        return Ok(vec![
+            (Account::Revenue, -amount),
+            (Account::Peer(peer_id), amount),
+        ]);
+    }
     let wallet = b.balance(&Account::Wallet(lease.renter_id), currency)?;
     let paid = amount.min(wallet.max(0));
     Ok(vec![
@@ -386,6 +433,49 @@ fn post(
         return Ok(());
     }
     b.post(&Transfer::new(id, currency.clone(), memo, legs)?, now)?;
+    Ok(())
+}
+
+/// Releases the holds of `lease`'s periods no record charged (holds exist
+/// only for the periods held so far), saying `why`.
+fn release_holds(
+    b: &Batch<'_>,
+    lease: &LeaseRecord,
+    why: &str,
+    now: UnixTime,
+) -> Result<(), StoreError> {
+    let currency = Currency::parse(&lease.currency)?;
+    for k in 0..lease.periods_done {
+        let settle = period_transfer(lease.peer_id, &lease.id, k)?;
+        if b.transfer_posted(&settle)?
+            || !b.transfer_posted(&hold_transfer(lease.peer_id, &lease.id, k)?)?
+        {
+            continue;
+        }
+        let memo = format!(
+            "hold for hour {} of lease {} released: {why}",
+            k + 1,
+            lease.id
+        );
+        let legs = vec![
+            (Account::Held(lease.renter_id), -lease.hourly_rate),
+            (Account::Wallet(lease.renter_id), lease.hourly_rate),
+        ];
+        post(b, settle, &currency, &memo, legs, now)?;
+    }
+    Ok(())
+}
+
+/// After peer `peer_id` was removed no record of it is pulled any more:
+/// releases what is held for its leases and closes them. What records
+/// already charged stays charged, and owed.
+pub fn close_removed(store: &Store, peer_id: i64, now: UnixTime) -> Result<(), StoreError> {
+    for lease in store.unsettled_leases(peer_id)? {
+        store.batch(|b| {
+            release_holds(b, &lease, "its broker is no longer a peer", now)?;
+            b.close_lease_usage(LeaseRole::Lessee, peer_id, &lease.id)
+        })?;
+    }
     Ok(())
 }
 
@@ -621,13 +711,20 @@ mod tests {
             idempotency_key: key.map(str::to_string),
             period_secs: HOUR,
         };
-        a.add_lessee_lease(&lease(b_at_a, renter, None), UnixTime(T0))
-            .unwrap();
+        let (path, body, key) = super::super::leases::stop_message("lse-1", UnixTime(T0));
+        a.add_lessee_lease(
+            &lease(b_at_a, renter, None),
+            (&path, &body, &key),
+            UnixTime(T0 + 180),
+            UnixTime(T0),
+        )
+        .unwrap();
         let login = LeaseLogin {
             username: "renter".into(),
             ..LeaseLogin::default()
         };
-        a.set_lessee_login(b_at_a, "lse-1", &login, HOUR).unwrap();
+        a.set_lessee_login(b_at_a, "lse-1", &login, HOUR, &key)
+            .unwrap();
         assert!(hold_first(&a, b_at_a, "lse-1", UnixTime(T0)).unwrap());
 
         let owner = b
@@ -868,6 +965,117 @@ mod tests {
         assert_eq!(p.b_balance(Account::Peer(p.a_at_b)), -100);
         assert_eq!(p.a_balance(Account::Clearing("peers".into())), 500);
         assert_eq!(p.b_balance(Account::Clearing("peers".into())), -500);
+        p.assert_agree();
+    }
+
+    #[test]
+    fn a_stop_that_arrives_late_is_credited_back_and_the_chain_goes_on() {
+        let p = pair(10_000);
+        // The renter stops at 0:30; B, cut off, meters two full hours
+        // before it hears of the stop at 2:10.
+        let stop = T0 + 1800;
+        p.a.batch(|b| {
+            let (path, body, key) = super::super::leases::stop_message("lse-1", UnixTime(stop));
+            b.end_lease_and_tell(
+                p.b_at_a,
+                "lse-1",
+                None,
+                (&path, &body, &key),
+                UnixTime(stop),
+            )
+        })
+        .unwrap();
+        p.meter(T0 + HOUR + 5);
+        p.meter(T0 + 2 * HOUR + 5);
+        assert_eq!(p.b_balance(Account::Peer(p.a_at_b)), -2 * RATE);
+        p.b.set_lease_stop_at(p.a_at_b, "lse-1", stop).unwrap();
+        p.b.set_rental_ending(&p.rental, None, UnixTime(T0 + 2 * HOUR + 600))
+            .unwrap();
+        p.meter(T0 + 2 * HOUR + 601);
+        p.meter(T0 + 2 * HOUR + 602);
+        // Two usage records, two credits (the second half of the first
+        // hour, all of the second), the end: A books them all.
+        assert_eq!(p.b.chain_head(Direction::Issued, p.a_at_b).unwrap().seq, 5);
+        assert_eq!(p.pull(T0 + 2 * HOUR + 700), None);
+        assert_eq!(
+            p.a_balance(Account::Peer(p.b_at_a)),
+            RATE / 2,
+            "half an hour"
+        );
+        assert_eq!(p.a_balance(Account::Wallet(p.renter)), 10_000 - RATE / 2);
+        assert_eq!(p.a_balance(Account::Held(p.renter)), 0);
+        assert_eq!(p.a_balance(Account::Receivable(p.renter)), 0);
+        assert_eq!(
+            p.b_balance(Account::Payable(p.owner)) + p.b_balance(Account::Revenue),
+            RATE / 2
+        );
+        p.assert_agree();
+    }
+
+    #[test]
+    fn records_an_honest_lessor_never_signs_are_refused() {
+        let p = pair(10_000);
+        p.meter(T0 + HOUR + 5);
+        let peer =
+            p.a.peers()
+                .unwrap()
+                .into_iter()
+                .find(|x| x.id == p.b_at_a)
+                .unwrap();
+        let first =
+            p.b.records_after(Direction::Issued, p.a_at_b, 0, 10)
+                .unwrap()
+                .remove(0);
+        let body: RecordBody = serde_json::from_str(&first.body).unwrap();
+        let at = T0 + HOUR + 10;
+        // An hour that cannot have ended yet.
+        let early = RecordBody {
+            period: 5,
+            from: T0 + 5 * HOUR,
+            to: T0 + 6 * HOUR,
+            ..body.clone()
+        };
+        assert!(matches!(
+            p.deliver(&peer, early.seal(&p.ring), at),
+            Some(Rejected::Wrong { .. })
+        ));
+        // Time before the lease was asked for.
+        let before = RecordBody {
+            from: T0 - 2 * HOUR,
+            to: T0 - HOUR,
+            ..body.clone()
+        };
+        assert!(matches!(
+            p.deliver(&peer, before.seal(&p.ring), at),
+            Some(Rejected::Wrong { .. })
+        ));
+        // A correction above the rate for the hours the lease may have had.
+        let greedy = RecordBody {
+            kind: RecordKind::Correction,
+            amount: 3 * RATE,
+            ..body.clone()
+        };
+        assert!(matches!(
+            p.deliver(&peer, greedy.seal(&p.ring), at),
+            Some(Rejected::Wrong { .. })
+        ));
+        assert_eq!(p.a_balance(Account::Peer(p.b_at_a)), 0);
+        assert_eq!(p.pull(at), None, "the honest record is booked");
+        assert_eq!(p.a_balance(Account::Peer(p.b_at_a)), RATE);
+        // The operator's correction is bounded the same way.
+        assert!(
+            correct(
+                &p.b,
+                &p.issuer(),
+                p.a_at_b,
+                "lse-1",
+                150_000,
+                "typo",
+                UnixTime(at)
+            )
+            .unwrap()
+            .is_err()
+        );
         p.assert_agree();
     }
 

@@ -278,6 +278,22 @@ impl RecordBody {
 }
 
 impl SignedRecord {
+    /// The record signed again with the ring's current key, if another
+    /// signed it: the signature is not part of the chain, so a record
+    /// issued before a key rotation still verifies after the old key
+    /// expired.
+    pub fn signed_now(self, ring: &KeyRing) -> SignedRecord {
+        if self.keyid == ring.current().0 {
+            return self;
+        }
+        let (keyid, signature) = ring.sign(signed_message(&self.hash).as_bytes());
+        SignedRecord {
+            keyid,
+            signature: STANDARD.encode(signature.to_bytes()),
+            ..self
+        }
+    }
+
     /// Checks the record's hash, and its signature against `keys` (a peer's
     /// published keys, valid at `now`), and reads it.
     pub fn open(&self, keys: &[PublicKey], now: UnixTime) -> Result<RecordBody, RecordError> {

@@ -91,6 +91,9 @@ pub struct ExportedDevice {
     pub hourly_rate: Option<i64>,
     pub currency: String,
     pub available: bool,
+    /// The period the rate is for, in seconds, when it is not an hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period_secs: Option<i64>,
 }
 
 impl ExportedDevice {

@@ -124,6 +124,7 @@ mod tests {
                 hourly_rate: Some(rate),
                 currency: currency.into(),
                 available: name != "busy",
+                period_secs: None,
             },
             priced_here: currency == "USD",
         }

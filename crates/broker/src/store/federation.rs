@@ -39,6 +39,16 @@ pub struct PeerRecord {
     pub balance: i64,
 }
 
+/// What became of removing a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Removed: the peer's id.
+    Removed(i64),
+    NoSuchPeer,
+    /// This many leases with it are open.
+    OpenLeases(i64),
+}
+
 /// A peer to add (or renew) with its terms.
 #[derive(Debug, Clone)]
 pub struct NewPeer {
@@ -275,9 +285,10 @@ impl Store {
             .find(|p| !p.active && p.keys.iter().any(|k| k.keyid == keyid)))
     }
 
-    /// Removes the active peer called `name`: its requests are refused and
-    /// its devices leave the marketplace. Returns whether there was one.
-    pub fn remove_peer(&self, name: &str, now: UnixTime) -> Result<bool, StoreError> {
+    /// Stops peering with the active peer `name`, unless a lease with it
+    /// is open in either direction (end those first: what they cost is
+    /// settled through the peer). Its devices leave the marketplace.
+    pub fn remove_peer(&self, name: &str, now: UnixTime) -> Result<Removal, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let id: Option<i64> = tx
@@ -288,15 +299,23 @@ impl Store {
             )
             .optional()?;
         let Some(id) = id else {
-            return Ok(false);
+            return Ok(Removal::NoSuchPeer);
         };
+        let open: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM leases WHERE peer_id = ?1 AND state = 'open'",
+            [id],
+            |r| r.get(0),
+        )?;
+        if open > 0 {
+            return Ok(Removal::OpenLeases(open));
+        }
         tx.execute(
             "UPDATE peers SET state = 'removed', removed_at = ?2 WHERE id = ?1",
             params![id, now.0],
         )?;
         tx.execute("DELETE FROM peer_devices WHERE peer_id = ?1", [id])?;
         tx.commit()?;
-        Ok(true)
+        Ok(Removal::Removed(id))
     }
 
     /// Brings the exported listings up to date with `current` (name, digest,
@@ -693,8 +712,14 @@ mod tests {
             1,
             "hidden, not deleted"
         );
-        assert!(store.remove_peer("b", UnixTime(4)).unwrap());
-        assert!(!store.remove_peer("b", UnixTime(4)).unwrap());
+        assert!(matches!(
+            store.remove_peer("b", UnixTime(4)).unwrap(),
+            Removal::Removed(_)
+        ));
+        assert_eq!(
+            store.remove_peer("b", UnixTime(4)).unwrap(),
+            Removal::NoSuchPeer
+        );
         assert!(store.visible_peer_devices(100).unwrap().is_empty());
     }
 }

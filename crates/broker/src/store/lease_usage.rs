@@ -48,6 +48,35 @@ pub struct MeteredRental {
     pub end_reason: Option<String>,
 }
 
+/// The leases this broker runs with their rentals, to be narrowed with a
+/// `WHERE` clause.
+fn meterable_sql(filter: &str) -> String {
+    format!(
+        "SELECT {LEASE_COLUMNS}, r.device_id, d.owner_id, r.started_at,
+                COALESCE(r.ending_at, r.ended_at), r.end_reason
+         FROM leases l JOIN peers p ON p.id = l.peer_id
+         LEFT JOIN rentals r ON r.id = l.rental_id
+         LEFT JOIN devices d ON d.id = r.device_id
+         WHERE l.role = 'lessor' AND {filter}"
+    )
+}
+
+fn meterable_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Meterable> {
+    let lease = lease_row(r)?;
+    let device_id: Option<i64> = r.get(23)?;
+    let rental = match device_id {
+        Some(device_id) => Some(MeteredRental {
+            device_id,
+            owner_id: r.get(24)?,
+            started_at: r.get(25)?,
+            access_end: r.get(26)?,
+            end_reason: r.get(27)?,
+        }),
+        None => None,
+    };
+    Ok(Meterable { lease, rental })
+}
+
 /// What one lease's records add up to, for a statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseTotal {
@@ -104,7 +133,41 @@ fn head_on(
     Ok(ChainHead { seq, hash, total })
 }
 
+fn records_of_lease_on(
+    conn: &rusqlite::Connection,
+    direction: Direction,
+    peer_id: i64,
+    lease: &str,
+) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT body FROM lease_usage WHERE direction = ?1 AND peer_id = ?2 AND lease = ?3
+         ORDER BY seq",
+    )?;
+    let rows = stmt.query_map(params![direction.as_str(), peer_id, lease], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 impl Batch<'_> {
+    /// A lease this broker runs, with its rental, as it is now (metering
+    /// reads it again in the transaction that meters it).
+    pub fn meterable(&self, peer_id: i64, id: &str) -> Result<Option<Meterable>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(&meterable_sql("l.peer_id = ?1 AND l.id = ?2"))?
+            .query_row(params![peer_id, id], meterable_row)
+            .optional()?)
+    }
+
+    /// The records of one lease in a chain, in order (bodies as signed).
+    pub fn records_of_lease(
+        &self,
+        direction: Direction,
+        peer_id: i64,
+        lease: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        records_of_lease_on(self.conn, direction, peer_id, lease)
+    }
+
     /// The number and hash of the chain's last record, which the next one
     /// follows.
     pub fn chain_tip(
@@ -194,6 +257,27 @@ impl Batch<'_> {
         Ok(())
     }
 
+    /// Whether the chain has a usage record of `period` of `lease`.
+    pub fn has_usage_record(
+        &self,
+        direction: Direction,
+        peer_id: i64,
+        lease: &str,
+        period: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT 1 FROM lease_usage WHERE direction = ?1 AND peer_id = ?2 AND lease = ?3
+                     AND kind = 'usage' AND period = ?4",
+            )?
+            .query_row(params![direction.as_str(), peer_id, lease, period], |_| {
+                Ok(())
+            })
+            .optional()?
+            .is_some())
+    }
+
     /// The sum of the records of one lease in a chain.
     pub fn lease_total(
         &self,
@@ -262,13 +346,7 @@ impl Store {
         peer_id: i64,
         lease: &str,
     ) -> Result<Vec<String>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached(
-            "SELECT body FROM lease_usage WHERE direction = ?1 AND peer_id = ?2 AND lease = ?3
-             ORDER BY seq",
-        )?;
-        let rows = stmt.query_map(params![direction.as_str(), peer_id, lease], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        records_of_lease_on(&self.conn(), direction, peer_id, lease)
     }
 
     /// Each lease's records in a chain issued in `span`, summed, the
@@ -314,29 +392,8 @@ impl Store {
     /// recording, with their rentals.
     pub fn leases_to_meter(&self) -> Result<Vec<Meterable>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {LEASE_COLUMNS}, r.device_id, d.owner_id, r.started_at,
-                    COALESCE(r.ending_at, r.ended_at), r.end_reason
-             FROM leases l JOIN peers p ON p.id = l.peer_id
-             LEFT JOIN rentals r ON r.id = l.rental_id
-             LEFT JOIN devices d ON d.id = r.device_id
-             WHERE l.role = 'lessor' AND l.usage_closed = 0"
-        ))?;
-        let rows = stmt.query_map([], |r| {
-            let lease = lease_row(r)?;
-            let device_id: Option<i64> = r.get(23)?;
-            let rental = match device_id {
-                Some(device_id) => Some(MeteredRental {
-                    device_id,
-                    owner_id: r.get(24)?,
-                    started_at: r.get(25)?,
-                    access_end: r.get(26)?,
-                    end_reason: r.get(27)?,
-                }),
-                None => None,
-            };
-            Ok(Meterable { lease, rental })
-        })?;
+        let mut stmt = conn.prepare_cached(&meterable_sql("l.usage_closed = 0"))?;
+        let rows = stmt.query_map([], meterable_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -348,9 +405,21 @@ impl Store {
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {LEASE_COLUMNS} FROM leases l JOIN peers p ON p.id = l.peer_id
              WHERE l.role = 'lessee' AND l.state = 'open' AND l.hourly_rate > 0
-                 AND l.unpaid_period IS NULL AND l.username IS NOT NULL"
+                 AND l.unpaid_period IS NULL AND l.username IS NOT NULL AND p.state = 'active'"
         ))?;
         let rows = stmt.query_map([], lease_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The leases this broker's renters held from peer `peer_id` whose
+    /// last record is not in.
+    pub fn unsettled_leases(&self, peer_id: i64) -> Result<Vec<LeaseRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {LEASE_COLUMNS} FROM leases l JOIN peers p ON p.id = l.peer_id
+             WHERE l.role = 'lessee' AND l.peer_id = ?1 AND l.usage_closed = 0"
+        ))?;
+        let rows = stmt.query_map([peer_id], lease_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

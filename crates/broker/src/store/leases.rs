@@ -257,36 +257,53 @@ impl Store {
 
     /// Records a lease this broker's renter asks a peer for, before asking:
     /// whatever the peer does with the request, a record of it finds its
-    /// lease here. It has no login until [`Store::set_lessee_login`].
-    pub fn add_lessee_lease(&self, lease: &NewLease, now: UnixTime) -> Result<(), StoreError> {
-        self.conn().execute(
-            "INSERT INTO leases (role, peer_id, id, device, hourly_rate, currency, renter_id,
-                 state, created_at, period_secs)
-             VALUES ('lessee', ?1, ?2, ?3, ?4, ?5, ?6, 'open', ?7, ?8)",
-            params![
-                lease.peer_id,
-                lease.id,
-                lease.device,
-                lease.hourly_rate,
-                lease.currency,
-                lease.renter_id,
-                now.0,
-                lease.period_secs
-            ],
-        )?;
-        Ok(())
+    /// lease here. It has no login until [`Store::set_lessee_login`]. The
+    /// message that would stop it on the peer (`stop`) is queued with it,
+    /// due at `stop_due`: unless the answer arrives first and cancels it, a
+    /// request whose answer never came (a crash, a dropped connection) is
+    /// stopped there.
+    pub fn add_lessee_lease(
+        &self,
+        lease: &NewLease,
+        stop: (&str, &str, &str),
+        stop_due: UnixTime,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        self.batch(|b| {
+            b.conn
+                .prepare_cached(
+                    "INSERT INTO leases (role, peer_id, id, device, hourly_rate, currency, renter_id,
+                         state, created_at, period_secs)
+                     VALUES ('lessee', ?1, ?2, ?3, ?4, ?5, ?6, 'open', ?7, ?8)",
+                )?
+                .execute(params![
+                    lease.peer_id,
+                    lease.id,
+                    lease.device,
+                    lease.hourly_rate,
+                    lease.currency,
+                    lease.renter_id,
+                    now.0,
+                    lease.period_secs
+                ])?;
+            b.queue_message_at(lease.peer_id, stop, stop_due, now)
+        })
     }
 
     /// Sets the login the peer gave for a lease this broker's renter holds,
-    /// and the period its rate is for.
+    /// and the period its rate is for, and cancels the stop queued in case
+    /// no answer came (`stop_key`).
     pub fn set_lessee_login(
         &self,
         peer_id: i64,
         id: &str,
         login: &LeaseLogin,
         period_secs: i64,
+        stop_key: &str,
     ) -> Result<(), StoreError> {
-        self.conn().execute(
+        let conn = self.conn();
+        cancel_message(&conn, stop_key)?;
+        conn.execute(
             "UPDATE leases SET username = ?3, ssh_host = ?4, ssh_port = ?5, http_url = ?6,
                  https_url = ?7, period_secs = ?8
              WHERE role = 'lessee' AND peer_id = ?1 AND id = ?2",
@@ -304,14 +321,17 @@ impl Store {
         Ok(())
     }
 
-    /// Ends a lease the peer refused: it has nothing to report of it.
+    /// Ends a lease the peer refused: it has nothing to report of it, and
+    /// the stop queued in case no answer came (`stop_key`) is cancelled.
     pub fn drop_lessee_lease(
         &self,
         peer_id: i64,
         id: &str,
         reason: &str,
+        stop_key: &str,
     ) -> Result<(), StoreError> {
         self.batch(|b| {
+            cancel_message(b.conn, stop_key)?;
             b.end_lease(
                 LeaseRole::Lessee,
                 peer_id,
@@ -478,6 +498,15 @@ impl Store {
     }
 }
 
+/// Drops the undelivered message with idempotency key `key`, if any.
+fn cancel_message(conn: &rusqlite::Connection, key: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "DELETE FROM peer_outbox WHERE idempotency_key = ?1 AND delivered_at IS NULL",
+    )?
+    .execute([key])?;
+    Ok(())
+}
+
 impl Batch<'_> {
     /// [`Store::end_lease`], in the batch's transaction.
     pub fn end_lease(
@@ -523,21 +552,36 @@ impl Batch<'_> {
         Ok(ended)
     }
 
-    /// Queues `message` (path, body, idempotency key) for peer `peer_id`;
-    /// a message with the same key is queued once.
+    /// Queues `message` (path, body, idempotency key) for peer `peer_id`,
+    /// due now; a message with the same key is queued once (and made due
+    /// now if it was not yet).
     pub fn queue_message(
         &self,
         peer_id: i64,
         message: (&str, &str, &str),
         now: UnixTime,
     ) -> Result<(), StoreError> {
+        self.queue_message_at(peer_id, message, now, now)
+    }
+
+    /// [`Batch::queue_message`], due at `due`.
+    pub fn queue_message_at(
+        &self,
+        peer_id: i64,
+        message: (&str, &str, &str),
+        due: UnixTime,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
         let (path, body, key) = message;
         self.conn
             .prepare_cached(
                 "INSERT INTO peer_outbox (peer_id, path, body, idempotency_key, next_attempt_at, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT (idempotency_key) DO NOTHING",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (idempotency_key) DO UPDATE
+                     SET next_attempt_at = MIN(next_attempt_at, excluded.next_attempt_at)
+                     WHERE delivered_at IS NULL",
             )?
-            .execute(params![peer_id, path, body, key, now.0])?;
+            .execute(params![peer_id, path, body, key, due.0, now.0])?;
         Ok(())
     }
 
@@ -631,6 +675,11 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+        assert_eq!(
+            store.remove_peer("alpha", UnixTime(7)).unwrap(),
+            crate::store::Removal::OpenLeases(1),
+            "not while a lease with it is open"
+        );
         let within = lease(peer, renter, "lse-4", 40, "k4");
         assert!(matches!(
             store.open_lessor_lease(&within, 100, UnixTime(8)).unwrap(),
@@ -704,8 +753,10 @@ mod tests {
             .id;
         let mut held = lease(peer, renter, "lse-9", 25, "unused");
         held.idempotency_key = None;
-        store.add_lessee_lease(&held, UnixTime(2)).unwrap();
         let message = ("/federation/v1/leases/lse-9/stop", "{}", "stop-lse-9");
+        store
+            .add_lessee_lease(&held, message, UnixTime(100), UnixTime(2))
+            .unwrap();
         assert!(
             store
                 .end_lease_and_tell(peer, "lse-9", None, message, UnixTime(3))

@@ -31,7 +31,7 @@ pub use admin::{AdminDevice, AdminRental, AdminUser, Suspension};
 pub use api_tokens::ApiTokenRecord;
 pub use batch::Batch;
 pub use billing::{Billable, RentalBilling, RentalLeg};
-pub use federation::{ExportRow, Exports, NewPeer, PeerDeviceRow, PeerRecord, Redeemed};
+pub use federation::{ExportRow, Exports, NewPeer, PeerDeviceRow, PeerRecord, Redeemed, Removal};
 pub use lease_usage::{Direction, LeaseTotal, Meterable, MeteredRental, Span};
 pub use leases::{LeaseLogin, LeaseRecord, LeaseRole, NewLease, Opened, OutboxMessage};
 pub use ledger::{CurrencyTotal, Movement, Posted};

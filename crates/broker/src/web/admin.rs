@@ -247,6 +247,7 @@ async fn refused(shared: &Arc<Shared>, session: &Session, e: AdminError) -> Resp
             StatusCode::NOT_FOUND,
             "No active peer has that name.".into(),
         ),
+        e @ AdminError::OpenLeases(_) => (StatusCode::CONFLICT, format!("Not removed: {e}.")),
         AdminError::BadReason(why) | AdminError::Payouts(why) => {
             (StatusCode::UNPROCESSABLE_ENTITY, why)
         }
