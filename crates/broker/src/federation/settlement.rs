@@ -37,6 +37,11 @@ use crate::store::{
 };
 use crate::time::UnixTime;
 
+/// How long the hold of an hour the wallet cannot cover waits for the
+/// record of the hour before (whose hold it releases) before the lease
+/// ends: the peer's record reaches this broker a pull after the hour.
+const RECORD_GRACE_SECS: i64 = 600;
+
 /// Pages of records pulled from one peer per round.
 const MAX_PAGES: usize = 20;
 
@@ -155,7 +160,19 @@ fn hold_lease(
             match b.post(&hold, now) {
                 Ok(posted) => held |= posted == Posted::Now,
                 Err(StoreError::Ledger(LedgerError::InsufficientFunds { .. })) => {
-                    covered = false;
+                    // The hour before may still be held, waiting for its
+                    // record (which releases what it did not use): wait a
+                    // while for it before ending the lease.
+                    let start = lease.created_at + k * lease.period_secs;
+                    let waiting = k > 0
+                        && now.0 < start + RECORD_GRACE_SECS
+                        && b.transfer_posted(&hold_transfer(lease.peer_id, &lease.id, k - 1)?)?
+                        && !b.transfer_posted(&period_transfer(
+                            lease.peer_id,
+                            &lease.id,
+                            k - 1,
+                        )?)?;
+                    covered = waiting;
                     break;
                 }
                 Err(e) => return Err(e),
@@ -1239,9 +1256,39 @@ mod tests {
     }
 
     #[test]
+    fn the_next_hour_waits_for_the_record_that_releases_the_last_one() {
+        // Enough for one hour and a half: the second hour's hold fits once
+        // the first hour's record has released what it did not use.
+        let p = pair(RATE + RATE / 2);
+        p.b.set_offline(p.device, UnixTime(T0 + 1800)).unwrap();
+        let holds = hold_due_at(&p.a, UnixTime(T0 + HOUR + 1)).unwrap();
+        assert!(
+            holds.ended.is_empty(),
+            "the record of the first hour is not in yet"
+        );
+        p.meter(T0 + HOUR + 5);
+        assert_eq!(p.pull(T0 + HOUR + 30), None);
+        let holds = hold_due_at(&p.a, UnixTime(T0 + HOUR + 31)).unwrap();
+        assert!(holds.ended.is_empty());
+        assert_eq!(
+            p.a_balance(Account::Held(p.renter)),
+            RATE,
+            "the second hour is held"
+        );
+        assert_eq!(p.a_balance(Account::Wallet(p.renter)), 0);
+        assert_eq!(p.a_balance(Account::Peer(p.b_at_a)), RATE / 2);
+        p.assert_agree();
+    }
+
+    #[test]
     fn a_wallet_that_cannot_hold_an_hour_ends_the_lease_and_tells_the_peer() {
         let p = pair(RATE + 100);
+        // The first hour's record may yet release some of its hold: the
+        // lease waits for it a while.
         let holds = hold_due_at(&p.a, UnixTime(T0 + HOUR + 1)).unwrap();
+        assert!(holds.ended.is_empty());
+        let stop = T0 + HOUR + RECORD_GRACE_SECS;
+        let holds = hold_due_at(&p.a, UnixTime(stop)).unwrap();
         assert_eq!(holds.ended.len(), 1);
         assert!(holds.low_balance.is_empty(), "no hour was held");
         let lease =
@@ -1249,28 +1296,25 @@ mod tests {
                 .unwrap()
                 .unwrap();
         assert!(!lease.open);
-        assert_eq!(lease.stop_at, Some(T0 + HOUR + 1));
-        let queued = p.a.due_messages(UnixTime(T0 + HOUR + 1), 10).unwrap();
+        assert_eq!(lease.stop_at, Some(stop));
+        let queued = p.a.due_messages(UnixTime(stop), 10).unwrap();
         assert_eq!(queued.len(), 1);
-        assert!(
-            queued[0]
-                .body
-                .contains(&format!("\"at\":{}", T0 + HOUR + 1))
-        );
-        let again = hold_due_at(&p.a, UnixTime(T0 + HOUR + 2)).unwrap();
+        assert!(queued[0].body.contains(&format!("\"at\":{stop}")));
+        let again = hold_due_at(&p.a, UnixTime(stop + 1)).unwrap();
         assert!(again.ended.is_empty(), "once");
 
         // B learns of the stop late, and meters the full first hour and the
-        // second to the stop: one second at 6.00 an hour rounds to nothing.
-        p.b.set_lease_stop_at(p.a_at_b, "lse-1", T0 + HOUR + 1)
+        // second to the stop: 600 s at 6.00 an hour, 1.00, which the wallet
+        // covers.
+        p.b.set_lease_stop_at(p.a_at_b, "lse-1", stop).unwrap();
+        p.b.set_rental_ending(&p.rental, None, UnixTime(stop + 120))
             .unwrap();
-        p.b.set_rental_ending(&p.rental, None, UnixTime(T0 + HOUR + 120))
-            .unwrap();
-        p.meter(T0 + HOUR + 121);
-        assert_eq!(p.pull(T0 + HOUR + 122), None);
-        assert_eq!(p.a_balance(Account::Peer(p.b_at_a)), RATE);
-        assert_eq!(p.a_balance(Account::Wallet(p.renter)), 100);
+        p.meter(stop + 121);
+        assert_eq!(p.pull(stop + 122), None);
+        assert_eq!(p.a_balance(Account::Peer(p.b_at_a)), RATE + 100);
+        assert_eq!(p.a_balance(Account::Wallet(p.renter)), 0);
         assert_eq!(p.a_balance(Account::Held(p.renter)), 0);
+        assert_eq!(p.a_balance(Account::Receivable(p.renter)), 0);
         p.assert_agree();
     }
 }
