@@ -6,7 +6,8 @@
 //! replaces what it had from this broker. It pulls each peer's listings
 //! every few minutes (with jitter), fully once a day, into `peer_devices`;
 //! a peer that missed several pulls in a row has its devices hidden until a
-//! pull works again.
+//! pull works again. A pull that works also closes the peer's circuit
+//! breaker ([`super::outbox`]), so what waited for it goes out at once.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -323,6 +324,21 @@ async fn prune(shared: &Arc<Shared>) {
     }
 }
 
+/// `peer`, given up on for a while, answers again: what waited for it is
+/// delivered now.
+async fn reachable_again(shared: &Arc<Shared>, peer: &PeerRecord) {
+    tracing::info!(peer = %peer.name, "a peer answers again");
+    let id = peer.id;
+    if let Err(e) = shared
+        .store
+        .blocking(move |s| s.messages_due_now(id, UnixTime::now()))
+        .await
+    {
+        tracing::error!(error = %e, "rescheduling the messages to a peer failed");
+    }
+    shared.federation.outbox_wake.notify_one();
+}
+
 /// Pulls every active peer's listings every few minutes, and prunes old
 /// tombstones of this broker's own listings now and then, until shutdown.
 pub async fn run(shared: Arc<Shared>, mut shutdown: Shutdown) {
@@ -356,7 +372,12 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: Shutdown) {
         for peer in peers.iter().filter(|p| p.active) {
             let full = peer.last_full_at.is_none_or(|at| now - at >= resync);
             match pull(&shared.store, &shared.federation.http, &ring, peer, full).await {
-                Ok(stats) => tracing::debug!(peer = %peer.name, ?stats, "pulled listings"),
+                Ok(stats) => {
+                    tracing::debug!(peer = %peer.name, ?stats, "pulled listings");
+                    if shared.federation.breakers.answered(peer.id) {
+                        reachable_again(&shared, peer).await;
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(peer = %peer.name, missed = peer.missed_pulls + 1, error = %e, "pulling listings failed")
                 }

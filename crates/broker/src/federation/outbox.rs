@@ -2,10 +2,12 @@
 //! the store until the peer confirms them, retried with exponential backoff
 //! and jitter. A circuit breaker per peer stops trying a peer that failed
 //! several times in a row for a while, so one unreachable peer costs a call
-//! per cool-down, not one per message. The same task meters the leases
-//! this broker runs ([`super::metering`]) and pulls the usage records of
-//! the leases its renters hold ([`super::settlement`]), which also tell it
-//! of leases their lessor ended.
+//! per cool-down, not one per message. When a pull of the peer's listings
+//! works again, its breaker closes and its messages are due at once, so a
+//! renter's stop reaches it soon after the network heals. The same task
+//! meters the leases this broker runs ([`super::metering`]) and pulls the
+//! usage records of the leases its renters hold ([`super::settlement`]),
+//! which also tell it of leases their lessor ended.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -48,6 +50,15 @@ impl Breakers {
         map.get(&peer_id)
             .and_then(|b| b.open_until)
             .is_none_or(|until| Instant::now() >= until)
+    }
+
+    /// Closes peer `peer_id`'s breaker, as another call to it (a pull of
+    /// its listings) just worked; whether calls to it had been failing, so
+    /// what waited for the peer can go at once rather than after the
+    /// cool-down and backoff.
+    pub fn answered(&self, peer_id: i64) -> bool {
+        let mut map = self.0.lock().expect("breakers lock");
+        map.remove(&peer_id).is_some_and(|b| b.failures > 0)
     }
 
     /// Records the outcome of a call to peer `peer_id`.
@@ -260,5 +271,21 @@ mod tests {
         breakers.record(1, false);
         assert!(!breakers.allows(1));
         assert!(breakers.allows(2), "each peer has its own");
+    }
+
+    #[test]
+    fn a_peer_that_answers_another_call_closes_its_breaker() {
+        let breakers = Breakers::default();
+        assert!(!breakers.answered(1), "nothing failed");
+        breakers.record(1, true);
+        assert!(!breakers.answered(1), "nothing failed since");
+        for _ in 0..BREAKER_FAILURES {
+            breakers.record(1, false);
+        }
+        assert!(!breakers.allows(1));
+        assert!(breakers.answered(1), "calls to it had failed");
+        assert!(breakers.allows(1), "the peer is called again at once");
+        breakers.record(1, false);
+        assert!(breakers.allows(1), "its failures were forgotten");
     }
 }

@@ -482,6 +482,17 @@ impl Store {
         Ok(())
     }
 
+    /// Makes every undelivered message to peer `peer_id` due at `now` (the
+    /// peer answers again, so their backoff is over).
+    pub fn messages_due_now(&self, peer_id: i64, now: UnixTime) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE peer_outbox SET next_attempt_at = ?2
+             WHERE peer_id = ?1 AND delivered_at IS NULL AND next_attempt_at > ?2",
+            params![peer_id, now.0],
+        )?;
+        Ok(())
+    }
+
     /// Counts a failed delivery of message `id` and sets its next attempt.
     pub fn message_failed(
         &self,
@@ -773,8 +784,16 @@ mod tests {
         assert_eq!(due[0].idempotency_key, "stop-lse-9");
         store.message_failed(due[0].id, "unreachable", 5).unwrap();
         assert!(store.due_messages(UnixTime(4), 10).unwrap().is_empty());
+        store.message_failed(due[0].id, "unreachable", 600).unwrap();
+        assert!(store.due_messages(UnixTime(5), 10).unwrap().is_empty());
+        store.messages_due_now(peer + 1, UnixTime(5)).unwrap();
+        assert!(
+            store.due_messages(UnixTime(5), 10).unwrap().is_empty(),
+            "only the messages to the peer that answers"
+        );
+        store.messages_due_now(peer, UnixTime(5)).unwrap();
         let again = store.due_messages(UnixTime(5), 10).unwrap();
-        assert_eq!(again[0].attempts, 1);
+        assert_eq!(again[0].attempts, 2);
         store.message_delivered(again[0].id, UnixTime(6)).unwrap();
         assert!(store.due_messages(UnixTime(100), 10).unwrap().is_empty());
         let mine = store.leases_of_renter(renter).unwrap();

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::Value;
 
-use super::sandbox::{docker, docker_ok, image};
+use super::sandbox::{SandboxBroker, docker, docker_ok, image};
 use super::{DEADLINE, Device, wait_for};
 
 /// Ports the broker listens on inside its container, on every interface.
@@ -354,6 +354,33 @@ impl ContainerBroker {
     /// The path of a file in the broker's data directory.
     pub fn data_file(&self, name: impl AsRef<Path>) -> PathBuf {
         self.data_dir().join(name)
+    }
+}
+
+/// Agents and renters reach the broker and its devices' ports at its edge
+/// address.
+impl SandboxBroker for ContainerBroker {
+    fn rpibroker(&self, args: &[&str]) -> Output {
+        self.run(args)
+    }
+
+    fn scratch(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn agent_url(&self) -> String {
+        self.edge_url()
+    }
+
+    fn device_addr(&self, device: &str, service: &str) -> SocketAddr {
+        let list: Value = serde_json::from_str(&self.run_ok(&["device", "list", "--json"]))
+            .expect("device list --json output");
+        let port = list
+            .as_array()
+            .and_then(|l| l.iter().find(|d| d["name"] == device))
+            .and_then(|d| d["ports"][service].as_u64())
+            .unwrap_or_else(|| panic!("{device} has no {service} port yet"));
+        SocketAddr::from((self.edge_ip, port as u16))
     }
 }
 

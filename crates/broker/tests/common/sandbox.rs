@@ -3,6 +3,7 @@
 //! the CLI; the agent may not), rentals through the broker's commands, and a
 //! renter logging in with a stock OpenSSH client.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -10,6 +11,38 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{Device, TestAgent, TestBroker, openssh, wait_for};
+
+/// A broker the helpers here drive: a process on loopback
+/// ([`TestBroker`]) or one in a container
+/// ([`super::cluster::ContainerBroker`]).
+pub trait SandboxBroker {
+    /// Runs `rpibroker ARGS` against the broker, to completion.
+    fn rpibroker(&self, args: &[&str]) -> Output;
+    /// A directory of the test's, for agent configs and askpass scripts.
+    fn scratch(&self) -> &Path;
+    /// The broker URL its devices' agents use.
+    fn agent_url(&self) -> String;
+    /// Where a renter reaches the public port of `device` for `service`.
+    fn device_addr(&self, device: &str, service: &str) -> SocketAddr;
+}
+
+impl SandboxBroker for TestBroker {
+    fn rpibroker(&self, args: &[&str]) -> Output {
+        self.run(args)
+    }
+
+    fn scratch(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn agent_url(&self) -> String {
+        format!("http://{}", self.api)
+    }
+
+    fn device_addr(&self, device: &str, service: &str) -> SocketAddr {
+        self.port(device, service)
+    }
+}
 
 /// Time for a sandbox to come up, be wiped or be verified.
 pub const SANDBOX_DEADLINE: Duration = Duration::from_secs(90);
@@ -123,8 +156,8 @@ pub fn add_sandbox_device(broker: &TestBroker, name: &str, settings: Value) -> D
 }
 
 /// `device show NAME --json`.
-pub fn show(broker: &TestBroker, device: &str) -> Value {
-    let out = broker.run(&["device", "show", device, "--json"]);
+pub fn show(broker: &impl SandboxBroker, device: &str) -> Value {
+    let out = broker.rpibroker(&["device", "show", device, "--json"]);
     assert!(
         out.status.success(),
         "{}",
@@ -135,7 +168,7 @@ pub fn show(broker: &TestBroker, device: &str) -> Value {
 
 /// Waits until `device show` satisfies `check`.
 pub async fn wait_show(
-    broker: &TestBroker,
+    broker: &impl SandboxBroker,
     device: &str,
     what: &str,
     check: impl Fn(&Value) -> bool,
@@ -150,7 +183,7 @@ pub async fn wait_show(
 
 /// Waits until the device's sandbox is up and idle and the broker has
 /// verified it.
-pub async fn wait_verified_idle(broker: &TestBroker, device: &str) -> Value {
+pub async fn wait_verified_idle(broker: &impl SandboxBroker, device: &str) -> Value {
     wait_show(
         broker,
         device,
@@ -241,25 +274,25 @@ pub enum RenterLogin<'a> {
 /// Runs `command` in the sandbox as `user`, with a stock OpenSSH client,
 /// through the broker's per-device SSH port.
 pub fn renter_ssh(
-    broker: &TestBroker,
+    broker: &impl SandboxBroker,
     device: &str,
     user: &str,
     login: RenterLogin,
     command: &str,
 ) -> Output {
-    let mut cmd = openssh::client(broker.port(device, "ssh").port());
+    let addr = broker.device_addr(device, "ssh");
+    let mut cmd = openssh::client(addr.port());
     cmd.args(["-o", "LogLevel=ERROR", "-o", "ConnectTimeout=20"]);
     match login {
         RenterLogin::Password(password) => {
             let askpass = broker
-                .dir
-                .path()
+                .scratch()
                 .join(format!("askpass-renter-{user}-{}", super::unique()));
             openssh::with_password(&mut cmd, &askpass, password);
         }
         RenterLogin::Key(key) => openssh::with_key(&mut cmd, key),
     }
-    cmd.arg(format!("{user}@127.0.0.1")).arg(command);
+    cmd.arg(format!("{user}@{}", addr.ip())).arg(command);
     cmd.output().expect("run ssh")
 }
 
@@ -322,18 +355,19 @@ pub fn assert_ran(out: &Output, what: &str) -> String {
 }
 
 /// Starts an agent for `name` with `config` (an agent config the broker
-/// gave) set to the test image, 1 core and 256 MiB; returns once its sandbox
-/// is verified.
+/// gave) pointed at [`SandboxBroker::agent_url`] and set to the test image,
+/// 1 core and 256 MiB; returns once its sandbox is verified.
 pub async fn start_configured(
-    broker: &TestBroker,
+    broker: &impl SandboxBroker,
     name: &str,
     mut config: Value,
 ) -> (Device, TestAgent) {
     assert_eq!(config["device"], name);
+    config["broker_url"] = Value::String(broker.agent_url());
     config["sandbox"]["image"] = Value::String(image());
     config["sandbox"]["cpus"] = 1.into();
     config["sandbox"]["memory_mb"] = 256.into();
-    let path = broker.dir.path().join(format!("{name}.json"));
+    let path = broker.scratch().join(format!("{name}.json"));
     std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
     let device = Device {
         name: name.to_string(),
@@ -349,7 +383,7 @@ pub async fn start_configured(
 /// Registers `name` on the web for `owner` and starts its agent with the
 /// config the page showed (see [`start_configured`]).
 pub async fn register_and_start(
-    broker: &TestBroker,
+    broker: &impl SandboxBroker,
     owner: &mut super::web::WebClient,
     name: &str,
 ) -> (Device, TestAgent) {
