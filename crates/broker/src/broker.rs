@@ -197,6 +197,10 @@ impl Broker {
             shared.clone(),
             shutdown.clone(),
         ));
+        tasks.spawn(crate::federation::metering::run(
+            shared.clone(),
+            shutdown.clone(),
+        ));
         tasks.spawn(crate::federation::listings::run(
             shared.clone(),
             shutdown.clone(),

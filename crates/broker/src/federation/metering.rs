@@ -12,6 +12,8 @@
 //! again records every period once.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::billing::meter;
 use crate::ledger::{Account, Currency, LedgerError, Transfer, TransferId};
@@ -21,6 +23,8 @@ use crate::time::UnixTime;
 use super::identity::KeyRing;
 use super::usage::{RecordBody, RecordKind};
 use super::wire::{USAGE_NEWS_PATH, UsageNews};
+use crate::broker::Shared;
+use crate::shutdown::Shutdown;
 
 /// Who issues the records.
 pub struct Issuer<'a> {
@@ -29,6 +33,55 @@ pub struct Issuer<'a> {
     pub ring: &'a KeyRing,
     /// This broker's share of what owners' devices earn.
     pub fee_percent: u8,
+}
+
+/// Time between two metering passes.
+const EVERY: Duration = Duration::from_secs(2);
+
+/// Meters the leases this broker runs every few seconds, until shutdown;
+/// on its own, so a slow peer never delays it.
+pub async fn run(shared: Arc<Shared>, mut shutdown: Shutdown) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(EVERY) => {}
+            _ = shutdown.wait() => return,
+        }
+        meter(&shared).await;
+    }
+}
+
+/// One metering pass now.
+async fn meter(shared: &Arc<Shared>) {
+    let (name, fee_percent, data_dir) = (
+        shared.settings.federation.name.clone(),
+        shared.settings.billing.fee_percent,
+        shared.settings.data_dir.clone(),
+    );
+    let metered = shared
+        .store
+        .blocking(move |s| {
+            let now = UnixTime::now();
+            let ring = KeyRing::load_or_create(&data_dir, now).map_err(|e| e.to_string())?;
+            let issuer = Issuer {
+                name: &name,
+                ring: &ring,
+                fee_percent,
+            };
+            meter_at(s, &issuer, now).map_err(|e| e.to_string())
+        })
+        .await;
+    match metered {
+        Ok(m) => {
+            for (peer, lease) in m.ended {
+                tracing::info!(%peer, %lease, "a lease ended; its last usage record is issued");
+            }
+            if m.records > 0 {
+                // News for peers may be queued.
+                shared.federation.outbox_wake.notify_one();
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "metering leases failed"),
+    }
 }
 
 /// What a pass did.

@@ -16,11 +16,11 @@
 //!   an own device for a peer (lessor).
 //! - [`usage`]: signed, hash-chained usage records of leases.
 //! - [`metering`]: the lessor's side: metering leased rentals, issuing
-//!   their records, and booking what the peer owes.
+//!   their records, and booking what the peer owes, every few seconds.
 //! - [`settlement`]: the lessee's side: holding renters' money, booking
 //!   the peer's records, and comparing chains.
-//! - [`outbox`]: messages to peers retried until delivered; runs metering
-//!   and the pulls of usage records.
+//! - [`outbox`]: messages to peers retried until delivered; runs the pulls
+//!   of usage records.
 //! - [`settings`]: the `[federation]` table.
 
 pub mod client;

@@ -30,8 +30,6 @@ const BREAKER_COOL_DOWN: Duration = Duration::from_secs(30);
 const MAX_BACKOFF_SECS: i64 = 600;
 /// Messages delivered per round.
 const BATCH: usize = 100;
-/// Time between two metering passes over the leases this broker runs.
-const METER_EVERY: Duration = Duration::from_secs(2);
 
 /// Each peer's breaker.
 #[derive(Default)]
@@ -179,13 +177,11 @@ pub async fn deliver_due(shared: &Arc<Shared>) {
 }
 
 /// Delivers queued messages every second (and at once when one is
-/// queued), meters the leases this broker runs every few seconds, and
-/// pulls peers' usage records every `lease_poll` (and a peer's at once when
-/// it says it issued news), until shutdown.
+/// queued), and pulls peers' usage records every `lease_poll` (and a
+/// peer's at once when it says it issued news), until shutdown.
 pub async fn run(shared: Arc<Shared>, mut shutdown: Shutdown) {
     let poll = shared.settings.federation.lease_poll_interval;
     let mut last_poll = Instant::now();
-    let mut last_meter = Instant::now();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -204,45 +200,10 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: Shutdown) {
         for peer in soon {
             super::settlement::pull_peer(&shared, peer).await;
         }
-        if last_meter.elapsed() >= METER_EVERY {
-            last_meter = Instant::now();
-            meter(&shared).await;
-        }
         if last_poll.elapsed() >= poll {
             last_poll = Instant::now();
             super::settlement::pull_all(&shared).await;
         }
-    }
-}
-
-/// Meters the leases this broker runs for peers.
-async fn meter(shared: &Arc<Shared>) {
-    let (name, fee_percent, data_dir) = (
-        shared.settings.federation.name.clone(),
-        shared.settings.billing.fee_percent,
-        shared.settings.data_dir.clone(),
-    );
-    let metered = shared
-        .store
-        .blocking(move |s| {
-            let now = UnixTime::now();
-            let ring = super::identity::KeyRing::load_or_create(&data_dir, now)
-                .map_err(|e| e.to_string())?;
-            let issuer = super::metering::Issuer {
-                name: &name,
-                ring: &ring,
-                fee_percent,
-            };
-            super::metering::meter_at(s, &issuer, now).map_err(|e| e.to_string())
-        })
-        .await;
-    match metered {
-        Ok(m) => {
-            for (peer, lease) in m.ended {
-                tracing::info!(%peer, %lease, "a lease ended; its last usage record is issued");
-            }
-        }
-        Err(e) => tracing::error!(error = %e, "metering leases failed"),
     }
 }
 
