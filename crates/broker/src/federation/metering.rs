@@ -125,6 +125,13 @@ pub const PEERS_CLEARING: &str = "peers";
 
 /// Meters every lease this broker runs, at `now`.
 pub fn meter_at(store: &Store, issuer: &Issuer<'_>, now: UnixTime) -> Result<Metered, StoreError> {
+    let linked = store.link_lessor_rentals()?;
+    if linked > 0 {
+        tracing::warn!(
+            linked,
+            "leases found their rentals again after an interruption"
+        );
+    }
     let mut metered = Metered::default();
     for m in store.leases_to_meter()? {
         // Read again in the transaction: a stop may have arrived since.

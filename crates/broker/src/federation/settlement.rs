@@ -697,6 +697,11 @@ mod tests {
     }
 
     fn pair(wallet: i64) -> Pair {
+        pair_with(wallet, true)
+    }
+
+    /// [`pair`], with the lessor's rental recorded on its lease or not.
+    fn pair_with(wallet: i64, recorded: bool) -> Pair {
         let dir = tempfile::tempdir().unwrap();
         let ring = KeyRing::load_or_create(dir.path(), UnixTime(1)).unwrap();
         let a = Store::open(std::path::Path::new(":memory:")).unwrap();
@@ -781,8 +786,10 @@ mod tests {
         b.begin_rental(device, &rental, &[], Some(terms), UnixTime(T0))
             .unwrap();
         b.set_rental_active(&rental, "renter").unwrap();
-        b.set_lessor_rental(a_at_b, "lse-1", rental.as_str(), &LeaseLogin::default())
-            .unwrap();
+        if recorded {
+            b.set_lessor_rental(a_at_b, "lse-1", rental.as_str(), &LeaseLogin::default())
+                .unwrap();
+        }
         Pair {
             a,
             b,
@@ -1253,6 +1260,22 @@ mod tests {
         assert_eq!(low.device.as_str(), "pi");
         let again = hold_due_at(&p.a, UnixTime(T0 + HOUR + 2)).unwrap();
         assert!(again.low_balance.is_empty(), "one warning per hour");
+    }
+
+    #[test]
+    fn a_leased_rental_never_recorded_on_its_lease_is_found_and_metered() {
+        // As if the broker stopped between starting the rental and
+        // recording it on the lease.
+        let p = pair_with(10_000, false);
+        p.meter(T0 + HOUR + 5);
+        let lease =
+            p.b.lease(LeaseRole::Lessor, p.a_at_b, "lse-1")
+                .unwrap()
+                .unwrap();
+        assert_eq!(lease.rental_id.as_deref(), Some(p.rental.as_str()));
+        assert_eq!(p.pull(T0 + HOUR + 10), None);
+        assert_eq!(p.a_balance(Account::Peer(p.b_at_a)), RATE);
+        p.assert_agree();
     }
 
     #[test]

@@ -397,6 +397,26 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Links each open lease this broker runs that has no rental yet to the
+    /// open rental of its device by the peer's account, if there is one: a
+    /// broker stopped between starting a leased rental and recording it on
+    /// the lease would otherwise leave that rental unbilled, and a stop
+    /// from the peer would not reach it.
+    pub fn link_lessor_rentals(&self) -> Result<usize, StoreError> {
+        Ok(self.conn().execute(
+            "UPDATE leases SET rental_id = (
+                 SELECT r.id FROM rentals r JOIN devices d ON d.id = r.device_id
+                 WHERE d.name = leases.device AND r.renter_id = leases.renter_id
+                     AND r.state != 'ended' AND r.started_at >= leases.created_at)
+             WHERE role = 'lessor' AND state = 'open' AND rental_id IS NULL
+                 AND EXISTS (
+                 SELECT 1 FROM rentals r JOIN devices d ON d.id = r.device_id
+                 WHERE d.name = leases.device AND r.renter_id = leases.renter_id
+                     AND r.state != 'ended' AND r.started_at >= leases.created_at)",
+            [],
+        )?)
+    }
+
     /// The open leases this broker's renters hold at a price (the peer
     /// granted them: they have a login), whose wallet has covered every
     /// period so far.
