@@ -65,6 +65,9 @@ pub enum LeaseError {
         "{0} has a price, and this broker does not bill its renters; only free peer devices can be rented here"
     )]
     NoBilling(String),
+    /// The lease was stopped while the peer was setting it up.
+    #[error("the rental was stopped while it was being set up")]
+    StoppedMeanwhile,
     /// The peer refused; its explanation.
     #[error("{0} refused: {1}")]
     Refused(String, String),
@@ -294,8 +297,7 @@ pub async fn rent(
         currency: request.currency.clone(),
         renter_id: renter,
         idempotency_key: None,
-        // Until the peer says otherwise.
-        period_secs: 3600,
+        period_secs: period,
     };
     let asked_at = UnixTime::now();
     let (path, body, stop_key) = crate::federation::leases::stop_message(&request.lease, asked_at);
@@ -343,15 +345,23 @@ pub async fn rent(
             own: own_period,
         });
     }
-    let covered = {
+    let granted = {
         let login = login.clone();
         shared
             .store
             .blocking(move |s| {
-                s.set_lessee_login(new.peer_id, &new.id, &login, period_secs, &stop_key)?;
+                if !s.set_lessee_login(new.peer_id, &new.id, &login, period_secs, &stop_key)? {
+                    return Ok(None);
+                }
                 crate::federation::settlement::hold_first(s, new.peer_id, &new.id, UnixTime::now())
+                    .map(Some)
             })
             .await?
+    };
+    let Some(covered) = granted else {
+        // Stopped while it was being set up: the stop goes out as queued.
+        shared.federation.outbox_wake.notify_one();
+        return Err(LeaseError::StoppedMeanwhile);
     };
     if !covered {
         // Spent meanwhile: the lease was ended and its stop queued.
@@ -429,11 +439,16 @@ async fn ask(
                 tracing::warn!(peer = %peer.name, lease = %request.lease, "a peer answered a new lease without its login");
                 return Err(LeaseError::Unreachable(peer.name.clone()));
             }
-            // The peer understood and said no; anything else (a 5xx, a
-            // proxy's error page) may hide a lease it made.
+            // The peer understood the first request and said no. Anything
+            // else (a 5xx, a proxy's error page, a refusal of a retry whose
+            // first try may have reached it) may hide a lease it made.
             Err(CallError::Refused {
                 status, message, ..
-            }) if (400..500).contains(&status) => {
+            }) if attempt == 1
+                && (400..500).contains(&status)
+                && status != 408
+                && status != 429 =>
+            {
                 return Err(LeaseError::Refused(peer.name.clone(), message));
             }
             Err(e @ (CallError::Unreachable { .. } | CallError::Refused { .. }))

@@ -39,7 +39,7 @@ impl From<LeaseError> for Failure {
             LeaseError::NoSuchPeer(_) | LeaseError::NotListed { .. } => {
                 (StatusCode::NOT_FOUND, ErrorCode::NotFound)
             }
-            LeaseError::Unavailable(_) | LeaseError::Refused(..) => {
+            LeaseError::Unavailable(_) | LeaseError::Refused(..) | LeaseError::StoppedMeanwhile => {
                 (StatusCode::CONFLICT, ErrorCode::DeviceUnavailable)
             }
             LeaseError::PriceChanged(device, now) => {

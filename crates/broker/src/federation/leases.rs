@@ -213,6 +213,36 @@ pub async fn open(
         // was in the first answer only (this broker does not keep it).
         return Ok(answer(&lease, None));
     }
+    if let (Ok(device), Some(Ok(rid))) = (
+        DeviceName::parse(&lease.device),
+        lease.rental_id.as_deref().map(RentalId::parse),
+    ) {
+        // Its set-up was interrupted after the rental started (this broker
+        // stopped), and the password is gone: end it rather than start a
+        // second rental.
+        let why = "its set-up was interrupted; ask for a new lease".to_string();
+        if let Err(e) = rental::stop_rental(shared, &device, Some(&rid), Some(why.clone())).await {
+            tracing::warn!(%device, lease = %lease.id, error = %e, "stopping an interrupted lease's rental failed");
+        }
+        let (peer_id, id, reason) = (peer.id, lease.id.clone(), why.clone());
+        shared
+            .store
+            .blocking(move |s| {
+                s.end_lease(
+                    LeaseRole::Lessor,
+                    peer_id,
+                    &id,
+                    Some(&reason),
+                    UnixTime::now(),
+                )
+            })
+            .await
+            .map_err(|e| internal("ending a lease failed", e))?;
+        return Err(conflict(
+            "lease_ended",
+            format!("lease {} has ended: {why}", lease.id),
+        ));
+    }
     let terms = RenterTerms {
         renter_id,
         hourly_rate: Some(request.hourly_rate),
@@ -346,11 +376,33 @@ pub async fn stop(
         // arrives, but not from before a day ago.
         let now = UnixTime::now().0;
         let at = at.clamp(now - MAX_STOP_DELAY_SECS, now);
-        shared
+        let (name, fee_percent, data_dir) = (
+            shared.settings.federation.name.clone(),
+            shared.settings.billing.fee_percent,
+            shared.settings.data_dir.clone(),
+        );
+        let credited = shared
             .store
-            .blocking(move |s| s.set_lease_stop_at(peer_id, &lid, at))
+            .blocking(move |s| -> Result<usize, String> {
+                s.set_lease_stop_at(peer_id, &lid, at)
+                    .map_err(|e| e.to_string())?;
+                // Ended here before the stop arrived: what its records
+                // charged after the stop is credited now.
+                let ring = KeyRing::load_or_create(&data_dir, UnixTime::now())
+                    .map_err(|e| e.to_string())?;
+                let issuer = super::metering::Issuer {
+                    name: &name,
+                    ring: &ring,
+                    fee_percent,
+                };
+                super::metering::credit_late_stop(s, &issuer, peer_id, &lid, UnixTime::now())
+                    .map_err(|e| e.to_string())
+            })
             .await
             .map_err(|e| internal("recording a lease's stop failed", e))?;
+        if credited > 0 {
+            shared.federation.outbox_wake.notify_one();
+        }
     }
     if lease.state == "ended" {
         return Ok(lease);

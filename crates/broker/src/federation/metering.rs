@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::billing::meter;
-use crate::ledger::{Account, Currency, LedgerError, Transfer, TransferId};
+use crate::ledger::{Account, Currency, Transfer, TransferId};
 use crate::store::{Batch, Direction, LeaseRole, Meterable, MeteredRental, Store, StoreError};
 use crate::time::UnixTime;
 
@@ -125,7 +125,7 @@ pub const PEERS_CLEARING: &str = "peers";
 
 /// Meters every lease this broker runs, at `now`.
 pub fn meter_at(store: &Store, issuer: &Issuer<'_>, now: UnixTime) -> Result<Metered, StoreError> {
-    let linked = store.link_lessor_rentals()?;
+    let linked = store.link_lessor_rentals(now)?;
     if linked > 0 {
         tracing::warn!(
             linked,
@@ -284,7 +284,10 @@ fn credit_after_end(
         let connected = b.connected_stretches(rental.device_id, r.from, to, now)?;
         let unhealthy = b.unhealthy_stretches(rental.device_id, r.from, to, now)?;
         let reachable = meter::reachable(&connected, &unhealthy, r.from, to);
-        let credit = r.amount - meter::charge(r.rate, reachable, r.period_secs);
+        // Never more than the lease still costs (an operator may have
+        // credited some of it already).
+        let left = b.lease_total(Direction::Issued, lease.peer_id, &lease.id)?;
+        let credit = (r.amount - meter::charge(r.rate, reachable, r.period_secs)).min(left);
         if credit <= 0 {
             continue;
         }
@@ -307,35 +310,46 @@ fn credit_after_end(
             r.period + 1,
             lease.id
         );
-        // Taken back from the owner and the fee as they were shared, or
-        // from the fee alone if the owner was paid out meanwhile.
+        // Taken back from the owner and the fee as they were shared; what
+        // the owner was paid out meanwhile, from the fee.
         let mut legs = vec![(Account::Peer(lease.peer_id), credit)];
-        if let Some(owner) = rental.owner_id {
-            let (owner_part, fee) = meter::split(credit, issuer.fee_percent);
-            legs.push((Account::Payable(owner), -owner_part));
-            legs.push((Account::Revenue, -fee));
-        } else {
-            legs.push((Account::Revenue, -credit));
-        }
+        let owner_part = match rental.owner_id {
+            Some(owner) => {
+                let share = meter::split(credit, issuer.fee_percent).0;
+                let owed = b.balance(&Account::Payable(owner), &currency)?;
+                let taken = share.min(owed.max(0));
+                legs.push((Account::Payable(owner), -taken));
+                taken
+            }
+            None => 0,
+        };
+        legs.push((Account::Revenue, owner_part - credit));
         legs.retain(|(_, a)| *a != 0);
-        match b.post(
-            &Transfer::new(id.clone(), currency.clone(), &memo, legs)?,
-            now,
-        ) {
-            Err(StoreError::Ledger(LedgerError::InsufficientFunds { .. })) => {
-                let legs = vec![
-                    (Account::Peer(lease.peer_id), credit),
-                    (Account::Revenue, -credit),
-                ];
-                b.post(&Transfer::new(id, currency, &memo, legs)?, now)?;
-            }
-            other => {
-                other?;
-            }
-        }
+        b.post(&Transfer::new(id, currency, &memo, legs)?, now)?;
         issued += 1;
     }
     Ok(issued)
+}
+
+/// Credits what lease `id` of peer `peer_id` charged after its renter's
+/// stop, when the stop arrived after the lease had ended here (its owner
+/// ended it, say) and its records were all issued.
+pub fn credit_late_stop(
+    store: &Store,
+    issuer: &Issuer<'_>,
+    peer_id: i64,
+    id: &str,
+    now: UnixTime,
+) -> Result<usize, StoreError> {
+    store.batch(|b| match b.meterable(peer_id, id)? {
+        Some(m) if m.lease.usage_closed => match (&m.rental, m.lease.stop_at) {
+            (Some(rental), Some(stop)) => {
+                credit_after_end(b, issuer, &m, rental, stop.max(rental.started_at), now)
+            }
+            _ => Ok(0),
+        },
+        _ => Ok(0),
+    })
 }
 
 /// A record of lease `m` with nothing in it yet.
@@ -444,6 +458,9 @@ pub fn correct(
         let Some(found) = b.lease(LeaseRole::Lessor, peer_id, lease)? else {
             return Ok(Err(format!("no lease {lease} runs here for that peer")));
         };
+        if note.starts_with(LATE_STOP) {
+            return Ok(Err(format!("a reason may not begin with {LATE_STOP:?}")));
+        }
         let total = b.lease_total(Direction::Issued, peer_id, lease)?;
         // A lease never costs more than its rate for each period it had.
         let most = found

@@ -129,7 +129,7 @@ async fn deliver(shared: &Arc<Shared>, peer: &PeerRecord, m: &OutboxMessage) {
                         // The peer never made the lease this broker asked
                         // for: nothing of it will come.
                         Some(lease) if unknown => {
-                            s.drop_lessee_lease(peer_id, lease, "the peer never made it", &key)
+                            super::settlement::drop_unknown(s, peer_id, lease, &key, now)
                         }
                         _ => Ok(()),
                     }

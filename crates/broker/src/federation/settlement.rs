@@ -39,7 +39,8 @@ use crate::time::UnixTime;
 
 /// How long the hold of an hour the wallet cannot cover waits for the
 /// record of the hour before (whose hold it releases) before the lease
-/// ends: the peer's record reaches this broker a pull after the hour.
+/// ends, at most (and two periods at most): the peer's record reaches this
+/// broker a pull after the hour.
 const RECORD_GRACE_SECS: i64 = 600;
 
 /// Pages of records pulled from one peer per round.
@@ -164,8 +165,9 @@ fn hold_lease(
                     // record (which releases what it did not use): wait a
                     // while for it before ending the lease.
                     let start = lease.created_at + k * lease.period_secs;
+                    let grace = RECORD_GRACE_SECS.min(2 * lease.period_secs);
                     let waiting = k > 0
-                        && now.0 < start + RECORD_GRACE_SECS
+                        && now.0 < start + grace
                         && b.transfer_posted(&hold_transfer(lease.peer_id, &lease.id, k - 1)?)?
                         && !b.transfer_posted(&period_transfer(
                             lease.peer_id,
@@ -290,7 +292,6 @@ pub fn book(
     // Periods that may have begun by now, however the two clocks differ.
     let begun = (now.0 + skew - lease.created_at).max(0) / lease.period_secs + 1;
     let so_far = b.lease_total(Direction::Received, peer.id, &lease.id)?;
-    let most = lease.hourly_rate.saturating_mul(begun);
     match body.kind {
         RecordKind::Usage => {
             if body.rate != lease.hourly_rate || body.period_secs != lease.period_secs {
@@ -352,6 +353,9 @@ pub fn book(
             b.close_lease_usage(LeaseRole::Lessee, peer.id, &lease.id)?;
         }
         RecordKind::Correction => {
+            // Never more than the rate for each hour it reported.
+            let hours = b.usage_records(Direction::Received, peer.id, &lease.id)?;
+            let most = lease.hourly_rate.saturating_mul(hours);
             if body.amount == 0 || body.amount < -so_far || so_far + body.amount > most {
                 return wrong(format!(
                     "a correction of {} to a lease that cost {so_far}, at most {most} by its rate",
@@ -479,6 +483,24 @@ fn release_holds(
             (Account::Wallet(lease.renter_id), lease.hourly_rate),
         ];
         post(b, settle, &currency, &memo, legs, now)?;
+    }
+    Ok(())
+}
+
+/// Ends lease `id`, which its peer says it never made (it answered its
+/// stop with 404): nothing of it will come, so what is held for it goes
+/// back to the renter and its usage is closed; the queued stop
+/// (`stop_key`) is dropped.
+pub fn drop_unknown(
+    store: &Store,
+    peer_id: i64,
+    id: &str,
+    stop_key: &str,
+    now: UnixTime,
+) -> Result<(), StoreError> {
+    store.drop_lessee_lease(peer_id, id, "the peer never made it", stop_key)?;
+    if let Some(lease) = store.lease(LeaseRole::Lessee, peer_id, id)? {
+        store.batch(|b| release_holds(b, &lease, "the peer never made it", now))?;
     }
     Ok(())
 }
@@ -647,7 +669,9 @@ mod tests {
 
     use super::*;
     use crate::federation::identity::KeyRing;
-    use crate::federation::metering::{Issuer, Payment, correct, meter_at, record_payment};
+    use crate::federation::metering::{
+        Issuer, Payment, correct, credit_late_stop, meter_at, record_payment,
+    };
     use crate::store::{LeaseLogin, NewLease, NewPeer, Opened, RenterTerms};
 
     const HOUR: i64 = 3600;
@@ -1029,6 +1053,47 @@ mod tests {
         assert_eq!(p.a_balance(Account::Wallet(p.renter)), 10_000 - RATE / 2);
         assert_eq!(p.a_balance(Account::Held(p.renter)), 0);
         assert_eq!(p.a_balance(Account::Receivable(p.renter)), 0);
+        assert_eq!(
+            p.b_balance(Account::Payable(p.owner)) + p.b_balance(Account::Revenue),
+            RATE / 2
+        );
+        p.assert_agree();
+    }
+
+    #[test]
+    fn a_stop_that_arrives_after_the_lease_ended_here_is_credited_too() {
+        let p = pair(10_000);
+        // The owner ends the rental at 1:30 and B issues every record; the
+        // renter had stopped at 0:30, which B learns only now.
+        p.b.set_rental_ending(&p.rental, None, UnixTime(T0 + HOUR + 1800))
+            .unwrap();
+        p.meter(T0 + HOUR + 1801);
+        assert!(p.b.leases_to_meter().unwrap().is_empty(), "all issued");
+        p.b.set_lease_stop_at(p.a_at_b, "lse-1", T0 + 1800).unwrap();
+        let credits = credit_late_stop(
+            &p.b,
+            &p.issuer(),
+            p.a_at_b,
+            "lse-1",
+            UnixTime(T0 + 2 * HOUR),
+        )
+        .unwrap();
+        assert_eq!(credits, 2, "the rest of the first hour, and the second");
+        assert_eq!(
+            credit_late_stop(
+                &p.b,
+                &p.issuer(),
+                p.a_at_b,
+                "lse-1",
+                UnixTime(T0 + 2 * HOUR)
+            )
+            .unwrap(),
+            0,
+            "once"
+        );
+        assert_eq!(p.pull(T0 + 2 * HOUR + 1), None);
+        assert_eq!(p.a_balance(Account::Peer(p.b_at_a)), RATE / 2);
+        assert_eq!(p.a_balance(Account::Wallet(p.renter)), 10_000 - RATE / 2);
         assert_eq!(
             p.b_balance(Account::Payable(p.owner)) + p.b_balance(Account::Revenue),
             RATE / 2

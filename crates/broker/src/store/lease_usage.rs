@@ -278,6 +278,22 @@ impl Batch<'_> {
             .is_some())
     }
 
+    /// How many usage records (hours) of one lease a chain has.
+    pub fn usage_records(
+        &self,
+        direction: Direction,
+        peer_id: i64,
+        lease: &str,
+    ) -> Result<i64, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM lease_usage
+                 WHERE direction = ?1 AND peer_id = ?2 AND lease = ?3 AND kind = 'usage'",
+            )?
+            .query_row(params![direction.as_str(), peer_id, lease], |r| r.get(0))?)
+    }
+
     /// The sum of the records of one lease in a chain.
     pub fn lease_total(
         &self,
@@ -397,23 +413,27 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Links each open lease this broker runs that has no rental yet to the
-    /// open rental of its device by the peer's account, if there is one: a
-    /// broker stopped between starting a leased rental and recording it on
-    /// the lease would otherwise leave that rental unbilled, and a stop
-    /// from the peer would not reach it.
-    pub fn link_lessor_rentals(&self) -> Result<usize, StoreError> {
+    /// Links each open lease this broker runs that has had no rental for
+    /// five minutes (longer than setting one up takes) to the open rental
+    /// of its device by the peer's account that no lease has, if there is
+    /// one: a broker stopped between starting a leased rental and recording
+    /// it on the lease would otherwise leave that rental unbilled, and a
+    /// stop from the peer would not reach it.
+    pub fn link_lessor_rentals(&self, now: UnixTime) -> Result<usize, StoreError> {
         Ok(self.conn().execute(
             "UPDATE leases SET rental_id = (
                  SELECT r.id FROM rentals r JOIN devices d ON d.id = r.device_id
                  WHERE d.name = leases.device AND r.renter_id = leases.renter_id
-                     AND r.state != 'ended' AND r.started_at >= leases.created_at)
+                     AND r.state != 'ended' AND r.started_at >= leases.created_at
+                     AND NOT EXISTS (SELECT 1 FROM leases o WHERE o.rental_id = r.id))
              WHERE role = 'lessor' AND state = 'open' AND rental_id IS NULL
+                 AND created_at < ?1 - 300
                  AND EXISTS (
                  SELECT 1 FROM rentals r JOIN devices d ON d.id = r.device_id
                  WHERE d.name = leases.device AND r.renter_id = leases.renter_id
-                     AND r.state != 'ended' AND r.started_at >= leases.created_at)",
-            [],
+                     AND r.state != 'ended' AND r.started_at >= leases.created_at
+                     AND NOT EXISTS (SELECT 1 FROM leases o WHERE o.rental_id = r.id))",
+            [now.0],
         )?)
     }
 

@@ -292,7 +292,9 @@ impl Store {
 
     /// Sets the login the peer gave for a lease this broker's renter holds,
     /// and the period its rate is for, and cancels the stop queued in case
-    /// no answer came (`stop_key`).
+    /// no answer came (`stop_key`); false, changing nothing, if the lease
+    /// ended meanwhile (its renter stopped it, or the stop went out): that
+    /// stop stands.
     pub fn set_lessee_login(
         &self,
         peer_id: i64,
@@ -300,25 +302,32 @@ impl Store {
         login: &LeaseLogin,
         period_secs: i64,
         stop_key: &str,
-    ) -> Result<(), StoreError> {
-        let conn = self.conn();
-        cancel_message(&conn, stop_key)?;
-        conn.execute(
-            "UPDATE leases SET username = ?3, ssh_host = ?4, ssh_port = ?5, http_url = ?6,
-                 https_url = ?7, period_secs = ?8
-             WHERE role = 'lessee' AND peer_id = ?1 AND id = ?2",
-            params![
-                peer_id,
-                id,
-                login.username,
-                login.ssh_host,
-                login.ssh_port,
-                login.http_url,
-                login.https_url,
-                period_secs
-            ],
-        )?;
-        Ok(())
+    ) -> Result<bool, StoreError> {
+        self.batch(|b| {
+            let set = b
+                .conn
+                .prepare_cached(
+                    "UPDATE leases SET username = ?3, ssh_host = ?4, ssh_port = ?5, http_url = ?6,
+                         https_url = ?7, period_secs = ?8
+                     WHERE role = 'lessee' AND peer_id = ?1 AND id = ?2 AND state = 'open'
+                         AND usage_closed = 0",
+                )?
+                .execute(params![
+                    peer_id,
+                    id,
+                    login.username,
+                    login.ssh_host,
+                    login.ssh_port,
+                    login.http_url,
+                    login.https_url,
+                    period_secs
+                ])?
+                == 1;
+            if set {
+                cancel_message(b.conn, stop_key)?;
+            }
+            Ok(set)
+        })
     }
 
     /// Ends a lease the peer refused: it has nothing to report of it, and
@@ -487,7 +496,7 @@ impl Store {
     pub fn messages_due_now(&self, peer_id: i64, now: UnixTime) -> Result<(), StoreError> {
         self.conn().execute(
             "UPDATE peer_outbox SET next_attempt_at = ?2
-             WHERE peer_id = ?1 AND delivered_at IS NULL AND next_attempt_at > ?2",
+             WHERE peer_id = ?1 AND delivered_at IS NULL AND attempts > 0 AND next_attempt_at > ?2",
             params![peer_id, now.0],
         )?;
         Ok(())
