@@ -411,7 +411,12 @@ pub async fn stop(
         let (peer_id, id) = (peer.id, id.to_string());
         shared
             .store
-            .blocking(move |s| s.lease(LeaseRole::Lessor, peer_id, &id))
+            .blocking(move |s| {
+                // A rental this broker started but did not record on the
+                // lease (it stopped in between) is stopped too.
+                s.link_lessor_rental(peer_id, &id)?;
+                s.lease(LeaseRole::Lessor, peer_id, &id)
+            })
             .await
             .map_err(|e| internal("reading a lease failed", e))?
             .ok_or_else(not_found)?

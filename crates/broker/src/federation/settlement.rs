@@ -1332,6 +1332,11 @@ mod tests {
         // As if the broker stopped between starting the rental and
         // recording it on the lease.
         let p = pair_with(10_000, false);
+        assert_eq!(
+            p.b.link_lessor_rentals(UnixTime(T0 + 10)).unwrap(),
+            0,
+            "a lease being set up is left alone"
+        );
         p.meter(T0 + HOUR + 5);
         let lease =
             p.b.lease(LeaseRole::Lessor, p.a_at_b, "lse-1")
@@ -1341,6 +1346,22 @@ mod tests {
         assert_eq!(p.pull(T0 + HOUR + 10), None);
         assert_eq!(p.a_balance(Account::Peer(p.b_at_a)), RATE);
         p.assert_agree();
+    }
+
+    #[test]
+    fn a_peers_stop_finds_a_rental_never_recorded_on_its_lease() {
+        let p = pair_with(10_000, false);
+        assert_eq!(
+            p.b.link_lessor_rental(p.a_at_b, "lse-1")
+                .unwrap()
+                .as_deref(),
+            Some(p.rental.as_str())
+        );
+        assert_eq!(
+            p.b.link_lessor_rental(p.a_at_b, "lse-2").unwrap(),
+            None,
+            "no such lease"
+        );
     }
 
     #[test]

@@ -48,6 +48,14 @@ pub struct MeteredRental {
     pub end_reason: Option<String>,
 }
 
+/// The rental a lease (`leases`, in an `UPDATE`) of this broker's has if
+/// the broker stopped before recording it: the open rental of its device by
+/// the peer's account, started since the lease, that no lease has.
+const ORPHAN_RENTAL: &str = "SELECT r.id FROM rentals r JOIN devices d ON d.id = r.device_id
+     WHERE d.name = leases.device AND r.renter_id = leases.renter_id
+         AND r.state != 'ended' AND r.started_at >= leases.created_at
+         AND NOT EXISTS (SELECT 1 FROM leases o WHERE o.rental_id = r.id)";
+
 /// The leases this broker runs with their rentals, to be narrowed with a
 /// `WHERE` clause.
 fn meterable_sql(filter: &str) -> String {
@@ -414,27 +422,40 @@ impl Store {
     }
 
     /// Links each open lease this broker runs that has had no rental for
-    /// five minutes (longer than setting one up takes) to the open rental
-    /// of its device by the peer's account that no lease has, if there is
-    /// one: a broker stopped between starting a leased rental and recording
-    /// it on the lease would otherwise leave that rental unbilled, and a
-    /// stop from the peer would not reach it.
+    /// five minutes (longer than setting one up takes) to its rental, if
+    /// one is found ([`ORPHAN_RENTAL`]): a broker stopped between starting
+    /// a leased rental and recording it on the lease would otherwise leave
+    /// that rental unbilled.
     pub fn link_lessor_rentals(&self, now: UnixTime) -> Result<usize, StoreError> {
         Ok(self.conn().execute(
-            "UPDATE leases SET rental_id = (
-                 SELECT r.id FROM rentals r JOIN devices d ON d.id = r.device_id
-                 WHERE d.name = leases.device AND r.renter_id = leases.renter_id
-                     AND r.state != 'ended' AND r.started_at >= leases.created_at
-                     AND NOT EXISTS (SELECT 1 FROM leases o WHERE o.rental_id = r.id))
-             WHERE role = 'lessor' AND state = 'open' AND rental_id IS NULL
-                 AND created_at < ?1 - 300
-                 AND EXISTS (
-                 SELECT 1 FROM rentals r JOIN devices d ON d.id = r.device_id
-                 WHERE d.name = leases.device AND r.renter_id = leases.renter_id
-                     AND r.state != 'ended' AND r.started_at >= leases.created_at
-                     AND NOT EXISTS (SELECT 1 FROM leases o WHERE o.rental_id = r.id))",
+            &format!(
+                "UPDATE leases SET rental_id = ({ORPHAN_RENTAL})
+                 WHERE role = 'lessor' AND state = 'open' AND rental_id IS NULL
+                     AND created_at < ?1 - 300 AND ({ORPHAN_RENTAL}) IS NOT NULL"
+            ),
             [now.0],
         )?)
+    }
+
+    /// [`Store::link_lessor_rentals`] for lease `id` of peer `peer_id` now,
+    /// whatever its age (its peer is stopping it); its rental, if it has one.
+    pub fn link_lessor_rental(&self, peer_id: i64, id: &str) -> Result<Option<String>, StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            &format!(
+                "UPDATE leases SET rental_id = ({ORPHAN_RENTAL})
+                 WHERE role = 'lessor' AND peer_id = ?1 AND id = ?2 AND rental_id IS NULL"
+            ),
+            params![peer_id, id],
+        )?;
+        Ok(conn
+            .query_row(
+                "SELECT rental_id FROM leases WHERE role = 'lessor' AND peer_id = ?1 AND id = ?2",
+                params![peer_id, id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
     }
 
     /// The open leases this broker's renters hold at a price (the peer
