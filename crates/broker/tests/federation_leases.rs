@@ -412,6 +412,28 @@ async fn a_renter_leases_a_peer_device_logs_in_and_stops_from_home() {
         (balance(&alpha, "peer", &peer_id(&alpha, "beta")) == first).then_some(())
     })
     .await;
+    // Alpha's administrator sees the same on the peer's statement page.
+    let mut ops = common::web::sign_in_admin(&alpha, "ops@example.org").await;
+    let page = ops.get("/admin/peers/beta").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(
+        common::web::testid(&page.body, &format!("amount-{lease}")),
+        format!("{}.{:02}", first / 100, first % 100)
+    );
+    assert!(
+        page.body.contains(&format!(
+            "This broker owes beta {}.{:02} USD.",
+            first / 100,
+            first % 100
+        )),
+        "{}",
+        page.body
+    );
+    assert_eq!(
+        renter.get("/admin/peers/beta").await.status,
+        404,
+        "administrators only"
+    );
     let usage = common::api::call(alpha.api, "GET", &usage_path, Some(&token), None).await;
     assert_eq!(usage.json["charges"][0]["kind"], "correction");
     assert_eq!(usage.json["charges"][0]["amount_cents"], -1);

@@ -17,11 +17,12 @@ use serde::Serialize;
 use super::Actor;
 use crate::accounts::normalize_email;
 use crate::broker::Shared;
+use crate::federation::usage::Statement;
 use crate::payouts::crypto::{self, CryptoError, Imported};
 use crate::rental::{self, RentalError};
 use crate::store::{
-    AdminDevice, AdminRental, AdminUser, BucketSum, CurrencyTotal, PayoutRecord, PayoutState,
-    PeerRecord, Removal, StoreError, Sum, Suspension,
+    AdminDevice, AdminRental, AdminUser, BucketSum, CurrencyTotal, Direction, LeaseTotal,
+    PayoutRecord, PayoutState, PeerRecord, Removal, StoreError, Sum, Suspension,
 };
 use crate::time::UnixTime;
 
@@ -217,6 +218,52 @@ pub async fn remove_peer(shared: &Arc<Shared>, actor: Actor, name: &str) -> Resu
         Removal::NoSuchPeer => Err(AdminError::NoSuchPeer),
         Removal::OpenLeases(n) => Err(AdminError::OpenLeases(n)),
     }
+}
+
+/// This broker's side of its statement with a peer, for administrators.
+#[derive(Debug, Clone)]
+pub struct PeerStatement {
+    pub peer: PeerRecord,
+    pub statement: Statement,
+    /// Leases the peer ran for renters here.
+    pub run_by_peer: Vec<LeaseTotal>,
+    /// Leases this broker ran for the peer's renters.
+    pub run_for_peer: Vec<LeaseTotal>,
+}
+
+/// The statement with the peer called `name` (active or removed), of
+/// every record.
+pub async fn peer_statement(
+    shared: &Arc<Shared>,
+    actor: Actor,
+    name: &str,
+) -> Result<PeerStatement, AdminError> {
+    admin(actor)?;
+    let (name, own, currency) = (
+        name.to_string(),
+        shared.settings.federation.name.clone(),
+        shared.settings.billing.currency.clone(),
+    );
+    shared
+        .store
+        .blocking(move |s| {
+            let Some(peer) = s.peers()?.into_iter().find(|p| p.name == name) else {
+                return Ok(Err(AdminError::NoSuchPeer));
+            };
+            let statement = match Statement::of(s, &own, peer.id, &currency, None, UnixTime::now())?
+            {
+                Ok(statement) => statement,
+                Err(why) => return Ok(Err(AdminError::BadReason(why))),
+            };
+            Ok(Ok(PeerStatement {
+                run_by_peer: s.lease_totals(Direction::Received, peer.id, None)?,
+                run_for_peer: s.lease_totals(Direction::Issued, peer.id, None)?,
+                statement,
+                peer,
+            }))
+        })
+        .await
+        .map_err(AdminError::Store)?
 }
 
 /// Checks the ledger: the sum of every account per currency, and every

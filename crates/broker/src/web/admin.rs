@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use axum::Form;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::{Markup, html};
@@ -24,7 +24,7 @@ use crate::actions::admin::{self, AdminError, Device, LedgerCheck, Revenue};
 use crate::broker::Shared;
 use crate::price::show_price;
 use crate::rental;
-use crate::store::{AdminRental, AdminUser, BucketSum, PeerRecord, Sum};
+use crate::store::{AdminRental, AdminUser, BucketSum, LeaseTotal, PeerRecord, Sum};
 use crate::time::UnixTime;
 
 fn not_found(session: &Session) -> Response {
@@ -273,7 +273,7 @@ fn peers_table(session: &Session, peers: &[PeerRecord]) -> Markup {
                 tbody {
                     @for p in peers {
                         tr data-testid={ "peer-" (p.name) } {
-                            td { (p.name) br; span.hint { (p.base_url) } }
+                            td { a href={ "/admin/peers/" (p.name) } { (p.name) } br; span.hint { (p.base_url) } }
                             td { (when(p.added_at)) }
                             td { (show_price(p.credit_limit)) " " (p.currency) }
                             td data-testid={ "peer-balance-" (p.name) } {
@@ -745,4 +745,85 @@ pub async fn import_payouts(
         Err(AdminError::NotAdmin) => not_found(&session),
         Err(e) => refused_revenue(&shared, &session, e).await,
     }
+}
+
+fn lease_totals(title: &str, testid: &str, leases: &[LeaseTotal], total: i64) -> Markup {
+    html! {
+        h2 { (title) }
+        @if leases.is_empty() {
+            p { "None." }
+        } @else {
+            div.table-wrap { table data-testid=(testid) {
+                thead { tr { th { "Lease" } th { "Device" } th { "Hours" } th { "Corrections" } th { "Amount" } th { "State" } } }
+                tbody {
+                    @for l in leases {
+                        tr data-testid={ (testid) "-" (l.lease) } {
+                            td { @if l.lease.is_empty() { "payments" } @else { (l.lease) } }
+                            td { (l.device) }
+                            td { (l.periods) }
+                            td { (l.corrections) }
+                            td data-testid={ "amount-" (l.lease) } { (show_price(l.total)) }
+                            td { @if l.lease.is_empty() { "" } @else if l.ended { "ended" } @else { "running" } }
+                        }
+                    }
+                    tr { td colspan="4" { strong { "Total" } } td { strong { (show_price(total)) } } td {} }
+                }
+            } }
+        }
+    }
+}
+
+/// `GET /admin/peers/{name}`: this broker's side of its statement with a
+/// peer.
+pub async fn peer_page(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    let Some((session, _)) = current_session(&shared, &headers).await else {
+        return super::see_other("/signin");
+    };
+    let st = match admin::peer_statement(&shared, Actor::from(&session), &name).await {
+        Ok(st) => st,
+        Err(AdminError::NotAdmin) => return not_found(&session),
+        Err(e) => return refused(&shared, &session, e).await,
+    };
+    let s = &st.statement;
+    let balance = match s.balance {
+        0 => "Nothing is owed either way.".to_string(),
+        b if b > 0 => format!(
+            "This broker owes {} {} {}.",
+            st.peer.name,
+            show_price(b),
+            s.currency
+        ),
+        b => format!(
+            "{} owes this broker {} {}.",
+            st.peer.name,
+            show_price(-b),
+            s.currency
+        ),
+    };
+    html_response(
+        StatusCode::OK,
+        page(
+            &format!("Peer {}", st.peer.name),
+            Some(&session),
+            None,
+            html! {
+                h1 { "Statement with " (st.peer.name) }
+                p { (st.peer.base_url) " · credit limit " (show_price(st.peer.credit_limit)) " " (st.peer.currency) }
+                p data-testid="peer-balance" { strong { (balance) } }
+                p data-testid="peer-usage-check" {
+                    @if let Some(problem) = &st.peer.usage_problem { strong { "Its usage records do not check out: " } (problem) }
+                    @else if let Some(at) = st.peer.usage_checked_at { "Its usage records agreed with this broker's copy " (when(at)) "." }
+                    @else { "Its usage records have not been checked yet." }
+                }
+                (lease_totals(&format!("Leases {} ran for renters here ({} records)", st.peer.name, s.received.seq), "run-by-peer", &st.run_by_peer, s.received.total))
+                (lease_totals(&format!("Leases this broker ran for {}'s renters ({} records)", st.peer.name, s.issued.seq), "run-for-peer", &st.run_for_peer, s.issued.total))
+                p.hint { "To compare with " (st.peer.name) "'s own statement, run " code { "rpibroker peer statement " (st.peer.name) } " on this broker." }
+                p { a href="/admin#peers" { "Back to the administrators' page" } }
+            },
+        ),
+    )
 }

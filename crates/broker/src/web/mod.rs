@@ -148,6 +148,7 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/admin/devices", post(admin::device_action))
         .route("/admin/rentals/end", post(admin::end_rental))
         .route("/admin/peers/remove", post(admin::remove_peer))
+        .route("/admin/peers/{name}", get(admin::peer_page))
         .route("/admin/revenue", get(admin::revenue_page))
         .route("/admin/payouts/export", post(admin::export_payouts))
         .route("/admin/payouts/import", post(admin::import_payouts))
