@@ -61,13 +61,18 @@ async fn meter(shared: &Arc<Shared>) {
         .store
         .blocking(move |s| {
             let now = UnixTime::now();
+            let leases = s.leases_to_meter().map_err(|e| e.to_string())?;
+            if leases.is_empty() {
+                return Ok(Metered::default());
+            }
+            // Read afresh, so a rotated key signs at once.
             let ring = KeyRing::load_or_create(&data_dir, now).map_err(|e| e.to_string())?;
             let issuer = Issuer {
                 name: &name,
                 ring: &ring,
                 fee_percent,
             };
-            meter_at(s, &issuer, now).map_err(|e| e.to_string())
+            meter_leases(s, &issuer, &leases, now).map_err(|e| e.to_string())
         })
         .await;
     match metered {
@@ -125,6 +130,17 @@ pub const PEERS_CLEARING: &str = "peers";
 
 /// Meters every lease this broker runs, at `now`.
 pub fn meter_at(store: &Store, issuer: &Issuer<'_>, now: UnixTime) -> Result<Metered, StoreError> {
+    meter_leases(store, issuer, &store.leases_to_meter()?, now)
+}
+
+/// Meters `leases` (those this broker runs whose usage it has not
+/// finished recording, as read a moment ago), at `now`.
+fn meter_leases(
+    store: &Store,
+    issuer: &Issuer<'_>,
+    leases: &[Meterable],
+    now: UnixTime,
+) -> Result<Metered, StoreError> {
     let linked = store.link_lessor_rentals(now)?;
     if linked > 0 {
         tracing::warn!(
@@ -133,7 +149,7 @@ pub fn meter_at(store: &Store, issuer: &Issuer<'_>, now: UnixTime) -> Result<Met
         );
     }
     let mut metered = Metered::default();
-    for m in store.leases_to_meter()? {
+    for m in leases {
         // Read again in the transaction: a stop may have arrived since.
         let (records, ended) =
             store.batch(|b| match b.meterable(m.lease.peer_id, &m.lease.id)? {

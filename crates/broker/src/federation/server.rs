@@ -462,7 +462,8 @@ async fn lease_show(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let (peer, verified, ring) = match from_peer(&shared, &method, &uri, &headers, &body).await {
+    let (peer, verified, ring) = match from_peer_get(&shared, &method, &uri, &headers, &body).await
+    {
         Ok(v) => v,
         Err(r) => return *r,
     };

@@ -249,29 +249,57 @@ pub fn book(
             body.issuer, body.recipient, peer.name
         ));
     }
-    if body.kind == RecordKind::Payment {
-        if body.currency != peer.currency {
-            return wrong(format!(
-                "a payment in {}; this broker settles with {} in {}",
-                body.currency, peer.name, peer.currency
-            ));
-        }
-        let legs = vec![
-            (Account::Peer(peer.id), body.amount),
-            (Account::Clearing(PEERS_CLEARING.into()), -body.amount),
-        ];
-        let memo = format!("paid to {}: {}", peer.name, clip(&body.note));
-        let currency = Currency::parse(&body.currency)?;
-        post(
-            b,
-            record_transfer(peer.id, body.seq)?,
-            &currency,
-            &memo,
-            legs,
-            now,
-        )?;
-        return append(b, peer, body, signed, now);
+    let booked = match body.kind {
+        RecordKind::Payment => book_payment(b, peer, body, now)?,
+        _ => book_for_lease(b, peer, body, now)?,
+    };
+    if let Err(why) = booked {
+        return wrong(why);
     }
+    b.append_record(Direction::Received, peer.id, body, signed, now)?;
+    Ok(Ok(()))
+}
+
+/// Books a payment the peer received from this broker: it owes that much
+/// less. `Err` (why it is refused) moves no money.
+fn book_payment(
+    b: &Batch<'_>,
+    peer: &PeerRecord,
+    body: &RecordBody,
+    now: UnixTime,
+) -> Result<Result<(), String>, StoreError> {
+    if body.currency != peer.currency {
+        return Ok(Err(format!(
+            "a payment in {}; this broker settles with {} in {}",
+            body.currency, peer.name, peer.currency
+        )));
+    }
+    let legs = vec![
+        (Account::Peer(peer.id), body.amount),
+        (Account::Clearing(PEERS_CLEARING.into()), -body.amount),
+    ];
+    let memo = format!("paid to {}: {}", peer.name, clip(&body.note));
+    let currency = Currency::parse(&body.currency)?;
+    post(
+        b,
+        record_transfer(peer.id, body.seq)?,
+        &currency,
+        &memo,
+        legs,
+        now,
+    )?;
+    Ok(Ok(()))
+}
+
+/// Books a record of one of the leases this broker's renters hold from
+/// `peer`. `Err` (why it is refused) moves no money.
+fn book_for_lease(
+    b: &Batch<'_>,
+    peer: &PeerRecord,
+    body: &RecordBody,
+    now: UnixTime,
+) -> Result<Result<(), String>, StoreError> {
+    let wrong = |why: String| Ok(Err(why));
     let Some(lease) = b.lease(LeaseRole::Lessee, peer.id, &body.lease)? else {
         return wrong(format!(
             "no lease {} is held from {}",
@@ -385,20 +413,8 @@ pub fn book(
                 now,
             )?;
         }
-        RecordKind::Payment => unreachable!("payments are booked above"),
+        RecordKind::Payment => return wrong("a payment names no lease".into()),
     }
-    append(b, peer, body, signed, now)
-}
-
-/// Adds the booked record to this broker's copy of the chain.
-fn append(
-    b: &Batch<'_>,
-    peer: &PeerRecord,
-    body: &RecordBody,
-    signed: &SignedRecord,
-    now: UnixTime,
-) -> Result<Result<(), Rejected>, StoreError> {
-    b.append_record(Direction::Received, peer.id, body, signed, now)?;
     Ok(Ok(()))
 }
 
@@ -581,12 +597,12 @@ async fn pull(shared: &Arc<Shared>, mut peer: PeerRecord) -> Result<Option<Strin
     let mut refreshed = false;
     for _ in 0..MAX_PAGES {
         let id = peer.id;
-        let have = shared
+        let (have, _) = shared
             .store
-            .blocking(move |s| s.chain_head(Direction::Received, id))
+            .blocking(move |s| s.chain_tip(Direction::Received, id))
             .await
             .map_err(|e| internal(&peer, e))?;
-        let path = format!("{}?after={}", super::wire::USAGE_PATH, have.seq);
+        let path = format!("{}?after={have}", super::wire::USAGE_PATH);
         let bytes =
             super::leases::call_peer(shared, &peer, Method::GET, &path, Vec::new(), None).await?;
         let page: UsagePage = serde_json::from_slice(&bytes).map_err(|e| CallError::BadAnswer {
@@ -600,7 +616,13 @@ async fn pull(shared: &Arc<Shared>, mut peer: PeerRecord) -> Result<Option<Strin
             });
         }
         if page.records.is_empty() {
-            return Ok(compare(&have, &page));
+            // Every record is in: compare totals too, once.
+            let ours = shared
+                .store
+                .blocking(move |s| s.chain_head(Direction::Received, id))
+                .await
+                .map_err(|e| internal(&peer, e))?;
+            return Ok(compare(&ours, &page));
         }
         for record in page.records {
             let body = match record.open(&peer.keys, UnixTime::now()) {

@@ -325,6 +325,15 @@ impl Store {
         head_on(&self.conn(), direction, peer_id, None)
     }
 
+    /// The number and hash of the chain's last record.
+    pub fn chain_tip(
+        &self,
+        direction: Direction,
+        peer_id: i64,
+    ) -> Result<(i64, String), StoreError> {
+        tip_on(&self.conn(), direction, peer_id, None)
+    }
+
     /// The last record of the chain issued in `span`, and the total of
     /// those issued in it.
     pub fn chain_head_in(
