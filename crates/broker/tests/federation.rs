@@ -11,8 +11,8 @@
 
 mod common;
 
+use common::peering::{ok, peer};
 use std::collections::BTreeSet;
-use std::process::Output;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use common::web::{WebClient, list_at, sign_up};
@@ -37,30 +37,6 @@ async fn broker_with(name: &str, extra: &str) -> TestBroker {
         ),
     )
     .await
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// `inviter` invites, `invitee` accepts.
-fn peer(inviter: &TestBroker, invitee: &TestBroker) {
-    let invite = ok(inviter.run(&[
-        "peer",
-        "invite",
-        "--credit-limit",
-        "50.00",
-        "--currency",
-        "EUR",
-    ]));
-    let accepted = ok(invitee.run(&["peer", "accept", invite.trim()]));
-    assert!(accepted.contains("is now a peer"), "{accepted}");
 }
 
 fn peers(b: &TestBroker) -> Vec<Value> {
@@ -142,7 +118,7 @@ async fn peers_by_invite_see_each_others_devices_and_removals() {
     assert_eq!(doc["keys"][0]["alg"], "ed25519");
     assert!(doc["keys"][0]["valid_until"].is_null());
 
-    peer(&alpha, &beta);
+    peer(&alpha, &beta, "EUR");
     for (b, other) in [(&alpha, "beta"), (&beta, "alpha")] {
         let list = peers(b);
         assert_eq!(list.len(), 1, "{list:?}");
@@ -213,8 +189,8 @@ async fn a_peer_behind_pruned_removals_gets_the_full_listing_again() {
     let mut beta = broker("beta").await;
     let gamma = broker("gamma").await;
     let mut alice = owner_listing(&alpha, "alice@example.org", &["a1", "a2", "a3"]).await;
-    peer(&alpha, &beta);
-    peer(&alpha, &gamma);
+    peer(&alpha, &beta, "EUR");
+    peer(&alpha, &gamma, "EUR");
     let all = set(&[("alpha", "a1"), ("alpha", "a2"), ("alpha", "a3")]);
     wait_for_peer_devices(&beta, all.clone()).await;
     wait_for_peer_devices(&gamma, all).await;
@@ -264,7 +240,7 @@ async fn marketplace_filters_and_sorting_apply_to_peer_devices() {
     let r = list_at(&mut alice, "dear", true, "2.00").await;
     assert_eq!(r.status, 200, "{}", r.body);
     owner_listing(&beta, "bob@example.org", &["b1"]).await;
-    peer(&alpha, &beta);
+    peer(&alpha, &beta, "EUR");
     wait_for_peer_devices(&beta, set(&[("alpha", "cheap"), ("alpha", "dear")])).await;
 
     let cases: [(&str, &[&str], &[&str]); 8] = [
@@ -360,7 +336,7 @@ async fn forged_tampered_replayed_expired_and_removed_requests_are_refused() {
     let alpha = broker("alpha").await;
     let beta = broker("beta").await;
     owner_listing(&alpha, "alice@example.org", &["a1"]).await;
-    peer(&alpha, &beta);
+    peer(&alpha, &beta, "EUR");
     // Beta's own key, read from its data directory, signs as beta would.
     let beta_keys = KeyRing::load_or_create(&beta.data_dir(), UnixTime::now()).unwrap();
     let path = "/federation/v1/listings?cursor=0";
@@ -538,9 +514,9 @@ async fn three_brokers_in_a_triangle_show_the_other_two_and_none_re_exports() {
     owner_listing(&alpha, "a@example.org", &["a1"]).await;
     owner_listing(&beta, "b@example.org", &["b1"]).await;
     owner_listing(&gamma, "c@example.org", &["c1"]).await;
-    peer(&alpha, &beta);
-    peer(&beta, &gamma);
-    peer(&gamma, &alpha);
+    peer(&alpha, &beta, "EUR");
+    peer(&beta, &gamma, "EUR");
+    peer(&gamma, &alpha, "EUR");
     wait_for_peer_devices(&alpha, set(&[("beta", "b1"), ("gamma", "c1")])).await;
     wait_for_peer_devices(&beta, set(&[("alpha", "a1"), ("gamma", "c1")])).await;
     wait_for_peer_devices(&gamma, set(&[("alpha", "a1"), ("beta", "b1")])).await;
@@ -584,7 +560,7 @@ async fn peers_learn_a_rotated_key_from_the_old_one() {
     let alpha = broker("alpha").await;
     let beta = broker("beta").await;
     let mut alice = owner_listing(&alpha, "alice@example.org", &["a1", "a2"]).await;
-    peer(&alpha, &beta);
+    peer(&alpha, &beta, "EUR");
     wait_for_peer_devices(&beta, set(&[("alpha", "a1"), ("alpha", "a2")])).await;
 
     // Alpha's answers are now signed with a key beta was never given.

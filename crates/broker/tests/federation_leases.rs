@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::process::Output;
+use common::peering::{ok, peer};
 
 use axum::http::HeaderMap;
 use common::sandbox::{self, Cleanup, RenterLogin, assert_ran, register_and_start};
@@ -46,29 +46,6 @@ async fn broker_polling(name: &str, extra: &str, lease_poll: u64) -> TestBroker 
     .await
 }
 
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// `inviter` invites with a credit limit of 50.00 USD, `invitee` accepts.
-fn peer(inviter: &TestBroker, invitee: &TestBroker) {
-    let invite = ok(inviter.run(&[
-        "peer",
-        "invite",
-        "--credit-limit",
-        "50.00",
-        "--currency",
-        "USD",
-    ]));
-    ok(invitee.run(&["peer", "accept", invite.trim()]));
-}
-
 /// Waits until `b`'s marketplace shows `device` of peer `from` as
 /// `available`.
 async fn wait_offer(b: &TestBroker, from: &str, device: &str, available: bool) -> Value {
@@ -85,6 +62,35 @@ async fn wait_offer(b: &TestBroker, from: &str, device: &str, available: bool) -
                 .find(|d| d["broker"] == from && d["name"] == device && d["available"] == available)
                 .cloned()
         },
+    )
+    .await
+}
+
+/// Beta's owner registers `b1` (never connected, so unavailable) and lists
+/// it at 0.25 an hour; alpha's marketplace shows it. The owner's session.
+async fn offline_offer(alpha: &TestBroker, beta: &TestBroker) -> common::web::WebClient {
+    let mut owner = sign_up(beta.api, "owner@example.org").await;
+    let page = owner.get("/devices").await;
+    let r = owner
+        .post(
+            "/devices",
+            &[("csrf", &common::web::csrf_of(&page.body)), ("name", "b1")],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(list_at(&mut owner, "b1", true, "0.25").await.status, 200);
+    wait_offer(alpha, "beta", "b1", false).await;
+    owner
+}
+
+/// Alpha's renter (API token `token`) asks to lease beta's `b1` at 0.25.
+async fn lease_b1(alpha: &TestBroker, token: &str) -> common::api::Answer {
+    common::api::call(
+        alpha.api,
+        "POST",
+        "/api/v1/leases",
+        Some(token),
+        Some(&json!({"broker": "beta", "device": "b1", "hourly_rate_cents": 25})),
     )
     .await
 }
@@ -215,7 +221,7 @@ async fn a_renter_leases_a_peer_device_logs_in_and_stops_from_home() {
     )
     .await;
     let mut beta = broker_with("beta", BILLING).await;
-    peer(&alpha, &beta);
+    peer(&alpha, &beta, "USD");
     let mut owner = sign_up(beta.api, "owner@example.org").await;
     let (_device, _agent) = register_and_start(&beta, &mut owner, name).await;
     assert_eq!(list_at(&mut owner, name, true, "0.25").await.status, 200);
@@ -548,31 +554,14 @@ async fn send(
 async fn forged_replayed_and_outdated_lease_requests_are_refused() {
     let alpha = broker("alpha").await;
     let beta = broker("beta").await;
-    peer(&alpha, &beta);
-    let mut owner = sign_up(beta.api, "owner@example.org").await;
-    let page = owner.get("/devices").await;
-    let r = owner
-        .post(
-            "/devices",
-            &[("csrf", &common::web::csrf_of(&page.body)), ("name", "b1")],
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    assert_eq!(list_at(&mut owner, "b1", true, "0.25").await.status, 200);
-    wait_offer(&alpha, "beta", "b1", false).await;
+    peer(&alpha, &beta, "USD");
+    let mut owner = offline_offer(&alpha, &beta).await;
 
     // Through alpha: a device that is offline cannot be leased, and alpha
     // does not ask beta.
     let mut renter = sign_up(alpha.api, "renter@example.org").await;
     let token = common::api::create_token(&mut renter, "cli").await;
-    let r = common::api::call(
-        alpha.api,
-        "POST",
-        "/api/v1/leases",
-        Some(&token),
-        Some(&json!({"broker": "beta", "device": "b1", "hourly_rate_cents": 25})),
-    )
-    .await;
+    let r = lease_b1(&alpha, &token).await;
     assert_eq!(r.status, 409, "{}", r.raw.body);
     assert_eq!(r.json["code"], "device_unavailable");
     for (broker, device) in [("gamma", "b1"), ("beta", "b2")] {
@@ -674,30 +663,13 @@ async fn a_broker_that_does_not_bill_leases_only_free_peer_devices() {
     // would owe beta.
     let alpha = broker("alpha").await;
     let beta = broker_with("beta", BILLING).await;
-    peer(&alpha, &beta);
-    let mut owner = sign_up(beta.api, "owner@example.org").await;
-    let page = owner.get("/devices").await;
-    let r = owner
-        .post(
-            "/devices",
-            &[("csrf", &common::web::csrf_of(&page.body)), ("name", "b1")],
-        )
-        .await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    assert_eq!(list_at(&mut owner, "b1", true, "0.25").await.status, 200);
-    wait_offer(&alpha, "beta", "b1", false).await;
+    peer(&alpha, &beta, "USD");
+    offline_offer(&alpha, &beta).await;
 
     // Alpha's renter is told why, and beta is not asked.
     let mut renter = sign_up(alpha.api, "renter@example.org").await;
     let token = common::api::create_token(&mut renter, "cli").await;
-    let r = common::api::call(
-        alpha.api,
-        "POST",
-        "/api/v1/leases",
-        Some(&token),
-        Some(&json!({"broker": "beta", "device": "b1", "hourly_rate_cents": 25})),
-    )
-    .await;
+    let r = lease_b1(&alpha, &token).await;
     assert_eq!(r.status, 409, "{}", r.raw.body);
     let message = r.json["message"].as_str().unwrap_or_default();
     assert!(message.contains("does not bill its renters"), "{message}");

@@ -13,6 +13,7 @@ pub mod fake_paypal_payouts;
 pub mod http;
 pub mod ledger;
 pub mod openssh;
+pub mod peering;
 pub mod ports;
 pub mod sandbox;
 pub mod services;
