@@ -12,7 +12,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::layout::{Flash, page};
-use super::{current_session, html_response, see_other, signed_in_form};
+use super::{current_session, error_page, html_response, see_other, signed_in_form};
 use crate::accounts::Session;
 use crate::actions::leases::{self, Lease, LeaseError, LeaseUsage, StopError, UsageError};
 use crate::actions::rentals::Mailed;
@@ -107,14 +107,12 @@ fn per_period(secs: i64) -> String {
 }
 
 fn failure_page(session: &Session, status: StatusCode, message: String) -> Response {
-    html_response(
+    error_page(
+        session,
         status,
-        page(
-            "Marketplace",
-            Some(session),
-            Some(Flash::Error(message)),
-            html! { p { a href="/#peer-devices" { "Back to the marketplace" } } },
-        ),
+        "Marketplace",
+        message,
+        ("/#peer-devices", "Back to the marketplace"),
     )
 }
 
@@ -313,29 +311,21 @@ pub async fn usage_page(
                 usage_content(&u),
             ),
         ),
-        Err(UsageError::NotFound) => html_response(
+        Err(UsageError::NotFound) => error_page(
+            &session,
             StatusCode::NOT_FOUND,
-            page(
-                "No such rental",
-                Some(&session),
-                Some(Flash::Error(
-                    "You have no rental on a peer broker with that id.".into(),
-                )),
-                html! { p { a href="/leases" { "Back to Rentals on peer brokers" } } },
-            ),
+            "No such rental",
+            "You have no rental on a peer broker with that id.".into(),
+            ("/leases", "Back to Rentals on peer brokers"),
         ),
         Err(UsageError::Store(e)) => {
             tracing::error!(error = %e, "reading a lease's usage failed");
-            html_response(
+            error_page(
+                &session,
                 StatusCode::INTERNAL_SERVER_ERROR,
-                page(
-                    "Rental",
-                    Some(&session),
-                    Some(Flash::Error(
-                        "The broker could not read this rental; try again later.".into(),
-                    )),
-                    html! {},
-                ),
+                "Rental",
+                "The broker could not read this rental; try again later.".into(),
+                ("/leases", "Back to Rentals on peer brokers"),
             )
         }
     }

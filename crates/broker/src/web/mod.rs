@@ -370,6 +370,26 @@ pub fn html_response(status: StatusCode, markup: Markup) -> Response {
 }
 
 /// A redirect after a successful form (303, so a reload does not resend it).
+/// A page that says what went wrong (`message`) and links `back`
+/// (address and words).
+pub fn error_page(
+    session: &crate::accounts::Session,
+    status: StatusCode,
+    title: &str,
+    message: String,
+    back: (&str, &str),
+) -> Response {
+    html_response(
+        status,
+        layout::page(
+            title,
+            Some(session),
+            Some(layout::Flash::Error(message)),
+            maud::html! { p { a href=(back.0) { (back.1) } } },
+        ),
+    )
+}
+
 pub fn see_other(to: &'static str) -> Response {
     let mut response = StatusCode::SEE_OTHER.into_response();
     response

@@ -9,9 +9,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use maud::{Markup, html};
 
-use super::layout::{Flash, page};
-use super::{current_session, html_response, see_other};
-use crate::accounts::Session;
+use super::layout::page;
+use super::{current_session, error_page, html_response, see_other};
 use crate::actions::rentals::{self, UsageError};
 use crate::billing::usage::{PeriodState, Usage};
 use crate::broker::Shared;
@@ -70,17 +69,7 @@ fn content(u: &Usage) -> Markup {
     }
 }
 
-fn not_found(session: &Session) -> Response {
-    html_response(
-        StatusCode::NOT_FOUND,
-        page(
-            "No such rental",
-            Some(session),
-            Some(Flash::Error("You have no rental with that id.".into())),
-            html! { p { a href="/rentals" { "Back to My rentals" } } },
-        ),
-    )
-}
+const BACK: (&str, &str) = ("/rentals", "Back to My rentals");
 
 pub async fn usage_page(
     State(shared): State<Arc<Shared>>,
@@ -100,19 +89,21 @@ pub async fn usage_page(
                 content(&u),
             ),
         ),
-        Err(UsageError::NotFound) => not_found(&session),
+        Err(UsageError::NotFound) => error_page(
+            &session,
+            StatusCode::NOT_FOUND,
+            "No such rental",
+            "You have no rental with that id.".into(),
+            BACK,
+        ),
         Err(UsageError::Store(e)) => {
             tracing::error!(error = %e, "reading a rental's usage failed");
-            html_response(
+            error_page(
+                &session,
                 StatusCode::INTERNAL_SERVER_ERROR,
-                page(
-                    "Rental",
-                    Some(&session),
-                    Some(Flash::Error(
-                        "The broker could not read this rental; try again later.".into(),
-                    )),
-                    html! {},
-                ),
+                "Rental",
+                "The broker could not read this rental; try again later.".into(),
+                BACK,
             )
         }
     }
