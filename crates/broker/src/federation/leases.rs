@@ -457,6 +457,9 @@ pub fn lease_path(id: &str) -> String {
     format!("{LEASES_PATH}/{id}")
 }
 
+/// How the idempotency key of a lease's stop begins.
+const STOP_KEY: &str = "stop-";
+
 /// The message that ends lease `id` on its lessor, stopped by its renter
 /// at `at`: path, body and idempotency key.
 pub fn stop_message(id: &str, at: UnixTime) -> (String, String, String) {
@@ -464,8 +467,14 @@ pub fn stop_message(id: &str, at: UnixTime) -> (String, String, String) {
     (
         format!("{LEASES_PATH}/{id}/stop"),
         serde_json::to_string(&stop).expect("a stop serializes"),
-        format!("stop-{id}"),
+        format!("{STOP_KEY}{id}"),
     )
+}
+
+/// The lease a queued message stops, if it is a [`stop_message`] (by its
+/// idempotency key).
+pub fn stopped_lease(key: &str) -> Option<&str> {
+    key.strip_prefix(STOP_KEY)
 }
 
 /// Lessee: a signed call to `peer`, checked against its keys.

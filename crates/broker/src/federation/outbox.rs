@@ -125,7 +125,7 @@ async fn deliver(shared: &Arc<Shared>, peer: &PeerRecord, m: &OutboxMessage) {
                 .store
                 .blocking(move |s| {
                     s.message_delivered(id, now)?;
-                    match key.strip_prefix("stop-") {
+                    match super::leases::stopped_lease(&key) {
                         // The peer never made the lease this broker asked
                         // for: nothing of it will come.
                         Some(lease) if unknown => {
